@@ -1,0 +1,99 @@
+package model
+
+import (
+	"fmt"
+	"math/rand/v2"
+)
+
+// maxPool2D takes the maximum over pool windows of NHWC images (valid padding).
+type maxPool2D struct {
+	h, w, c, ph, pw, sh, sw, oh, ow int
+}
+
+func newMaxPool2D(in []int, pool, stride [2]int) (*maxPool2D, error) {
+	m := &maxPool2D{h: in[0], w: in[1], c: in[2], ph: pool[0], pw: pool[1], sh: stride[0], sw: stride[1]}
+	if m.h < m.ph || m.w < m.pw {
+		return nil, fmt.Errorf("pool %v larger than input %v", pool, in)
+	}
+	m.oh = (m.h-m.ph)/m.sh + 1
+	m.ow = (m.w-m.pw)/m.sw + 1
+	return m, nil
+}
+
+func (m *maxPool2D) kind() string              { return "maxpool2d" }
+func (m *maxPool2D) outShape() []int           { return []int{m.oh, m.ow, m.c} }
+func (m *maxPool2D) params() []*Param          { return nil }
+func (m *maxPool2D) newState(*rand.Rand) state { return &maxPoolState{m: m} }
+
+type maxPoolState struct {
+	m      *maxPool2D
+	n      int
+	argmax []int32 // index into the sample's input of each output's maximum
+	y, dx  []float32
+}
+
+func (s *maxPoolState) forward(x []float32, n int, _ bool) []float32 {
+	m := s.m
+	s.n = n
+	inSize, outSize := m.h*m.w*m.c, m.oh*m.ow*m.c
+	s.y = grow(s.y, n*outSize)
+	if cap(s.argmax) < n*outSize {
+		s.argmax = make([]int32, n*outSize)
+	}
+	s.argmax = s.argmax[:n*outSize]
+	parallelFor(n, outSize*m.ph*m.pw, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			m.forwardSample(x[i*inSize:(i+1)*inSize], s.y[i*outSize:(i+1)*outSize], s.argmax[i*outSize:(i+1)*outSize])
+		}
+	})
+	return s.y
+}
+
+func (s *maxPoolState) backward(dy []float32, _ [][]float32, needDX bool) []float32 {
+	if !needDX {
+		return nil
+	}
+	m := s.m
+	inSize, outSize := m.h*m.w*m.c, m.oh*m.ow*m.c
+	s.dx = grow(s.dx, s.n*inSize)
+	clear(s.dx)
+	for i := 0; i < s.n; i++ {
+		dxi := s.dx[i*inSize : (i+1)*inSize]
+		for o, a := range s.argmax[i*outSize : (i+1)*outSize] {
+			dxi[a] += dy[i*outSize+o]
+		}
+	}
+	return s.dx
+}
+
+// forwardSample pools one NHWC sample. The inner loops run over the contiguous channels.
+func (m *maxPool2D) forwardSample(x, y []float32, arg []int32) {
+	c := m.c
+	o := 0
+	for oy := 0; oy < m.oh; oy++ {
+		for ox := 0; ox < m.ow; ox++ {
+			base := (oy*m.sh*m.w + ox*m.sw) * c
+			yo, ao := y[o:o+c], arg[o:o+c]
+			copy(yo, x[base:base+c])
+			for ch := range ao {
+				ao[ch] = int32(base + ch)
+			}
+			for py := 0; py < m.ph; py++ {
+				for px := 0; px < m.pw; px++ {
+					if py == 0 && px == 0 {
+						continue
+					}
+					at := base + (py*m.w+px)*c
+					row := x[at : at+c]
+					yo, ao := yo[:len(row)], ao[:len(row)]
+					for ch, v := range row {
+						if v > yo[ch] {
+							yo[ch], ao[ch] = v, int32(at+ch)
+						}
+					}
+				}
+			}
+			o += c
+		}
+	}
+}
