@@ -39,11 +39,11 @@ func (s *activationState) forward(x []float32, n int, train bool) []float32 {
 		})
 	case "tanh":
 		for i, v := range x {
-			y[i] = float32(math.Tanh(float64(v)))
+			y[i] = tanhf(v)
 		}
 	case "sigmoid":
 		for i, v := range x {
-			y[i] = sigmoid(v)
+			y[i] = sigmoidf(v)
 		}
 	case "softmax":
 		last := s.a.shape[len(s.a.shape)-1]

@@ -3,7 +3,8 @@
 //
 // Reach first for a Spec, the declarative, JSON-serialisable architecture that a coordinator
 // and its hospitals agree on by value, and Build, which turns it into a Sequential model with
-// Keras-style initialisation (Glorot uniform weights, zero biases) from a seed:
+// Keras-style initialisation from a seed (Glorot uniform kernels, orthogonal recurrent
+// kernels, zero biases except the LSTM forget gate's, which starts at 1):
 //
 //	spec, _ := model.Architecture("cnn", []int{28, 28, 1}, 10) // the seed example
 //	m, _ := model.Build(spec, 1)

@@ -119,6 +119,9 @@ func (s Spec) build(rng *rand.Rand) ([]layer, error) {
 	if err := checkShape("input", s.Input, 1, 3); err != nil {
 		return nil, err
 	}
+	if n := cappedProd(s.Input); n > maxActivation {
+		return nil, fmt.Errorf("%w: input %v has more than %d values per sample", ErrSpec, s.Input, maxActivation)
+	}
 	if len(s.Layers) == 0 || len(s.Layers) > MaxLayers {
 		return nil, fmt.Errorf("%w: %d layers, want 1 to %d", ErrSpec, len(s.Layers), MaxLayers)
 	}

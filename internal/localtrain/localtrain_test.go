@@ -1,0 +1,148 @@
+package localtrain
+
+import (
+	"context"
+	"os"
+	"path/filepath"
+	"testing"
+
+	"github.com/medfed/medfed/model"
+)
+
+// long reports whether the full acceptance runs were asked for (MEDFED_LONG=1). Without it,
+// each scenario runs in a short form that CI can afford and that still fails if training
+// breaks.
+func long() bool { return os.Getenv("MEDFED_LONG") == "1" }
+
+// TestAcceptance trains the acceptance scenarios on the real data sets. The full form
+// (MEDFED_LONG=1) is exactly the issue's: the seed CNN for 5 epochs >= 0.985, GRU on
+// sequential MNIST for 1 epoch >= 0.95, LSTM for 2 epochs >= 0.97, the MLP on the breast
+// cancer table >= 0.95.
+func TestAcceptance(t *testing.T) {
+	if testing.Short() || raceEnabled {
+		t.Skip("trains on full data sets: skipped with -short and under the race detector")
+	}
+	tests := []struct {
+		name        string
+		cfg         Config
+		longEpochs  int
+		short, full float64 // minimum test accuracy
+	}{
+		{"seed cnn", Config{Model: "cnn", Dataset: "mnist"}, 5, 0.97, 0.985},
+		{"gru mnist-seq", Config{Model: "gru", Dataset: "mnist-seq", Epochs: 1}, 1, 0.95, 0.95},
+		{"lstm mnist-seq", Config{Model: "lstm", Dataset: "mnist-seq", Epochs: 1}, 2, 0.93, 0.97},
+		{"mlp breast-cancer", Config{Model: "mlp", Dataset: "breast-cancer"}, 5, 0.93, 0.95},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg, want := tt.cfg, tt.short
+			if long() {
+				cfg.Epochs, want = tt.longEpochs, tt.full
+			} else if cfg.Dataset != "breast-cancer" {
+				cfg.Epochs = 1
+				if cfg.Model != "cnn" {
+					t.Skip("recurrent scenarios run with MEDFED_LONG=1 (about a minute each)")
+				}
+			}
+			res, err := Run(context.Background(), cfg, Hooks{})
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("%s on %s, %d epochs: test accuracy %.4f, loss %.4f, %.1fs", cfg.Model, cfg.Dataset, len(res.Epochs), res.TestAccuracy, res.TestLoss, res.TrainSeconds)
+			if res.TestAccuracy < want {
+				t.Errorf("test accuracy %.4f, want >= %.3f", res.TestAccuracy, want)
+			}
+		})
+	}
+}
+
+// TestBreastCancerAcrossSeeds checks the table MLP over several splits: with 114 test
+// patients one split moves accuracy by 0.009 per patient, so the mean is the stable measure.
+func TestBreastCancerAcrossSeeds(t *testing.T) {
+	var sum float64
+	const seeds = 5
+	for s := uint64(1); s <= seeds; s++ {
+		res, err := Run(context.Background(), Config{Model: "mlp", Dataset: "breast-cancer", Seed: s}, Hooks{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		sum += res.TestAccuracy
+	}
+	if mean := sum / seeds; mean < 0.95 {
+		t.Errorf("mean test accuracy over %d seeds %.4f, want >= 0.95", seeds, mean)
+	}
+}
+
+func TestSaveAndReload(t *testing.T) {
+	out := filepath.Join(t.TempDir(), "mlp.safetensors")
+	res, err := Run(context.Background(), Config{Model: "mlp", Dataset: "breast-cancer", Epochs: 2, Out: out}, Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, meta, err := model.LoadFile(out)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m.NumParams() != res.Params || meta["dataset"] != "breast-cancer" {
+		t.Errorf("reloaded %d parameters with metadata %v, want %d and dataset breast-cancer", m.NumParams(), meta, res.Params)
+	}
+	_, test, err := Load(Config{Dataset: "breast-cancer"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, acc, err := m.Evaluate(test.X, test.Y, test.Len(), "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if acc != res.TestAccuracy {
+		t.Errorf("reloaded model's accuracy %.4f, trained model's %.4f", acc, res.TestAccuracy)
+	}
+}
+
+func TestConfigValidate(t *testing.T) {
+	bad := []Config{
+		{Model: "transformer"},
+		{Dataset: "imagenet"},
+		{Dataset: "csv"},
+		{Model: "cnn", Dataset: "breast-cancer"},
+		{Model: "gru", Dataset: "csv", CSV: "x.csv"},
+		{Epochs: -2},
+		{BatchSize: -1},
+		{Optimizer: "rmsprop"},
+		{LR: -0.1},
+		{TestSplit: 1.5},
+	}
+	for _, c := range bad {
+		if err := c.Validate(); err == nil {
+			t.Errorf("%+v validated", c)
+		}
+	}
+	if err := DefaultConfig().Validate(); err != nil {
+		t.Errorf("default config: %v", err)
+	}
+}
+
+func TestRunCSV(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "t.csv")
+	data := "a,b,label\n"
+	for i := 0; i < 200; i++ {
+		if i%2 == 0 {
+			data += "1.0,0.1,yes\n"
+		} else {
+			data += "-1.0,0.2,no\n"
+		}
+	}
+	if err := os.WriteFile(path, []byte(data), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	res, err := Run(context.Background(), Config{Model: "mlp", Dataset: "csv", CSV: path, Label: "label", Epochs: 3}, Hooks{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.TestAccuracy < 0.99 {
+		t.Errorf("separable table: accuracy %.3f, want 1", res.TestAccuracy)
+	}
+	if _, err := Run(context.Background(), Config{Model: "mlp", Dataset: "csv", CSV: path, Label: "nope"}, Hooks{}); err == nil {
+		t.Error("unknown label column accepted")
+	}
+}

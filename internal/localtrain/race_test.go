@@ -1,0 +1,5 @@
+//go:build race
+
+package localtrain
+
+const raceEnabled = true
