@@ -32,22 +32,19 @@ func (d *dense) newState(*rand.Rand) state { return &denseState{d: d} }
 
 type denseState struct {
 	d     *dense
-	x     []float32 // input of the last training forward
+	x     []float32 // input of the last forward
 	n     int
 	y, dx []float32
 }
 
-func (s *denseState) forward(x []float32, n int, train bool) []float32 {
+func (s *denseState) forward(x []float32, n int, _ bool) []float32 {
 	d := s.d
 	s.y = grow(s.y, n*d.units)
 	for i := 0; i < n; i++ {
 		copy(s.y[i*d.units:(i+1)*d.units], d.b.Data)
 	}
 	gemm.Sgemm(false, false, n, d.units, d.in, 1, x, d.in, d.w.Data, d.units, 1, s.y, d.units)
-	s.n = n
-	if train {
-		s.x = x
-	}
+	s.n, s.x = n, x // kept also at inference, for input gradients (explanations)
 	return s.y
 }
 

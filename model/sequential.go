@@ -120,6 +120,50 @@ func (m *Sequential) Predict(x []float32, n int) []float32 {
 	return y
 }
 
+// InputGradients returns, for each of the n samples in x, the gradient of the model's output
+// for the given class (a probability, for a softmax classifier) with respect to the sample's
+// input values: the raw material of saliency maps, gradient × input and integrated gradients.
+// Dropout is off, as at inference. It is safe for concurrent use.
+func (m *Sequential) InputGradients(x []float32, n int, class []int) ([]float32, error) {
+	in, out := prod(m.spec.Input), prod(m.OutputShape())
+	if len(x) != n*in || len(class) != n {
+		return nil, fmt.Errorf("input gradients of %d values and %d classes for %d samples of %d values", len(x), len(class), n, in)
+	}
+	for i, c := range class {
+		if c < 0 || c >= out {
+			return nil, fmt.Errorf("class %d of sample %d outside [0, %d)", c, i, out)
+		}
+	}
+	r, _ := m.runs.Get().(run)
+	if r == nil {
+		r = m.newRun(rand.New(rand.NewPCG(m.seed, 0)))
+	}
+	defer m.runs.Put(r)
+	grads := make([][][]float32, len(m.layers)) // parameter gradients are computed and dropped
+	for i, l := range m.layers {
+		for _, p := range l.params() {
+			grads[i] = append(grads[i], make([]float32, len(p.Data)))
+		}
+	}
+	g := make([]float32, n*in)
+	for lo := 0; lo < n; lo += predictBatch {
+		hi := min(lo+predictBatch, n)
+		h := x[lo*in : hi*in]
+		for _, s := range r {
+			h = s.forward(h, hi-lo, false)
+		}
+		dy := make([]float32, len(h))
+		for i := lo; i < hi; i++ {
+			dy[(i-lo)*out+class[i]] = 1
+		}
+		for i := len(r) - 1; i >= 0; i-- {
+			dy = r[i].backward(dy, grads[i], true)
+		}
+		copy(g[lo*in:], dy)
+	}
+	return g, nil
+}
+
 // Evaluate returns the mean loss and the accuracy of the model on n samples with targets y.
 // Accuracy is the share of argmax predictions equal to the class target (for a single sigmoid
 // output, of thresholded predictions); it is 0 for mean squared error. Safe for concurrent use.

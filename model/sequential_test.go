@@ -228,3 +228,40 @@ func TestTrainerRejectsBadInput(t *testing.T) {
 		}
 	}
 }
+
+func TestInputGradients(t *testing.T) {
+	spec := Spec{Input: []int{6, 6, 1}, Layers: []LayerSpec{
+		{Type: "conv2d", Filters: 2, Kernel: []int{3, 3}, Padding: "same", Activation: "tanh"},
+		{Type: "flatten"}, {Type: "dropout", Rate: 0.5},
+		{Type: "dense", Units: 3, Activation: "softmax"},
+	}}
+	m, err := Build(spec, 4)
+	if err != nil {
+		t.Fatal(err)
+	}
+	x := benchInput(2, 36)
+	class := []int{2, 0}
+	g, err := m.InputGradients(x, 2, class)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const eps = 1e-2
+	for i := 0; i < 2; i++ {
+		xi := append([]float32(nil), x[i*36:(i+1)*36]...)
+		for j := range xi {
+			orig := xi[j]
+			xi[j] = orig + eps
+			up := m.Predict(xi, 1)[class[i]]
+			xi[j] = orig - eps
+			down := m.Predict(xi, 1)[class[i]]
+			xi[j] = orig
+			numeric := float64(up-down) / (2 * eps)
+			if got := float64(g[i*36+j]); math.Abs(got-numeric) > 1e-3+2e-2*math.Abs(numeric) {
+				t.Errorf("sample %d input %d: gradient %.6f, finite difference %.6f", i, j, got, numeric)
+			}
+		}
+	}
+	if _, err := m.InputGradients(x, 2, []int{0, 3}); err == nil {
+		t.Error("class 3 of a 3-class model accepted")
+	}
+}
