@@ -16,6 +16,7 @@ var benchShapes = []struct {
 }{
 	{"conv_fwd_21632x32x9", false, false, 21632, 32, 9},
 	{"conv_wgrad_tA_9x32x21632", true, false, 9, 32, 21632},
+	{"conv_igrad_tB_21632x9x32", false, true, 21632, 9, 32},
 	{"dense_fwd_32x64x5408", false, false, 32, 64, 5408},
 	{"dense_infer_256x64x5408", false, false, 256, 64, 5408},
 	{"dense_wgrad_tA_5408x64x32", true, false, 5408, 64, 32},
@@ -26,6 +27,8 @@ var benchShapes = []struct {
 	{"rnn_tB_32x384x128", false, true, 32, 384, 128},
 	{"rnn_32x128x28", false, false, 32, 128, 28},
 	{"rnn_tB_32x128x28", false, true, 32, 128, 28},
+	{"rnn_seq_896x384x28", false, false, 896, 384, 28},
+	{"rnn_wgrad_tA_128x384x864", true, false, 128, 384, 864},
 	{"square_1024", false, false, 1024, 1024, 1024},
 }
 

@@ -3,6 +3,7 @@ package gemm
 import (
 	"runtime"
 	"sync"
+	"sync/atomic"
 )
 
 // Register tile and cache block sizes. A micro-kernel call computes an mr×nr tile of C from an
@@ -15,14 +16,18 @@ const (
 	mc = 96
 	nc = 2048
 
-	// minFlopsPerWorker is the least work (2·m·n·k) worth handing to another goroutine.
-	minFlopsPerWorker = 128 << 10
+	// minFlopsPerWorker is the least work (2·m·n·k) worth handing to another goroutine: about
+	// 10µs of kernel time, well above the cost of waking an idle thread.
+	minFlopsPerWorker = 512 << 10
+
+	// chunksPerWorker is how many pieces of C each worker claims on average.
+	chunksPerWorker = 2
 )
 
-// kernel computes the mr×nr tile C = alpha·Ã·B̃ + beta·C (C is not read when beta == 0), where
+// kernel computes the mr×cols tile C = alpha·Ã·B̃ + beta·C (C is not read when beta == 0), where
 // Ã(i,p) = a[i*rsA+p*csA] for i < mr, p < k and B̃(p,j) = b[p*ldb+j] for j < nr, and C(i,j) is
-// c[i*ldc+j]. k ≥ 1 and every element addressed must lie within the slices.
-type kernel func(k int, a []float32, rsA, csA int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32)
+// c[i*ldc+j] for j < cols ≤ nr. k ≥ 1 and every element addressed must lie within the slices.
+type kernel func(k int, a []float32, rsA, csA int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32, cols int)
 
 // impl is one implementation of the inner loops.
 type impl struct {
@@ -100,34 +105,41 @@ func sgemm(im impl, p *problem) {
 		wsPool.Put(ws)
 		return
 	}
-	// Split the dimension with more register tiles, in whole tiles, so only the last chunk has an edge.
-	var wg sync.WaitGroup
-	run := func(sub problem) {
+	// Split C into whole-tile chunks (only the last chunk has an edge) along its longer side:
+	// every row chunk reads all of op(B) and every column chunk all of op(A), so this re-reads
+	// the smaller operand. There are a few chunks per worker, claimed dynamically, so a worker
+	// whose core is busy with other work does not hold up the others.
+	panels, unit, dim := mPanels, mr, p.m
+	if nPanels >= workers && (p.n > p.m || mPanels < workers) {
+		panels, unit, dim = nPanels, nr, p.n
+	}
+	chunks := min(panels, chunksPerWorker*workers, max(workers, int(2*float64(p.m)*float64(p.n)*float64(p.k)/minFlopsPerWorker)))
+	chunk := (panels + chunks - 1) / chunks * unit
+	chunks = (dim + chunk - 1) / chunk
+	var next atomic.Int64
+	work := func() {
 		ws := getWorkspace()
-		serial(im, ws, &sub)
+		for {
+			x := int(next.Add(1)) - 1
+			if x >= chunks {
+				break
+			}
+			lo := x * chunk
+			var sub problem
+			if unit == mr {
+				sub = p.rows(lo, min(chunk, dim-lo))
+			} else {
+				sub = p.cols(lo, min(chunk, dim-lo))
+			}
+			serial(im, ws, &sub)
+		}
 		wsPool.Put(ws)
 	}
-	if mPanels >= nPanels {
-		chunk := (mPanels + workers - 1) / workers * mr
-		for i0 := 0; i0 < p.m; i0 += chunk {
-			sub := p.rows(i0, min(chunk, p.m-i0))
-			if i0+chunk >= p.m {
-				run(sub)
-				break
-			}
-			wg.Go(func() { run(sub) })
-		}
-	} else {
-		chunk := (nPanels + workers - 1) / workers * nr
-		for j0 := 0; j0 < p.n; j0 += chunk {
-			sub := p.cols(j0, min(chunk, p.n-j0))
-			if j0+chunk >= p.n {
-				run(sub)
-				break
-			}
-			wg.Go(func() { run(sub) })
-		}
+	var wg sync.WaitGroup
+	for range min(workers, chunks) - 1 {
+		wg.Go(work)
 	}
+	work()
 	wg.Wait()
 }
 
@@ -188,9 +200,8 @@ func serial(im impl, ws *workspace, p *problem) {
 					for i := 0; i < mb; i += mr {
 						packAPanel(ws.a[i*kb:], p, ic+i, min(mr, mb-i), pc, kb)
 					}
-				} else if mb%mr != 0 {
-					i := mb / mr * mr
-					packAPanel(ws.aEdge[:], p, ic+i, mb-i, pc, kb)
+				} else if mb%mr != 0 && m < mr {
+					packAPanel(ws.aEdge[:], p, ic, mb, pc, kb)
 				}
 				for j := 0; j < nb; j += nr {
 					cols := min(nr, nb-j)
@@ -208,29 +219,35 @@ func serial(im impl, ws *workspace, p *problem) {
 					}
 					for i := 0; i < mb; i += mr {
 						rows := min(mr, mb-i)
+						// Locate the A panel: packed or in place. A ragged last panel read in place
+						// is shifted up to end at row m, overlapping its neighbour, so the kernel
+						// never reads past A; its valid rows are then the tile's last ones.
 						var as []float32
-						rsA, csA := 1, mr
+						rsA, csA, ti := 1, mr, 0
 						switch {
 						case packA:
 							as = ws.a[i*kb:]
-						case rows < mr:
+						case rows < mr && m < mr:
 							as = ws.aEdge[:]
 						case p.transA:
-							as = p.a[pc*p.lda+ic+i:]
+							ti = mr - rows
+							as = p.a[pc*p.lda+ic+i-ti:]
 							rsA, csA = 1, p.lda
 						default:
-							as = p.a[(ic+i)*p.lda+pc:]
+							ti = mr - rows
+							as = p.a[(ic+i-ti)*p.lda+pc:]
 							rsA, csA = p.lda, 1
 						}
 						cs := p.c[(ic+i)*p.ldc+jc+j:]
-						if rows == mr && cols == nr {
-							kern(kb, as, rsA, csA, bs, bld, cs, p.ldc, p.alpha, beta)
+						if rows == mr {
+							kern(kb, as, rsA, csA, bs, bld, cs, p.ldc, p.alpha, beta, cols)
 							continue
 						}
-						// Edge tile: compute the padded tile aside, then merge the valid part.
-						kern(kb, as, rsA, csA, bs, bld, ws.tile[:], nr, p.alpha, 0)
+						// Ragged rows: compute the whole tile aside, then merge the valid part
+						// (rewriting the overlapped rows would apply beta twice).
+						kern(kb, as, rsA, csA, bs, bld, ws.tile[:], nr, p.alpha, 0, nr)
 						for r := 0; r < rows; r++ {
-							t := ws.tile[r*nr : r*nr+cols]
+							t := ws.tile[(ti+r)*nr : (ti+r)*nr+cols]
 							cr := cs[r*p.ldc : r*p.ldc+cols]
 							if beta == 0 {
 								copy(cr, t)
@@ -340,7 +357,7 @@ func scaleC(m, n int, beta float32, c []float32, ldc int) {
 
 // kernelGo is the portable micro-kernel. It sweeps the 6×16 tile in 3×4 blocks so the twelve
 // accumulators, three A values and one B value fit in sixteen floating-point registers.
-func kernelGo(k int, a []float32, rsA, csA int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32) {
+func kernelGo(k int, a []float32, rsA, csA int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32, cols int) {
 	var acc [mr][nr]float32
 	for i := 0; i < mr; i += 3 {
 		for j := 0; j < nr; j += 4 {
@@ -371,15 +388,15 @@ func kernelGo(k int, a []float32, rsA, csA int, b []float32, ldb int, c []float3
 		}
 	}
 	for i := range acc {
-		ci := (*[nr]float32)(c[i*ldc : i*ldc+nr])
+		ci := c[i*ldc : i*ldc+cols]
 		if beta == 0 {
-			for j, v := range acc[i] {
-				ci[j] = alpha * v
+			for j := range ci {
+				ci[j] = alpha * acc[i][j]
 			}
 			continue
 		}
-		for j, v := range acc[i] {
-			ci[j] = beta*ci[j] + alpha*v
+		for j := range ci {
+			ci[j] = beta*ci[j] + alpha*acc[i][j]
 		}
 	}
 }

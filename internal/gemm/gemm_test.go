@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"sort"
 	"testing"
 )
@@ -126,12 +127,15 @@ func sortedImpls() []string {
 }
 
 func TestSgemmShapes(t *testing.T) {
+	// More workers than cores exercise the parallel split (chunking, ragged last chunks) anywhere.
+	defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(4))
 	type shape struct{ m, n, k int }
 	shapes := []shape{
 		{0, 0, 0}, {0, 5, 3}, {5, 0, 3}, {5, 3, 0}, {1, 1, 1}, {1, 17, 1}, {7, 1, 13},
 		{6, 16, 1}, {6, 16, 7}, {5, 15, 9}, {7, 17, 33}, {12, 32, 9}, {13, 33, 257},
 		{50, 10, 64}, {32, 10, 64}, {9, 32, 300}, {100, 70, 29}, {37, 130, 520},
 		{200, 96, 20}, {8, 2100, 20}, {300, 64, 9}, {33, 385, 128},
+		{20, 37, 800}, {26, 10, 4000}, // parallel chunks narrower than a tile
 	}
 	betas := []float32{0, 1, -0.5}
 	for _, name := range sortedImpls() {

@@ -23,18 +23,19 @@ func impls() map[string]impl {
 
 // kernelAVX2 is the AVX2+FMA micro-kernel; see kernel6x16AVX2 in kernel_amd64.s.
 // The slices are only used for their base addresses: the caller guarantees the bounds.
-func kernelAVX2(k int, a []float32, rsA, csA int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32) {
+func kernelAVX2(k int, a []float32, rsA, csA int, b []float32, ldb int, c []float32, ldc int, alpha, beta float32, cols int) {
 	load := 0
 	if beta != 0 {
 		load = 1
 	}
-	kernel6x16AVX2(k, &a[0], rsA*4, csA*4, &b[0], ldb*4, &c[0], ldc*4, alpha, beta, load)
+	kernel6x16AVX2(k, &a[0], rsA*4, csA*4, &b[0], ldb*4, &c[0], ldc*4, alpha, beta, load, cols)
 }
 
-// kernel6x16AVX2 computes the 6×16 tile C = alpha·Ã·B̃ (+ beta·C if load != 0) with strides in bytes.
+// kernel6x16AVX2 computes the 6×cols tile C = alpha·Ã·B̃ (+ beta·C if load != 0) with strides in
+// bytes; 1 ≤ cols ≤ 16, and columns ≥ cols of C are neither read nor written.
 //
 //go:noescape
-func kernel6x16AVX2(k int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, load int)
+func kernel6x16AVX2(k int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, load, cols int)
 
 // packBT16AVX2 writes dst[p*16+r] = src[r*ld/4+p] for r < 16, p < 8*blocks (ld in bytes).
 //

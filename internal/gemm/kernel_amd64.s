@@ -2,9 +2,9 @@
 
 #include "textflag.h"
 
-// func kernel6x16AVX2(k int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, load int)
+// func kernel6x16AVX2(k int, a *float32, rsA, csA int, b *float32, ldb int, c *float32, ldc int, alpha, beta float32, load, cols int)
 //
-// Computes the 6×16 tile C = alpha·Ã·B̃ (+ beta·C when load != 0), where
+// Computes the 6×cols tile C = alpha·Ã·B̃ (+ beta·C when load != 0), 1 ≤ cols ≤ 16, where
 //   Ã(i,p) = *(a + i*rsA + p*csA)   i < 6, p < k   (strides in bytes)
 //   B̃(p,j) = *(b + p*ldb + 4*j)     j < 16
 //   C(i,j) = *(c + i*ldc + 4*j)
@@ -22,6 +22,28 @@
 //   Y14,Y15 broadcast Ã(i,p); in the epilogue alpha and beta
 //
 // Each k step is 2 loads, 6 broadcasts and 12 FMAs, so the loop is bound by the two FMA ports.
+// With cols < 16 the epilogue scales the accumulators by alpha first, which frees Y14, and uses
+// Y12/Y13 as VMASKMOVPS lane masks, so columns ≥ cols of C are neither read nor written.
+
+// colmask<>: 16 all-ones words then 16 zero words; the 8 words from index 16-cols+8h are the
+// mask of half h (lanes j with 8h+j < cols).
+DATA colmask<>+0(SB)/8, $0xffffffffffffffff
+DATA colmask<>+8(SB)/8, $0xffffffffffffffff
+DATA colmask<>+16(SB)/8, $0xffffffffffffffff
+DATA colmask<>+24(SB)/8, $0xffffffffffffffff
+DATA colmask<>+32(SB)/8, $0xffffffffffffffff
+DATA colmask<>+40(SB)/8, $0xffffffffffffffff
+DATA colmask<>+48(SB)/8, $0xffffffffffffffff
+DATA colmask<>+56(SB)/8, $0xffffffffffffffff
+DATA colmask<>+64(SB)/8, $0
+DATA colmask<>+72(SB)/8, $0
+DATA colmask<>+80(SB)/8, $0
+DATA colmask<>+88(SB)/8, $0
+DATA colmask<>+96(SB)/8, $0
+DATA colmask<>+104(SB)/8, $0
+DATA colmask<>+112(SB)/8, $0
+DATA colmask<>+120(SB)/8, $0
+GLOBL colmask<>(SB), RODATA|NOPTR, $128
 
 // STEP accumulates the rank-1 update for one p and advances the pointers.
 #define STEP \
@@ -67,7 +89,23 @@
 	VMOVUPS     Y13, 32(BX);      \
 	ADDQ        R11, BX
 
-TEXT ·kernel6x16AVX2(SB), NOSPLIT, $0-80
+// MSTORE0 writes the valid columns of row (lo, hi), already scaled by alpha, and advances BX.
+#define MSTORE0(lo, hi) \
+	VMASKMOVPS lo, Y12, (BX);   \
+	VMASKMOVPS hi, Y13, 32(BX); \
+	ADDQ       R11, BX
+
+// MSTORE1 writes the valid columns of beta·C + row (lo, hi), already scaled by alpha.
+#define MSTORE1(lo, hi) \
+	VMASKMOVPS  (BX), Y12, Y14;   \
+	VFMADD231PS Y15, Y14, lo;     \
+	VMASKMOVPS  lo, Y12, (BX);    \
+	VMASKMOVPS  32(BX), Y13, Y14; \
+	VFMADD231PS Y15, Y14, hi;     \
+	VMASKMOVPS  hi, Y13, 32(BX);  \
+	ADDQ        R11, BX
+
+TEXT ·kernel6x16AVX2(SB), NOSPLIT, $0-88
 	MOVQ k+0(FP), CX
 	MOVQ a+8(FP), SI
 	MOVQ rsA+16(FP), R8
@@ -120,6 +158,9 @@ done:
 	VBROADCASTSS alpha+64(FP), Y14
 	VBROADCASTSS beta+68(FP), Y15
 	MOVQ         load+72(FP), AX
+	MOVQ         cols+80(FP), DX
+	CMPQ         DX, $16
+	JLT          masked
 	TESTQ        AX, AX
 	JNZ          accumulate
 
@@ -139,5 +180,45 @@ accumulate:
 	STORE1(Y6, Y7)
 	STORE1(Y8, Y9)
 	STORE1(Y10, Y11)
+	VZEROUPPER
+	RET
+
+masked:
+	VMULPS Y14, Y0, Y0
+	VMULPS Y14, Y1, Y1
+	VMULPS Y14, Y2, Y2
+	VMULPS Y14, Y3, Y3
+	VMULPS Y14, Y4, Y4
+	VMULPS Y14, Y5, Y5
+	VMULPS Y14, Y6, Y6
+	VMULPS Y14, Y7, Y7
+	VMULPS Y14, Y8, Y8
+	VMULPS Y14, Y9, Y9
+	VMULPS Y14, Y10, Y10
+	VMULPS Y14, Y11, Y11
+	LEAQ    colmask<>(SB), CX
+	NEGQ    DX
+	ADDQ    $16, DX              // DX = 16 - cols
+	VMOVDQU (CX)(DX*4), Y12      // lanes j < cols
+	VMOVDQU 32(CX)(DX*4), Y13    // lanes 8+j < cols
+	TESTQ   AX, AX
+	JNZ     maskedAccumulate
+
+	MSTORE0(Y0, Y1)
+	MSTORE0(Y2, Y3)
+	MSTORE0(Y4, Y5)
+	MSTORE0(Y6, Y7)
+	MSTORE0(Y8, Y9)
+	MSTORE0(Y10, Y11)
+	VZEROUPPER
+	RET
+
+maskedAccumulate:
+	MSTORE1(Y0, Y1)
+	MSTORE1(Y2, Y3)
+	MSTORE1(Y4, Y5)
+	MSTORE1(Y6, Y7)
+	MSTORE1(Y8, Y9)
+	MSTORE1(Y10, Y11)
 	VZEROUPPER
 	RET
