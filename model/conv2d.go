@@ -56,14 +56,15 @@ func (c *conv2d) newState(*rand.Rand) state { return &conv2dState{c: c} }
 type conv2dState struct {
 	c         *conv2d
 	n         int
-	cols      []float32 // [n*oh*ow, kh*kw*cin]
+	cols      []float32 // [n*oh*ow, kh*kw*cin + 1]: patches and a column of ones
+	wb, gwb   []float32 // [kernel; bias] and its gradient
 	y         []float32
 	dcols, dx []float32
 }
 
 func (s *conv2dState) forward(x []float32, n int, _ bool) []float32 {
 	c := s.c
-	rows, k := n*c.oh*c.ow, c.kh*c.kw*c.cin
+	rows, k := n*c.oh*c.ow, c.kh*c.kw*c.cin+1
 	s.n = n
 	s.cols = grow(s.cols, rows*k)
 	inSize, colSize := c.h*c.w*c.cin, c.oh*c.ow*k
@@ -72,29 +73,32 @@ func (s *conv2dState) forward(x []float32, n int, _ bool) []float32 {
 			c.im2col(s.cols[i*colSize:(i+1)*colSize], x[i*inSize:(i+1)*inSize])
 		}
 	})
+	// The kernel with the bias as one more row, so that one product adds the bias too.
+	s.wb = grow(s.wb, k*c.filters)
+	copy(s.wb, c.kernel.Data)
+	copy(s.wb[(k-1)*c.filters:], c.bias.Data)
 	s.y = grow(s.y, rows*c.filters)
-	for r := 0; r < rows; r++ {
-		copy(s.y[r*c.filters:(r+1)*c.filters], c.bias.Data)
-	}
-	gemm.Sgemm(false, false, rows, c.filters, k, 1, s.cols, k, c.kernel.Data, c.filters, 1, s.y, c.filters)
+	gemm.Sgemm(false, false, rows, c.filters, k, 1, s.cols, k, s.wb, c.filters, 0, s.y, c.filters)
 	return s.y
 }
 
 func (s *conv2dState) backward(dy []float32, grads [][]float32, needDX bool) []float32 {
 	c, n := s.c, s.n
-	rows, k := n*c.oh*c.ow, c.kh*c.kw*c.cin
-	gemm.Sgemm(true, false, k, c.filters, rows, 1, s.cols, k, dy, c.filters, 1, grads[0], c.filters)
-	gb := grads[1]
-	for r := 0; r < rows; r++ {
-		for j, v := range dy[r*c.filters : (r+1)*c.filters] {
-			gb[j] += v
-		}
+	rows, k := n*c.oh*c.ow, c.kh*c.kw*c.cin+1
+	// dL/d[kernel; bias] = colsᵀ·dy; the ones column of cols turns the last row into Σ dy.
+	s.gwb = grow(s.gwb, k*c.filters)
+	gemm.Sgemm(true, false, k, c.filters, rows, 1, s.cols, k, dy, c.filters, 0, s.gwb, c.filters)
+	for i, v := range s.gwb[:(k-1)*c.filters] {
+		grads[0][i] += v
+	}
+	for i, v := range s.gwb[(k-1)*c.filters:] {
+		grads[1][i] += v
 	}
 	if !needDX {
 		return nil
 	}
 	s.dcols = grow(s.dcols, rows*k)
-	gemm.Sgemm(false, true, rows, k, c.filters, 1, dy, c.filters, c.kernel.Data, c.filters, 0, s.dcols, k)
+	gemm.Sgemm(false, true, rows, k-1, c.filters, 1, dy, c.filters, c.kernel.Data, c.filters, 0, s.dcols, k)
 	inSize, colSize := c.h*c.w*c.cin, c.oh*c.ow*k
 	s.dx = grow(s.dx, n*inSize)
 	parallelFor(n, colSize, func(lo, hi int) {
@@ -106,34 +110,35 @@ func (s *conv2dState) backward(dy []float32, grads [][]float32, needDX bool) []f
 }
 
 // im2col writes one sample's patches: row (oy*ow+ox) holds the kh×kw×cin window, zero where
-// it falls in the padding.
+// it falls in the padding, followed by a 1 that multiplies the bias.
 func (c *conv2d) im2col(cols, x []float32) {
-	p := 0
-	seg := c.kw * c.cin // one kernel row of a patch
+	k := c.kh*c.kw*c.cin + 1
 	for oy := 0; oy < c.oh; oy++ {
+		rowBase := oy * c.ow * k
 		for ox := 0; ox < c.ow; ox++ {
-			ix0 := ox*c.sw - c.padLeft
-			inside := ix0 >= 0 && ix0+c.kw <= c.w
-			for ky := 0; ky < c.kh; ky++ {
-				iy := oy*c.sh + ky - c.padTop
-				dst := cols[p : p+seg]
-				p += seg
-				switch {
-				case iy < 0 || iy >= c.h:
-					clear(dst)
-				case inside:
-					src := x[(iy*c.w+ix0)*c.cin:]
-					for j := range dst {
-						dst[j] = src[j]
+			cols[rowBase+ox*k+k-1] = 1
+		}
+		for ky := 0; ky < c.kh; ky++ {
+			iy := oy*c.sh + ky - c.padTop
+			for kx := 0; kx < c.kw; kx++ {
+				off := rowBase + (ky*c.kw+kx)*c.cin
+				if iy < 0 || iy >= c.h {
+					for ox := 0; ox < c.ow; ox++ {
+						clear(cols[off+ox*k : off+ox*k+c.cin])
 					}
-				default:
-					for kx := 0; kx < c.kw; kx++ {
-						d := dst[kx*c.cin : (kx+1)*c.cin]
-						if ix := ix0 + kx; ix >= 0 && ix < c.w {
-							copy(d, x[(iy*c.w+ix)*c.cin:])
-						} else {
-							clear(d)
-						}
+					continue
+				}
+				src := x[iy*c.w*c.cin:]
+				for ox := 0; ox < c.ow; ox++ {
+					ix := ox*c.sw + kx - c.padLeft
+					d := off + ox*k
+					switch {
+					case ix < 0 || ix >= c.w:
+						clear(cols[d : d+c.cin])
+					case c.cin == 1:
+						cols[d] = src[ix]
+					default:
+						copy(cols[d:d+c.cin], src[ix*c.cin:])
 					}
 				}
 			}
@@ -142,21 +147,27 @@ func (c *conv2d) im2col(cols, x []float32) {
 }
 
 // col2im is the adjoint of im2col: it sums patch gradients back into dx (overwriting dx).
+// cols has the layout of im2col's output; its last column is ignored.
 func (c *conv2d) col2im(dx, cols []float32) {
 	clear(dx)
-	p := 0
+	k := c.kh*c.kw*c.cin + 1
 	for oy := 0; oy < c.oh; oy++ {
-		for ox := 0; ox < c.ow; ox++ {
-			for ky := 0; ky < c.kh; ky++ {
-				iy := oy*c.sh + ky - c.padTop
-				for kx := 0; kx < c.kw; kx++ {
+		rowBase := oy * c.ow * k
+		for ky := 0; ky < c.kh; ky++ {
+			iy := oy*c.sh + ky - c.padTop
+			if iy < 0 || iy >= c.h {
+				continue
+			}
+			dst := dx[iy*c.w*c.cin:]
+			for kx := 0; kx < c.kw; kx++ {
+				off := rowBase + (ky*c.kw+kx)*c.cin
+				for ox := 0; ox < c.ow; ox++ {
 					ix := ox*c.sw + kx - c.padLeft
-					src := cols[p : p+c.cin]
-					p += c.cin
-					if iy < 0 || iy >= c.h || ix < 0 || ix >= c.w {
+					if ix < 0 || ix >= c.w {
 						continue
 					}
-					d := dx[(iy*c.w+ix)*c.cin:]
+					src := cols[off+ox*k : off+ox*k+c.cin]
+					d := dst[ix*c.cin : ix*c.cin+c.cin]
 					for ch, v := range src {
 						d[ch] += v
 					}

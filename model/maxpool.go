@@ -28,7 +28,7 @@ func (m *maxPool2D) newState(*rand.Rand) state { return &maxPoolState{m: m} }
 type maxPoolState struct {
 	m      *maxPool2D
 	n      int
-	argmax []int32 // index into the sample's input of each output's maximum
+	argmax []int32 // position in its window of each output's maximum
 	y, dx  []float32
 }
 
@@ -56,17 +56,17 @@ func (s *maxPoolState) backward(dy []float32, _ [][]float32, needDX bool) []floa
 	m := s.m
 	inSize, outSize := m.h*m.w*m.c, m.oh*m.ow*m.c
 	s.dx = grow(s.dx, s.n*inSize)
-	clear(s.dx)
-	for i := 0; i < s.n; i++ {
-		dxi := s.dx[i*inSize : (i+1)*inSize]
-		for o, a := range s.argmax[i*outSize : (i+1)*outSize] {
-			dxi[a] += dy[i*outSize+o]
+	parallelFor(s.n, inSize, func(lo, hi int) {
+		for i := lo; i < hi; i++ {
+			m.backwardSample(s.dx[i*inSize:(i+1)*inSize], dy[i*outSize:(i+1)*outSize], s.argmax[i*outSize:(i+1)*outSize])
 		}
-	}
+	})
 	return s.dx
 }
 
-// forwardSample pools one NHWC sample. The inner loops run over the contiguous channels.
+// forwardSample pools one NHWC sample. For each output pixel it folds the window's rows of c
+// contiguous channel values into the output with maxStep, which records in arg the position
+// in the window (py·pw + px) of each maximum, the first one on ties.
 func (m *maxPool2D) forwardSample(x, y []float32, arg []int32) {
 	c := m.c
 	o := 0
@@ -75,23 +75,55 @@ func (m *maxPool2D) forwardSample(x, y []float32, arg []int32) {
 			base := (oy*m.sh*m.w + ox*m.sw) * c
 			yo, ao := y[o:o+c], arg[o:o+c]
 			copy(yo, x[base:base+c])
-			for ch := range ao {
-				ao[ch] = int32(base + ch)
-			}
+			clear(ao)
 			for py := 0; py < m.ph; py++ {
 				for px := 0; px < m.pw; px++ {
 					if py == 0 && px == 0 {
 						continue
 					}
 					at := base + (py*m.w+px)*c
-					row := x[at : at+c]
-					yo, ao := yo[:len(row)], ao[:len(row)]
-					for ch, v := range row {
-						if v > yo[ch] {
-							yo[ch], ao[ch] = v, int32(at+ch)
-						}
-					}
+					maxStep(yo, ao, x[at:at+c], int32(py*m.pw+px))
 				}
+			}
+			o += c
+		}
+	}
+}
+
+// backwardSample routes each output gradient to the input that was the window's maximum.
+func (m *maxPool2D) backwardSample(dx, dy []float32, arg []int32) {
+	clear(dx)
+	c := m.c
+	var offsets [64]int // window position -> offset from the window's first value
+	if m.ph*m.pw > len(offsets) {
+		m.backwardSampleSlow(dx, dy, arg)
+		return
+	}
+	for k := 0; k < m.ph*m.pw; k++ {
+		offsets[k] = ((k/m.pw)*m.w + k%m.pw) * c
+	}
+	o := 0
+	for oy := 0; oy < m.oh; oy++ {
+		for ox := 0; ox < m.ow; ox++ {
+			base := (oy*m.sh*m.w + ox*m.sw) * c
+			for ch, k := range arg[o : o+c] {
+				dx[base+offsets[k&63]+ch] += dy[o+ch]
+			}
+			o += c
+		}
+	}
+}
+
+// backwardSampleSlow is backwardSample for windows of more than 64 positions.
+func (m *maxPool2D) backwardSampleSlow(dx, dy []float32, arg []int32) {
+	c := m.c
+	o := 0
+	for oy := 0; oy < m.oh; oy++ {
+		for ox := 0; ox < m.ow; ox++ {
+			base := (oy*m.sh*m.w + ox*m.sw) * c
+			for ch, k := range arg[o : o+c] {
+				py, px := int(k)/m.pw, int(k)%m.pw
+				dx[base+(py*m.w+px)*c+ch] += dy[o+ch]
 			}
 			o += c
 		}

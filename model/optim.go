@@ -113,13 +113,7 @@ func (o *adam) step(params []*Param, grads [][]float32) {
 		g, m, v, w := grads[i], o.m[i], o.v[i], p.Data
 		parallelFor(len(w)/chunk+1, chunk, func(lo, hi int) {
 			lo, hi = lo*chunk, min(hi*chunk, len(w))
-			w, g, m, v := w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi]
-			for j := range w {
-				gj := g[j]
-				m[j] = b1*m[j] + (1-b1)*gj
-				v[j] = b2*v[j] + (1-b2)*gj*gj
-				w[j] -= alpha * m[j] / (sqrt32(v[j]) + eps)
-			}
+			adamUpdate(w[lo:hi], g[lo:hi], m[lo:hi], v[lo:hi], b1, b2, alpha, eps)
 		})
 	}
 }
