@@ -21,6 +21,7 @@ type command struct {
 func commands() []command {
 	return []command{
 		{"train", "train one model locally on one data set (the seed example)", runTrain},
+		{"coordinator", "run one node of the Raft-replicated coordinator", runCoordinator},
 		{"pki", "consortium CA and mTLS certificates (init, issue)", runPKI},
 		{"version", "print the MedFed version", runVersion},
 	}

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+
+	"github.com/medfed/medfed/coordinator"
+	"github.com/medfed/medfed/crypto/pki"
+)
+
+// runCoordinator runs one node of the Raft-replicated coordinator until ctx is cancelled
+// (SIGINT or SIGTERM in main), then shuts it down gracefully.
+func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	cfg, level, err := coordinatorConfig(args, stderr)
+	if err != nil {
+		return err
+	}
+	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+	if cfg.Insecure {
+		logger.Warn("running WITHOUT TLS (--insecure): anyone who can reach this node can act as any hospital or operator; use only for local experiments")
+	}
+	n, err := coordinator.New(cfg, logger)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "coordinator %s: raft %s, grpc %s", cfg.NodeID, cfg.RaftAddr, n.GRPCAddr())
+	if a := n.HTTPAddr(); a != "" {
+		fmt.Fprintf(stdout, ", http %s", a)
+	}
+	fmt.Fprintln(stdout)
+	err = n.Run(ctx)
+	logger.Info("coordinator stopped")
+	return err
+}
+
+func coordinatorConfig(args []string, stderr io.Writer) (coordinator.Config, slog.Level, error) {
+	var cfg coordinator.Config
+	var peers, grpcPeers, cert, key, ca, logLevel string
+	fs := flag.NewFlagSet("medfed coordinator", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's ID, one of the IDs in --peers (required)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the Raft log and snapshots; a restarted node resumes from it (required)")
+	fs.StringVar(&cfg.RaftAddr, "raft-addr", "", "HOST:PORT of the Raft transport; the address --peers gives for this node (required)")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "", "HOST:PORT of the gRPC services (required)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", "", "HOST:PORT of /metrics and /healthz (default: off)")
+	fs.StringVar(&peers, "peers", "", "the initial cluster, the same on every node: id1=raftaddr1,id2=raftaddr2,... (required)")
+	fs.StringVar(&grpcPeers, "grpc-peers", "", "the nodes' gRPC addresses, id1=grpcaddr1,...; needed so that followers can forward writes to the leader before it has recorded its address")
+	fs.StringVar(&cert, "tls-cert", "", "this node's certificate (medfed pki issue --role coordinator)")
+	fs.StringVar(&key, "tls-key", "", "this node's private key")
+	fs.StringVar(&ca, "tls-ca", "", "the consortium CA certificate")
+	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve gRPC without TLS (local experiments only)")
+	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
+	if err := parseFlags(fs, args); err != nil {
+		return cfg, 0, err
+	}
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(logLevel)); err != nil {
+		return cfg, 0, usageError(fs, "--log-level %q: expected debug, info, warn or error", logLevel)
+	}
+	var missing []string
+	for name, v := range map[string]string{"node-id": cfg.NodeID, "data-dir": cfg.DataDir, "raft-addr": cfg.RaftAddr, "grpc-addr": cfg.GRPCAddr, "peers": peers} {
+		if v == "" {
+			missing = append(missing, "--"+name)
+		}
+	}
+	if len(missing) > 0 {
+		return cfg, 0, usageError(fs, "missing %s", strings.Join(slices.Sorted(slices.Values(missing)), ", "))
+	}
+	var err error
+	if cfg.Peers, err = coordinator.ParsePeers(peers, grpcPeers); err != nil {
+		return cfg, 0, usageError(fs, "%v", err)
+	}
+	tlsSet := cert != "" || key != "" || ca != ""
+	switch {
+	case cfg.Insecure && tlsSet:
+		return cfg, 0, usageError(fs, "--insecure and --tls-* flags exclude each other")
+	case !cfg.Insecure && (cert == "" || key == "" || ca == ""):
+		return cfg, 0, usageError(fs, "mutual TLS needs --tls-cert, --tls-key and --tls-ca (or --insecure, for local experiments only)")
+	case !cfg.Insecure:
+		if cfg.ServerTLS, err = pki.ServerTLSConfig(cert, key, ca); err != nil {
+			return cfg, 0, err
+		}
+		if cfg.ClientTLS, err = pki.ClientTLSConfig(cert, key, ca, ""); err != nil {
+			return cfg, 0, err
+		}
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, 0, err
+	}
+	return cfg, level, nil
+}
+
+// usageError prints a message and the flags, and returns errUsage.
+func usageError(fs *flag.FlagSet, format string, args ...any) error {
+	fmt.Fprintf(fs.Output(), format+"\n", args...)
+	fs.Usage()
+	return errors.Join(errUsage, fmt.Errorf(format, args...))
+}

@@ -1,0 +1,194 @@
+package coordinator
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"strings"
+	"time"
+)
+
+// Peer is one voting member of the cluster: its Raft server ID, the address of its Raft
+// transport and the address of its gRPC services.
+type Peer struct {
+	ID       string
+	RaftAddr string
+	GRPCAddr string
+}
+
+// ParsePeers parses the --peers flag, "id1=raftaddr1,id2=raftaddr2,...", and the optional
+// --grpc-peers flag in the same form, into peers sorted as given. Every peer in peers must
+// have a gRPC address in grpcPeers (unless grpcPeers is empty, in which case the gRPC
+// addresses stay empty and nodes learn them from the replicated state).
+func ParsePeers(peers, grpcPeers string) ([]Peer, error) {
+	parse := func(s, what string) ([][2]string, error) {
+		var out [][2]string
+		for _, item := range strings.Split(s, ",") {
+			item = strings.TrimSpace(item)
+			if item == "" {
+				continue
+			}
+			id, addr, ok := strings.Cut(item, "=")
+			if !ok || id == "" || addr == "" {
+				return nil, fmt.Errorf("%s entry %q: expected id=host:port", what, item)
+			}
+			if _, _, err := net.SplitHostPort(addr); err != nil {
+				return nil, fmt.Errorf("%s entry %q: %v", what, item, err)
+			}
+			out = append(out, [2]string{id, addr})
+		}
+		return out, nil
+	}
+	ps, err := parse(peers, "peers")
+	if err != nil {
+		return nil, err
+	}
+	gs, err := parse(grpcPeers, "grpc-peers")
+	if err != nil {
+		return nil, err
+	}
+	grpcOf := map[string]string{}
+	for _, g := range gs {
+		grpcOf[g[0]] = g[1]
+	}
+	var out []Peer
+	seen := map[string]bool{}
+	for _, p := range ps {
+		if seen[p[0]] {
+			return nil, fmt.Errorf("peers: %q listed twice", p[0])
+		}
+		seen[p[0]] = true
+		if len(gs) > 0 && grpcOf[p[0]] == "" {
+			return nil, fmt.Errorf("grpc-peers: no address for peer %q", p[0])
+		}
+		out = append(out, Peer{ID: p[0], RaftAddr: p[1], GRPCAddr: grpcOf[p[0]]})
+	}
+	for id := range grpcOf {
+		if !seen[id] {
+			return nil, fmt.Errorf("grpc-peers: %q is not in peers", id)
+		}
+	}
+	return out, nil
+}
+
+// Config configures one coordinator node. Zero values mean "default" (DefaultConfig).
+type Config struct {
+	// NodeID is the node's Raft server ID; it must be one of Peers (or the node waits to be
+	// added with AddNode).
+	NodeID string
+	// DataDir holds the Raft log (raft.db, bolt) and snapshots. A node restarts from it.
+	DataDir string
+	// RaftAddr is the address the Raft transport listens on and advertises.
+	RaftAddr string
+	// GRPCAddr is the address the gRPC services listen on.
+	GRPCAddr string
+	// HTTPAddr is the address of /metrics and /healthz; empty disables them.
+	HTTPAddr string
+	// Peers is the initial cluster, the same list on every node. Every node bootstraps
+	// from it; a node that finds existing state in DataDir ignores it.
+	Peers []Peer
+
+	// ServerTLS configures mutual TLS for the gRPC services: it must require and verify
+	// client certificates. ClientTLS is what the node presents when it forwards a write to
+	// the leader. Both nil is allowed only with Insecure.
+	ServerTLS *tls.Config
+	ClientTLS *tls.Config
+	// Insecure runs gRPC without TLS: any caller may act as any client. For tests and
+	// local experiments only.
+	Insecure bool
+
+	// ChunkBytes is the size of the chunk entries an upload is split into (default and
+	// maximum MaxChunkBytes).
+	ChunkBytes int
+	// MaxUploadBytes bounds an uploaded update or share (default 1 GiB).
+	MaxUploadBytes int64
+	// RoundTimeout is how long a round stays open when its federation does not say
+	// (default 10 minutes).
+	RoundTimeout time.Duration
+	// DriverInterval is how often the leader checks whether a round should open, seal or
+	// publish (default 250ms; it also reacts to every applied entry).
+	DriverInterval time.Duration
+	// ApplyTimeout bounds one write through Raft, including waiting for a leader (default
+	// 30s).
+	ApplyTimeout time.Duration
+
+	// Raft tuning; zero means hashicorp/raft's defaults.
+	HeartbeatTimeout   time.Duration
+	ElectionTimeout    time.Duration
+	LeaderLeaseTimeout time.Duration
+	SnapshotInterval   time.Duration
+	SnapshotThreshold  uint64
+	TrailingLogs       uint64
+}
+
+// DefaultConfig returns the defaults that New fills into zero fields.
+func DefaultConfig() Config {
+	return Config{
+		ChunkBytes:     MaxChunkBytes,
+		MaxUploadBytes: 1 << 30,
+		RoundTimeout:   10 * time.Minute,
+		DriverInterval: 250 * time.Millisecond,
+		ApplyTimeout:   30 * time.Second,
+	}
+}
+
+func (c Config) withDefaults() Config {
+	d := DefaultConfig()
+	if c.ChunkBytes == 0 {
+		c.ChunkBytes = d.ChunkBytes
+	}
+	if c.MaxUploadBytes == 0 {
+		c.MaxUploadBytes = d.MaxUploadBytes
+	}
+	if c.RoundTimeout == 0 {
+		c.RoundTimeout = d.RoundTimeout
+	}
+	if c.DriverInterval == 0 {
+		c.DriverInterval = d.DriverInterval
+	}
+	if c.ApplyTimeout == 0 {
+		c.ApplyTimeout = d.ApplyTimeout
+	}
+	return c
+}
+
+// Validate names the first bad field, or returns nil.
+func (c Config) Validate() error {
+	switch {
+	case c.NodeID == "":
+		return fmt.Errorf("coordinator config: NodeID is empty")
+	case checkName("node id", c.NodeID) != nil:
+		return fmt.Errorf("coordinator config: NodeID: %w", checkName("node id", c.NodeID))
+	case c.DataDir == "":
+		return fmt.Errorf("coordinator config: DataDir is empty")
+	case c.RaftAddr == "":
+		return fmt.Errorf("coordinator config: RaftAddr is empty")
+	case c.GRPCAddr == "":
+		return fmt.Errorf("coordinator config: GRPCAddr is empty")
+	case !c.Insecure && (c.ServerTLS == nil || c.ClientTLS == nil):
+		return fmt.Errorf("coordinator config: ServerTLS and ClientTLS are required unless Insecure is set")
+	case c.ChunkBytes < 0 || c.ChunkBytes > MaxChunkBytes:
+		return fmt.Errorf("coordinator config: ChunkBytes %d, expected 1 to %d", c.ChunkBytes, MaxChunkBytes)
+	case c.MaxUploadBytes < 0 || c.MaxUploadBytes > MaxBlobBytes:
+		return fmt.Errorf("coordinator config: MaxUploadBytes %d, expected 1 to %d", c.MaxUploadBytes, int64(MaxBlobBytes))
+	case c.RoundTimeout < 0, c.DriverInterval < 0, c.ApplyTimeout < 0:
+		return fmt.Errorf("coordinator config: negative duration")
+	}
+	seen := map[string]bool{}
+	for _, p := range c.Peers {
+		if err := checkName("peer id", p.ID); err != nil {
+			return fmt.Errorf("coordinator config: Peers: %w", err)
+		}
+		if seen[p.ID] {
+			return fmt.Errorf("coordinator config: Peers: %q listed twice", p.ID)
+		}
+		seen[p.ID] = true
+		if p.RaftAddr == "" {
+			return fmt.Errorf("coordinator config: Peers: %q has no Raft address", p.ID)
+		}
+	}
+	if len(c.Peers) > 0 && !seen[c.NodeID] {
+		return fmt.Errorf("coordinator config: NodeID %q is not in Peers", c.NodeID)
+	}
+	return nil
+}

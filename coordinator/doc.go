@@ -1,0 +1,62 @@
+// Package coordinator is MedFed's Raft-replicated coordinator: the federations, their
+// rosters and key ceremonies, the training rounds with their running aggregates, and the
+// model versions with their lineage, kept by 3 or 5 nodes that never lose an accepted
+// update (hashicorp/raft with raft-boltdb/v2 log stores, file snapshots and the TCP
+// transport), served over the medfed.v1 gRPC services (internal/pb).
+//
+// Reach first for New, which starts a Node from a Config, and Node.Run:
+//
+//	cfg := coordinator.Config{NodeID: "n1", DataDir: dir, RaftAddr: "10.0.0.1:7000",
+//		GRPCAddr: "10.0.0.1:7001", Peers: peers, ServerTLS: srv, ClientTLS: cli}
+//	n, err := coordinator.New(cfg, logger)
+//	err = n.Run(ctx) // until ctx is cancelled, then a graceful shutdown
+//
+// Hospitals and operators talk to the cluster through coordclient, which retries on
+// another node when one is down.
+//
+// # Replication
+//
+// Every write is a command (pb.Command, one version byte then protobuf) in the Raft log,
+// applied by the FSM deterministically: times are stamped by the proposer, the FSM reads no
+// clock and draws no randomness. A follower answers reads from its own state and forwards
+// writes to the leader (ClusterService.Propose, allowed for coordinator certificates only),
+// then waits until it has applied them, so a client reads its own writes from any node.
+// Nodes find the leader's gRPC address in the replicated state (each leader records the
+// addresses of --grpc-peers) or in their own configuration.
+//
+// Entries stay small: an upload (an update, a decryption share, a new model) is split into
+// chunk entries of at most MaxChunkBytes, staged under a key naming the round, the client
+// and the payload's SHA-256, and then consumed by one commit entry that checks the digest
+// and applies the payload. An update counts as accepted once its commit entry is committed,
+// so it survives the loss of any minority of nodes. Updates are idempotent by (round,
+// client): the same bytes again return the original acknowledgement (even after the round
+// moved on), different bytes are ErrExists.
+//
+// # Rounds
+//
+// The leader's driver opens a round on the latest model version with every enrolled
+// client selected, seals it when every selected client has contributed (or at the deadline
+// with at least min_clients; with fewer it aborts the round), and publishes it. In
+// plaintext mode the FSM keeps the running sum of samples*delta in float64 (and the
+// individual deltas for median, trimmed mean and Krum); the leader computes the aggregate
+// and the server optimizer step (package aggregation) and commits the new weights with the
+// optimizer state. In secure mode the FSM adds the CKKS ciphertexts (crypto/he), the leader
+// starts collective decryption with the first t contributors as the active set, the
+// hospitals send decryption shares, and the leader combines t of them, decodes the
+// weighted average and publishes as in plaintext mode. The FSM accepts one publication
+// per round, so a new leader that resumes a round cannot publish it twice.
+//
+// # Errors
+//
+// Errors wrap the sentinel values in errors.go; the gRPC services map each to one status
+// code (StatusCode) at the boundary. With mutual TLS (crypto/pki), a hospital may act only
+// as the client ID its certificate binds (PermissionDenied otherwise), federations and
+// cluster membership are changed by operators, and forwarding is reserved to coordinator
+// nodes.
+//
+// # Not done yet
+//
+// Raft traffic between nodes is plain TCP (raft.NewTCPTransport): run it on a private
+// network. Staged payloads live in memory on every node until committed. Differential
+// privacy settings are stored but not enforced by the coordinator.
+package coordinator

@@ -1,0 +1,223 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/medfed/medfed/aggregation"
+	"github.com/medfed/medfed/crypto/he"
+	"github.com/medfed/medfed/internal/pb"
+)
+
+// drive runs on every node and acts only while the node leads: it records the nodes' gRPC
+// addresses, opens rounds, seals or aborts them, starts collective decryption and publishes
+// the new model. Every decision is read back from the FSM, so a new leader resumes
+// wherever the old one stopped; the FSM refuses a second publication of a round.
+func (n *Node) drive(ctx context.Context) {
+	t := time.NewTicker(n.cfg.DriverInterval)
+	defer t.Stop()
+	addrsRecorded := false
+	for {
+		ch, _ := n.fsm.Changed()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-ch:
+		case <-n.raft.LeaderCh():
+		}
+		if n.raft.State() != raft.Leader {
+			addrsRecorded = false
+			continue
+		}
+		if !addrsRecorded {
+			// A new leader first applies everything committed before it took over.
+			if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+				continue
+			}
+			addrsRecorded = n.recordAddrs(ctx) == nil
+		}
+		for _, a := range n.fsm.pendingActions() {
+			if ctx.Err() != nil || n.raft.State() != raft.Leader {
+				break
+			}
+			if err := n.step(ctx, a); err != nil {
+				n.log.Warn("round step failed", "federation", a.fed, "round", a.round, "err", err)
+			}
+		}
+	}
+}
+
+// recordAddrs commits the gRPC addresses of the configured peers that the FSM lacks.
+func (n *Node) recordAddrs(ctx context.Context) error {
+	have := n.fsm.NodeAddrs()
+	want := map[string]string{n.cfg.NodeID: n.GRPCAddr()}
+	for _, p := range n.cfg.Peers {
+		if p.GRPCAddr != "" && p.ID != n.cfg.NodeID {
+			want[p.ID] = p.GRPCAddr
+		}
+	}
+	for id, addr := range want {
+		if have[id] == addr {
+			continue
+		}
+		if _, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_SetNodeAddr{SetNodeAddr: &pb.SetNodeAddrCmd{Id: id, GrpcAddr: addr}}}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (n *Node) step(ctx context.Context, a action) error {
+	now := time.Now()
+	switch a.kind {
+	case actOpen:
+		timeout := n.cfg.RoundTimeout
+		if a.timeout > 0 {
+			timeout = time.Duration(a.timeout) * time.Millisecond
+		}
+		_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_OpenRound{OpenRound: &pb.OpenRoundCmd{
+			Federation: a.fed, Round: a.round, ModelVersion: a.version, Selected: a.selected,
+			DeadlineUnixNano: now.Add(timeout).UnixNano(),
+		}}})
+		if err == nil {
+			n.log.Info("round opened", "federation", a.fed, "round", a.round, "model_version", a.version, "selected", len(a.selected))
+		}
+		return err
+	case actSealOrAbort:
+		switch {
+		case a.allIn || (now.UnixNano() >= a.deadline && a.contributions >= a.minClients):
+			_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_SealRound{SealRound: &pb.SealRoundCmd{Federation: a.fed, Round: a.round}}})
+			if err == nil {
+				n.log.Info("round sealed", "federation", a.fed, "round", a.round, "contributions", a.contributions)
+			}
+			return err
+		case now.UnixNano() >= a.deadline:
+			return n.abort(ctx, a.fed, a.round, fmt.Sprintf("deadline passed with %d contributions, min_clients is %d", a.contributions, a.minClients))
+		}
+		return nil
+	case actStartDecryption:
+		_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_StartDecryption{StartDecryption: &pb.StartDecryptionCmd{
+			Federation: a.fed, Round: a.round, ActiveParties: a.active,
+		}}})
+		return err
+	case actPublish:
+		return n.publish(ctx, a.fed, a.round)
+	}
+	return nil
+}
+
+func (n *Node) abort(ctx context.Context, fed string, r uint64, reason string) error {
+	_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_AbortRound{AbortRound: &pb.AbortRoundCmd{Federation: fed, Round: r, Reason: reason}}})
+	if err == nil {
+		n.log.Warn("round aborted", "federation", fed, "round", r, "reason", reason)
+	}
+	return err
+}
+
+// publish computes the round's model and commits it.
+func (n *Node) publish(ctx context.Context, fed string, r uint64) error {
+	p, err := n.fsm.publicationInput(fed, r)
+	if err != nil {
+		return err
+	}
+	mean, err := roundMean(p)
+	if err != nil {
+		if errors.Is(err, aggregation.ErrTooFewUpdates) || errors.Is(err, aggregation.ErrParameter) {
+			return n.abort(ctx, fed, r, err.Error())
+		}
+		return err
+	}
+	var opt aggregation.ServerOptimizer
+	if len(p.optState) > 0 {
+		if err := opt.UnmarshalBinary(p.optState); err != nil {
+			return err
+		}
+	} else {
+		o, err := aggregation.NewServerOptimizer(aggregation.ServerConfig{Name: p.strategy.Optimizer, LR: p.spec.ServerLr}, p.numParams)
+		if err != nil {
+			return n.abort(ctx, fed, r, err.Error())
+		}
+		opt = *o
+	}
+	if err := opt.Apply(p.global, mean); err != nil {
+		return n.abort(ctx, fed, r, err.Error())
+	}
+	state, err := opt.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	data := append(EncodeFloat32s(p.global), state...)
+	digest := sha(data)
+	key := modelBlobKey(fed, r, digest)
+	if err := n.stageBlob(ctx, key, data, digest); err != nil {
+		return err
+	}
+	_, err = n.propose(ctx, &pb.Command{Cmd: &pb.Command_PublishModel{PublishModel: &pb.PublishModelCmd{
+		Federation: fed, Round: r, Version: p.version, Blob: key, Digest: digest, NumParams: uint64(p.numParams),
+	}}})
+	if err == nil {
+		n.metrics.published.Add(1)
+		n.log.Info("model published", "federation", fed, "round", r, "version", p.version)
+	}
+	return err
+}
+
+// roundMean is the round's aggregated update: the weighted mean of the deltas, a robust
+// aggregate, or the decrypted weighted average.
+func roundMean(p *publication) ([]float32, error) {
+	mean := make([]float32, p.numParams)
+	if p.params != nil {
+		agg, err := he.DecodeVector(*p.params, p.enc)
+		if err != nil {
+			return nil, err
+		}
+		d, err := he.NewDecryption(*p.params, p.group, agg, p.active)
+		if err != nil {
+			return nil, err
+		}
+		for _, s := range p.shares {
+			if err := d.AddShareBinary(s); err != nil {
+				return nil, err
+			}
+		}
+		avg, err := d.Average()
+		if err != nil {
+			return nil, err
+		}
+		for i := range mean {
+			mean[i] = float32(avg[i])
+		}
+		return mean, nil
+	}
+	switch p.strategy.Aggregator {
+	case aggregation.AggregatorWeightedMean:
+		if p.total == 0 || len(p.sum) != p.numParams {
+			return nil, fmt.Errorf("%w: round has no samples", aggregation.ErrNoUpdates)
+		}
+		for i, s := range p.sum {
+			mean[i] = float32(s / float64(p.total))
+		}
+		return mean, nil
+	case aggregation.AggregatorMedian:
+		return aggregation.Median(p.updates)
+	case aggregation.AggregatorTrimmedMean:
+		beta := p.spec.TrimmedBeta
+		if beta == 0 {
+			beta = 0.1
+		}
+		return aggregation.TrimmedMean(p.updates, beta)
+	case aggregation.AggregatorKrum:
+		m := int(p.spec.KrumM)
+		if m == 0 {
+			m = 1
+		}
+		v, _, err := aggregation.Krum(p.updates, int(p.spec.KrumF), m)
+		return v, err
+	}
+	return nil, fmt.Errorf("%w: aggregator %q", aggregation.ErrUnknownStrategy, p.strategy.Aggregator)
+}

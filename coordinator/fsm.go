@@ -1,0 +1,918 @@
+package coordinator
+
+import (
+	"bytes"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	"github.com/medfed/medfed/aggregation"
+	"github.com/medfed/medfed/crypto/he"
+	"github.com/medfed/medfed/internal/pb"
+	"github.com/medfed/medfed/model"
+)
+
+// FSM is the coordinator's replicated state machine (raft.FSM): federations, rosters,
+// key-ceremony state, rounds with their contributions and running aggregates, and model
+// versions with their lineage. Apply is deterministic: it reads nothing but the log entry
+// and the state, so every replica reaches the same state.
+//
+// FSM is safe for concurrent use: raft calls Apply, Snapshot and Restore from one
+// goroutine while gRPC handlers read.
+type FSM struct {
+	log *slog.Logger
+
+	mu      sync.RWMutex
+	st      *state
+	changed chan struct{} // closed and replaced on every applied entry
+}
+
+// NewFSM returns an empty state machine.
+func NewFSM(logger *slog.Logger) *FSM {
+	if logger == nil {
+		logger = slog.New(slog.DiscardHandler)
+	}
+	return &FSM{log: logger, st: newState(), changed: make(chan struct{})}
+}
+
+// Apply applies one log entry. It returns nil or an error wrapping one of the package's
+// sentinel errors; on error the state is unchanged.
+func (f *FSM) Apply(l *raft.Log) any {
+	if l.Type != raft.LogCommand {
+		return nil
+	}
+	c, err := DecodeCommand(l.Data)
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if err == nil {
+		err = f.apply(l.Index, c)
+	}
+	f.st.Applied = l.Index
+	close(f.changed)
+	f.changed = make(chan struct{})
+	if err != nil {
+		f.log.Debug("command refused", "index", l.Index, "err", err)
+		return err
+	}
+	return nil
+}
+
+// Changed returns a channel closed at the next applied entry, and the last applied index.
+func (f *FSM) Changed() (<-chan struct{}, uint64) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.changed, f.st.Applied
+}
+
+func (f *FSM) apply(idx uint64, c *pb.Command) error {
+	t := c.TimeUnixNano
+	switch x := c.Cmd.(type) {
+	case *pb.Command_CreateFederation:
+		return f.createFederation(idx, t, x.CreateFederation)
+	case *pb.Command_Enrol:
+		return f.enrol(t, x.Enrol)
+	case *pb.Command_Chunk:
+		return f.chunk(idx, x.Chunk)
+	case *pb.Command_CommitUpdate:
+		return f.commitUpdate(idx, t, x.CommitUpdate)
+	case *pb.Command_OpenRound:
+		return f.openRound(idx, t, x.OpenRound)
+	case *pb.Command_SealRound:
+		return f.sealRound(idx, x.SealRound)
+	case *pb.Command_AbortRound:
+		return f.abortRound(idx, x.AbortRound)
+	case *pb.Command_StartDecryption:
+		return f.startDecryption(idx, x.StartDecryption)
+	case *pb.Command_CommitShare:
+		return f.commitShare(idx, x.CommitShare)
+	case *pb.Command_PublishModel:
+		return f.publishModel(idx, t, x.PublishModel)
+	case *pb.Command_Ceremony:
+		return f.ceremonyStep(x.Ceremony)
+	case *pb.Command_Envelope:
+		return f.envelope(x.Envelope)
+	case *pb.Command_SetNodeAddr:
+		if err := checkName("node id", x.SetNodeAddr.Id); err != nil {
+			return err
+		}
+		f.st.NodeAddrs[x.SetNodeAddr.Id] = x.SetNodeAddr.GrpcAddr
+		return nil
+	}
+	return fmt.Errorf("%w: unknown command %T", ErrCommand, c.Cmd)
+}
+
+func cloneSpec(s *pb.FederationSpec) *pb.FederationSpec { return proto.Clone(s).(*pb.FederationSpec) }
+
+// heProfile returns the CKKS profile a federation names.
+func heProfile(name string) (he.Profile, error) {
+	switch name {
+	case "", "default":
+		return he.DefaultProfile(), nil
+	case "compact":
+		return he.CompactProfile(), nil
+	}
+	return he.Profile{}, fmt.Errorf("%w: he_profile %q: expected default or compact", ErrInvalid, name)
+}
+
+// validateSpec checks a federation spec and returns its strategy and parameter count.
+func validateSpec(s *pb.FederationSpec) (aggregation.Strategy, int, error) {
+	var st aggregation.Strategy
+	if s == nil {
+		return st, 0, fmt.Errorf("%w: missing federation spec", ErrInvalid)
+	}
+	if err := checkName("federation name", s.Name); err != nil {
+		return st, 0, err
+	}
+	ms, err := model.ParseSpec(s.ModelSpecJson)
+	if err != nil {
+		return st, 0, fmt.Errorf("%w: model spec: %v", ErrInvalid, err)
+	}
+	m, err := model.Build(ms, 0)
+	if err != nil {
+		return st, 0, fmt.Errorf("%w: model spec: %v", ErrInvalid, err)
+	}
+	n := len(s.Clients)
+	if n == 0 || n > MaxClients {
+		return st, 0, fmt.Errorf("%w: roster has %d clients, expected 1 to %d", ErrInvalid, n, MaxClients)
+	}
+	seen := map[string]bool{}
+	for _, c := range s.Clients {
+		if err := checkName("client id", c); err != nil {
+			return st, 0, err
+		}
+		if seen[c] {
+			return st, 0, fmt.Errorf("%w: client %q is on the roster twice", ErrInvalid, c)
+		}
+		seen[c] = true
+	}
+	if s.MinClients < 1 || int(s.MinClients) > n {
+		return st, 0, fmt.Errorf("%w: min_clients %d, expected 1 to %d (the roster size)", ErrInvalid, s.MinClients, n)
+	}
+	if st, err = aggregation.ParseStrategy(strategyName(s)); err != nil {
+		return st, 0, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	if s.Secure {
+		if s.Threshold < 1 || int(s.Threshold) > n {
+			return st, 0, fmt.Errorf("%w: threshold %d, expected 1 to %d (the roster size)", ErrInvalid, s.Threshold, n)
+		}
+		if s.Threshold > s.MinClients {
+			// Not needed for correctness, but a round that may be decrypted must be able to
+			// collect t shares from its contributors.
+			return st, 0, fmt.Errorf("%w: threshold %d exceeds min_clients %d", ErrInvalid, s.Threshold, s.MinClients)
+		}
+		if !st.Encryptable {
+			return st, 0, fmt.Errorf("%w: strategy %s needs plaintext updates and cannot run in secure mode", ErrInvalid, st.Name)
+		}
+		if _, err := heProfile(s.HeProfile); err != nil {
+			return st, 0, err
+		}
+	}
+	return st, m.NumParams(), nil
+}
+
+func strategyName(s *pb.FederationSpec) string {
+	if s.Strategy == "" {
+		return "fedavg"
+	}
+	return s.Strategy
+}
+
+// initDerived fills a federation's derived fields from SpecBytes.
+func (fd *federation) initDerived() error {
+	var s pb.FederationSpec
+	if err := proto.Unmarshal(fd.SpecBytes, &s); err != nil {
+		return fmt.Errorf("%w: federation spec: %v", ErrCommand, err)
+	}
+	st, err := aggregation.ParseStrategy(strategyName(&s))
+	if err != nil {
+		return err
+	}
+	fd.spec, fd.strategy = &s, st
+	if s.Secure {
+		prof, err := heProfile(s.HeProfile)
+		if err != nil {
+			return err
+		}
+		p, err := he.NewParams(prof)
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		fd.params = &p
+	}
+	return nil
+}
+
+func (f *FSM) createFederation(idx uint64, t int64, c *pb.CreateFederationCmd) error {
+	_, n, err := validateSpec(c.Spec)
+	if err != nil {
+		return err
+	}
+	if _, ok := f.st.Federations[c.Spec.Name]; ok {
+		return fmt.Errorf("%w: federation %q", ErrExists, c.Spec.Name)
+	}
+	data, err := f.takeBlob(c.Blob, c.Digest)
+	if err != nil {
+		return err
+	}
+	if len(data) != 4*n {
+		return fmt.Errorf("%w: initial weights have %d bytes, the model needs %d", ErrLength, len(data), 4*n)
+	}
+	w, err := DecodeFloat32s(data)
+	if err != nil {
+		return err
+	}
+	sb, err := proto.MarshalOptions{Deterministic: true}.Marshal(c.Spec)
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	fd := &federation{SpecBytes: sb, NumParams: n, Created: t, Enrolled: map[string]*enrolment{}}
+	if err := fd.initDerived(); err != nil {
+		return err
+	}
+	fd.Models = []*modelVersion{{Version: 0, Digest: slices.Clone(c.Digest), Weights: w, At: t}}
+	delete(f.st.Blobs, c.Blob)
+	f.st.Federations[c.Spec.Name] = fd
+	_ = idx
+	return nil
+}
+
+func (f *FSM) fed(name string) (*federation, error) {
+	fd := f.st.Federations[name]
+	if fd == nil {
+		return nil, fmt.Errorf("%w: federation %q", ErrNotFound, name)
+	}
+	return fd, nil
+}
+
+func (f *FSM) enrol(t int64, c *pb.EnrolCmd) error {
+	fd, err := f.fed(c.Federation)
+	if err != nil {
+		return err
+	}
+	i := fd.rosterIndex(c.ClientId)
+	if i < 0 {
+		return fmt.Errorf("%w: %q is not on the roster of federation %q", ErrUnknownClient, c.ClientId, c.Federation)
+	}
+	if len(c.AgeRecipient) > 1024 {
+		return fmt.Errorf("%w: age recipient of %d bytes", ErrTooLarge, len(c.AgeRecipient))
+	}
+	if e := fd.Enrolled[c.ClientId]; e != nil {
+		if e.AgeRecipient == c.AgeRecipient {
+			return nil
+		}
+		return fmt.Errorf("%w: client %q enrolled in %q with another age recipient", ErrExists, c.ClientId, c.Federation)
+	}
+	fd.Enrolled[c.ClientId] = &enrolment{ClientID: c.ClientId, Party: uint32(i + 1), AgeRecipient: c.AgeRecipient, At: t}
+	return nil
+}
+
+// ---- staged blobs ----
+
+func (f *FSM) stagedBytes() uint64 {
+	var n uint64
+	for _, b := range f.st.Blobs {
+		n += uint64(len(b.Data))
+	}
+	return n
+}
+
+func (f *FSM) chunk(idx uint64, c *pb.ChunkCmd) error {
+	if c.Blob == "" || len(c.Blob) > 512 {
+		return fmt.Errorf("%w: blob key of %d bytes", ErrInvalid, len(c.Blob))
+	}
+	if len(c.Digest) != sha256.Size {
+		return fmt.Errorf("%w: digest of %d bytes, expected %d", ErrInvalid, len(c.Digest), sha256.Size)
+	}
+	if c.TotalLength == 0 || c.TotalLength > MaxBlobBytes {
+		return fmt.Errorf("%w: payload of %d bytes, limit %d", ErrTooLarge, c.TotalLength, MaxBlobBytes)
+	}
+	if len(c.Data) == 0 || len(c.Data) > MaxChunkBytes {
+		return fmt.Errorf("%w: chunk of %d bytes, expected 1 to %d", ErrInvalid, len(c.Data), MaxChunkBytes)
+	}
+	b := f.st.Blobs[c.Blob]
+	if b == nil {
+		if c.Offset != 0 {
+			return fmt.Errorf("%w: blob %s starts at offset %d, expected 0", ErrInvalid, c.Blob, c.Offset)
+		}
+		if f.stagedBytes()+c.TotalLength > MaxStagedBytes {
+			return fmt.Errorf("%w: staging %d more bytes exceeds %d", ErrTooLarge, c.TotalLength, MaxStagedBytes)
+		}
+		b = &blob{Digest: slices.Clone(c.Digest), Total: c.TotalLength, Index: idx}
+		f.st.Blobs[c.Blob] = b
+	} else if !bytes.Equal(b.Digest, c.Digest) || b.Total != c.TotalLength {
+		return fmt.Errorf("%w: blob %s was started with another digest or length", ErrExists, c.Blob)
+	}
+	have := uint64(len(b.Data))
+	end := c.Offset + uint64(len(c.Data))
+	if c.Offset == 0 && !bytes.HasPrefix(c.Data, b.Data[:min(have, uint64(len(c.Data)))]) {
+		// A new upload under the same key whose bytes differ from a failed earlier one
+		// (which could not have matched the digest): start over.
+		b.Data, have = b.Data[:0], 0
+	}
+	switch {
+	case end > b.Total:
+		return fmt.Errorf("%w: chunk ends at %d, past the announced length %d", ErrTooLarge, end, b.Total)
+	case c.Offset > have:
+		return fmt.Errorf("%w: chunk at offset %d leaves a gap after %d bytes", ErrInvalid, c.Offset, have)
+	case end <= have:
+		// A resent chunk (a retried stream): accepted if it matches.
+		if !bytes.Equal(b.Data[c.Offset:end], c.Data) {
+			return fmt.Errorf("%w: chunk at offset %d differs from the staged bytes", ErrExists, c.Offset)
+		}
+		return nil
+	}
+	if c.Offset < have && !bytes.Equal(b.Data[c.Offset:], c.Data[:have-c.Offset]) {
+		return fmt.Errorf("%w: chunk at offset %d differs from the staged bytes", ErrExists, c.Offset)
+	}
+	if b.Data == nil {
+		b.Data = make([]byte, 0, min(b.Total, 64<<20))
+	}
+	b.Data = append(b.Data, c.Data[have-c.Offset:]...)
+	if uint64(len(b.Data)) == b.Total {
+		if sum := sha256.Sum256(b.Data); !bytes.Equal(sum[:], b.Digest) {
+			delete(f.st.Blobs, c.Blob)
+			return fmt.Errorf("%w: payload digest %x, header announced %x", ErrInvalid, sum[:8], b.Digest[:8])
+		}
+	}
+	return nil
+}
+
+// takeBlob returns a complete staged blob after checking its digest. The caller deletes it
+// once its command has succeeded.
+func (f *FSM) takeBlob(key string, digest []byte) ([]byte, error) {
+	b := f.st.Blobs[key]
+	if b == nil {
+		return nil, fmt.Errorf("%w: no staged payload %s", ErrInvalid, key)
+	}
+	if !bytes.Equal(b.Digest, digest) {
+		return nil, fmt.Errorf("%w: staged payload %s has digest %x, expected %x", ErrInvalid, key, b.Digest, digest)
+	}
+	if uint64(len(b.Data)) != b.Total {
+		return nil, fmt.Errorf("%w: staged payload %s has %d of %d bytes", ErrInvalid, key, len(b.Data), b.Total)
+	}
+	return b.Data, nil
+}
+
+// dropBlobs deletes staged blobs whose key starts with prefix.
+func (f *FSM) dropBlobs(prefix string) {
+	for k := range f.st.Blobs {
+		if strings.HasPrefix(k, prefix) {
+			delete(f.st.Blobs, k)
+		}
+	}
+}
+
+// Blob keys. Names cannot contain '/', so prefixes are unambiguous.
+func updateBlobKey(fed string, round uint64, client string, digest []byte) string {
+	return fmt.Sprintf("u/%s/%d/%s/%s", fed, round, client, hex.EncodeToString(digest))
+}
+func shareBlobKey(fed string, round uint64, client string, digest []byte) string {
+	return fmt.Sprintf("s/%s/%d/%s/%s", fed, round, client, hex.EncodeToString(digest))
+}
+func modelBlobKey(fed string, round uint64, digest []byte) string {
+	return fmt.Sprintf("m/%s/%d/%s", fed, round, hex.EncodeToString(digest))
+}
+func createBlobKey(fed string, digest []byte) string {
+	return fmt.Sprintf("f/%s/%s", fed, hex.EncodeToString(digest))
+}
+func roundBlobPrefixes(fed string, round uint64) []string {
+	return []string{fmt.Sprintf("u/%s/%d/", fed, round), fmt.Sprintf("s/%s/%d/", fed, round), fmt.Sprintf("m/%s/%d/", fed, round)}
+}
+
+// ---- rounds ----
+
+// roundFor returns the federation's current round if it is number r.
+func (f *FSM) roundFor(fedName string, r uint64) (*federation, *round, error) {
+	fd, err := f.fed(fedName)
+	if err != nil {
+		return nil, nil, err
+	}
+	cur := fd.current()
+	if cur == nil || cur.Number != r {
+		var have uint64
+		if cur != nil {
+			have = cur.Number
+		}
+		return nil, nil, fmt.Errorf("%w: federation %q is at round %d, got round %d", ErrWrongRound, fedName, have, r)
+	}
+	return fd, cur, nil
+}
+
+// checkSubmitter checks that client may contribute to round rd.
+func checkSubmitter(fd *federation, rd *round, client string) error {
+	if fd.rosterIndex(client) < 0 {
+		return fmt.Errorf("%w: %q is not on the roster of federation %q", ErrUnknownClient, client, fd.spec.Name)
+	}
+	if fd.Enrolled[client] == nil {
+		return fmt.Errorf("%w: %q has not enrolled in federation %q", ErrNotEnrolled, client, fd.spec.Name)
+	}
+	if !slices.Contains(rd.Selected, client) {
+		return fmt.Errorf("%w: %q is not selected for round %d", ErrUnknownClient, client, rd.Number)
+	}
+	return nil
+}
+
+// checkUpdate runs every check of commitUpdate that does not need the payload. It returns
+// the existing contribution if the same update was already accepted.
+func checkUpdate(fd *federation, rd *round, client string, version, samples uint64, digest []byte) (*contribution, error) {
+	if err := checkSubmitter(fd, rd, client); err != nil {
+		return nil, err
+	}
+	if c := rd.Contribs[client]; c != nil {
+		if bytes.Equal(c.Digest, digest) {
+			return c, nil
+		}
+		return nil, fmt.Errorf("%w: %q already submitted a different update (digest %x) to round %d", ErrExists, client, c.Digest[:8], rd.Number)
+	}
+	if rd.State != pb.RoundState_ROUND_STATE_OPEN {
+		return nil, fmt.Errorf("%w: round %d is %s, not open", ErrRoundState, rd.Number, stateName(rd.State))
+	}
+	if version != rd.ModelVersion {
+		return nil, fmt.Errorf("%w: round %d trains model version %d, update is from version %d", ErrStaleModel, rd.Number, rd.ModelVersion, version)
+	}
+	if samples < 1 || samples > maxSamples {
+		return nil, fmt.Errorf("%w: sample count %d, expected 1 to %d", ErrInvalid, samples, uint64(maxSamples))
+	}
+	if len(digest) != sha256.Size {
+		return nil, fmt.Errorf("%w: digest of %d bytes, expected %d", ErrInvalid, len(digest), sha256.Size)
+	}
+	return nil, nil
+}
+
+// acceptedBefore reports whether client's update with digest is already in round r of fd
+// (any round, not only the current one: an acknowledgement may be lost after the round
+// moved on). A different update from the same client is ErrExists.
+func acceptedBefore(fd *federation, r uint64, client string, digest []byte) (*contribution, error) {
+	if r == 0 || r > uint64(len(fd.Rounds)) {
+		return nil, nil
+	}
+	c := fd.Rounds[r-1].Contribs[client]
+	if c == nil {
+		return nil, nil
+	}
+	if bytes.Equal(c.Digest, digest) {
+		return c, nil
+	}
+	return nil, fmt.Errorf("%w: %q already submitted a different update (digest %x) to round %d", ErrExists, client, c.Digest[:8], r)
+}
+
+func (f *FSM) commitUpdate(idx uint64, t int64, c *pb.CommitUpdateCmd) error {
+	if fd := f.st.Federations[c.Federation]; fd != nil {
+		if dup, err := acceptedBefore(fd, c.Round, c.ClientId, c.Digest); err != nil || dup != nil {
+			return err
+		}
+	}
+	fd, rd, err := f.roundFor(c.Federation, c.Round)
+	if err != nil {
+		return err
+	}
+	dup, err := checkUpdate(fd, rd, c.ClientId, c.ModelVersion, c.Samples, c.Digest)
+	if err != nil || dup != nil {
+		return err
+	}
+	key := updateBlobKey(c.Federation, c.Round, c.ClientId, c.Digest)
+	if c.Blob != key {
+		return fmt.Errorf("%w: update blob %q, expected %q", ErrInvalid, c.Blob, key)
+	}
+	data, err := f.takeBlob(key, c.Digest)
+	if err != nil {
+		return err
+	}
+	if fd.spec.Secure {
+		if rd.enc == nil {
+			v, err := he.NewAggregate(*fd.params, fd.NumParams)
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrInvalid, err)
+			}
+			rd.enc = v
+		}
+		v, err := he.DecodeVector(*fd.params, data)
+		if err != nil {
+			return fmt.Errorf("%w: encrypted update from %q: %v", ErrInvalid, c.ClientId, err)
+		}
+		// The weight travels inside the vector too; it must be the sample count in clear.
+		if v.Weight() != float64(c.Samples) || v.Contributions() != 1 {
+			return fmt.Errorf("%w: encrypted update from %q has weight %v and %d contributions, expected weight %d and 1", ErrInvalid, c.ClientId, v.Weight(), v.Contributions(), c.Samples)
+		}
+		if err := rd.enc.Add(v); err != nil {
+			return fmt.Errorf("%w: encrypted update from %q: %v", ErrInvalid, c.ClientId, err)
+		}
+	} else {
+		if len(data) != 4*fd.NumParams {
+			return fmt.Errorf("%w: update of %d values, the model has %d", ErrLength, len(data)/4, fd.NumParams)
+		}
+		delta, err := DecodeFloat32s(data)
+		if err != nil {
+			return err
+		}
+		if rd.Sum == nil {
+			rd.Sum = make([]float64, fd.NumParams)
+		}
+		w := float64(c.Samples)
+		for i, d := range delta {
+			// The explicit conversion forbids fusing into an FMA, so every replica rounds the
+			// same way.
+			rd.Sum[i] += float64(w * float64(d))
+		}
+		if fd.strategy.Aggregator != aggregation.AggregatorWeightedMean {
+			if rd.Updates == nil {
+				rd.Updates = map[string][]float32{}
+			}
+			rd.Updates[c.ClientId] = delta
+		}
+	}
+	if rd.Contribs == nil {
+		rd.Contribs = map[string]*contribution{}
+	}
+	rd.Contribs[c.ClientId] = &contribution{Client: c.ClientId, Samples: c.Samples, Digest: slices.Clone(c.Digest), Index: idx, At: t}
+	rd.Order = append(rd.Order, c.ClientId)
+	rd.TotalSamples += c.Samples
+	rd.Changed = idx
+	delete(f.st.Blobs, key)
+	return nil
+}
+
+func (f *FSM) openRound(idx uint64, t int64, c *pb.OpenRoundCmd) error {
+	fd, err := f.fed(c.Federation)
+	if err != nil {
+		return err
+	}
+	if cur := fd.current(); cur != nil && !terminal(cur.State) {
+		return fmt.Errorf("%w: round %d is still %s", ErrRoundState, cur.Number, stateName(cur.State))
+	}
+	if want := uint64(len(fd.Rounds)) + 1; c.Round != want {
+		return fmt.Errorf("%w: next round of %q is %d, got %d", ErrWrongRound, c.Federation, want, c.Round)
+	}
+	if fd.done() {
+		return fmt.Errorf("%w: federation %q has run all %d rounds", ErrRoundState, c.Federation, fd.roundsWanted())
+	}
+	if v := fd.latest().Version; c.ModelVersion != v {
+		return fmt.Errorf("%w: latest model version is %d, got %d", ErrStaleModel, v, c.ModelVersion)
+	}
+	if fd.spec.Secure && fd.Ceremony.PublicKey == nil {
+		return fmt.Errorf("%w: federation %q has no collective public key yet", ErrCeremony, c.Federation)
+	}
+	if len(c.Selected) < int(fd.spec.MinClients) {
+		return fmt.Errorf("%w: %d clients selected, min_clients is %d", ErrInvalid, len(c.Selected), fd.spec.MinClients)
+	}
+	seen := map[string]bool{}
+	for _, s := range c.Selected {
+		if fd.rosterIndex(s) < 0 || seen[s] {
+			return fmt.Errorf("%w: selected client %q is unknown or repeated", ErrInvalid, s)
+		}
+		seen[s] = true
+	}
+	fd.Rounds = append(fd.Rounds, &round{
+		Number:       c.Round,
+		State:        pb.RoundState_ROUND_STATE_OPEN,
+		ModelVersion: c.ModelVersion,
+		Selected:     slices.Clone(c.Selected),
+		Opened:       t,
+		Deadline:     c.DeadlineUnixNano,
+		Contribs:     map[string]*contribution{},
+		Changed:      idx,
+	})
+	return nil
+}
+
+func (f *FSM) sealRound(idx uint64, c *pb.SealRoundCmd) error {
+	fd, rd, err := f.roundFor(c.Federation, c.Round)
+	if err != nil {
+		return err
+	}
+	if rd.State != pb.RoundState_ROUND_STATE_OPEN {
+		return fmt.Errorf("%w: round %d is %s, not open", ErrRoundState, rd.Number, stateName(rd.State))
+	}
+	if len(rd.Contribs) < int(fd.spec.MinClients) {
+		return fmt.Errorf("%w: round %d has %d contributions, min_clients is %d", ErrRoundState, rd.Number, len(rd.Contribs), fd.spec.MinClients)
+	}
+	rd.State = pb.RoundState_ROUND_STATE_SEALED
+	rd.Changed = idx
+	f.dropBlobs(roundBlobPrefixes(c.Federation, c.Round)[0])
+	return nil
+}
+
+func (f *FSM) abortRound(idx uint64, c *pb.AbortRoundCmd) error {
+	_, rd, err := f.roundFor(c.Federation, c.Round)
+	if err != nil {
+		return err
+	}
+	if terminal(rd.State) {
+		return fmt.Errorf("%w: round %d is already %s", ErrRoundState, rd.Number, stateName(rd.State))
+	}
+	rd.State = pb.RoundState_ROUND_STATE_ABORTED
+	rd.Reason = c.Reason
+	rd.Changed = idx
+	rd.freeAggregate()
+	for _, p := range roundBlobPrefixes(c.Federation, c.Round) {
+		f.dropBlobs(p)
+	}
+	return nil
+}
+
+func (r *round) freeAggregate() {
+	r.Sum, r.Updates, r.EncSum, r.enc, r.Shares = nil, nil, nil, nil, nil
+}
+
+func (f *FSM) startDecryption(idx uint64, c *pb.StartDecryptionCmd) error {
+	fd, rd, err := f.roundFor(c.Federation, c.Round)
+	if err != nil {
+		return err
+	}
+	if !fd.spec.Secure {
+		return fmt.Errorf("%w: federation %q is not in secure mode", ErrRoundState, c.Federation)
+	}
+	if rd.State != pb.RoundState_ROUND_STATE_SEALED {
+		return fmt.Errorf("%w: round %d is %s, not sealed", ErrRoundState, rd.Number, stateName(rd.State))
+	}
+	if len(c.ActiveParties) != int(fd.spec.Threshold) {
+		return fmt.Errorf("%w: active set of %d parties, threshold is %d", ErrInvalid, len(c.ActiveParties), fd.spec.Threshold)
+	}
+	seen := map[uint32]bool{}
+	for _, p := range c.ActiveParties {
+		cl := fd.clientOfParty(p)
+		if cl == "" || fd.Enrolled[cl] == nil || seen[p] {
+			return fmt.Errorf("%w: active party %d is unknown, unenrolled or repeated", ErrInvalid, p)
+		}
+		seen[p] = true
+	}
+	rd.Active = slices.Clone(c.ActiveParties)
+	rd.State = pb.RoundState_ROUND_STATE_DECRYPTING
+	rd.Shares = map[string]*share{}
+	rd.Changed = idx
+	return nil
+}
+
+func (f *FSM) commitShare(idx uint64, c *pb.CommitShareCmd) error {
+	fd, rd, err := f.roundFor(c.Federation, c.Round)
+	if err != nil {
+		return err
+	}
+	if rd.State != pb.RoundState_ROUND_STATE_DECRYPTING {
+		return fmt.Errorf("%w: round %d is %s, not decrypting", ErrRoundState, rd.Number, stateName(rd.State))
+	}
+	party := fd.partyOf(c.ClientId)
+	if party == 0 {
+		return fmt.Errorf("%w: %q is not an enrolled member of %q", ErrUnknownClient, c.ClientId, c.Federation)
+	}
+	if !slices.Contains(rd.Active, party) {
+		return fmt.Errorf("%w: %q (party %d) is not in the active set %v of round %d", ErrUnknownClient, c.ClientId, party, rd.Active, rd.Number)
+	}
+	if s := rd.Shares[c.ClientId]; s != nil {
+		if bytes.Equal(s.Digest, c.Digest) {
+			return nil
+		}
+		return fmt.Errorf("%w: %q already sent a different decryption share for round %d", ErrExists, c.ClientId, rd.Number)
+	}
+	key := shareBlobKey(c.Federation, c.Round, c.ClientId, c.Digest)
+	if c.Blob != key {
+		return fmt.Errorf("%w: share blob %q, expected %q", ErrInvalid, c.Blob, key)
+	}
+	data, err := f.takeBlob(key, c.Digest)
+	if err != nil {
+		return err
+	}
+	ds, err := he.DecodeDecryptionShare(*fd.params, data)
+	if err != nil {
+		return fmt.Errorf("%w: decryption share from %q: %v", ErrInvalid, c.ClientId, err)
+	}
+	if uint32(ds.Party) != party {
+		return fmt.Errorf("%w: share is from party %d, %q is party %d", ErrIdentity, ds.Party, c.ClientId, party)
+	}
+	if ds.Contributions != len(rd.Contribs) || rd.enc == nil || ds.Digest != rd.enc.Digest() {
+		return fmt.Errorf("%w: share is for another aggregate (%d contributions, digest %x)", ErrInvalid, ds.Contributions, ds.Digest[:8])
+	}
+	rd.Shares[c.ClientId] = &share{Digest: slices.Clone(c.Digest), Data: data}
+	rd.Changed = idx
+	delete(f.st.Blobs, key)
+	return nil
+}
+
+func (f *FSM) publishModel(idx uint64, t int64, c *pb.PublishModelCmd) error {
+	fd, rd, err := f.roundFor(c.Federation, c.Round)
+	if err != nil {
+		return err
+	}
+	switch {
+	case rd.State == pb.RoundState_ROUND_STATE_SEALED && !fd.spec.Secure:
+	case rd.State == pb.RoundState_ROUND_STATE_DECRYPTING && len(rd.Shares) >= int(fd.spec.Threshold):
+	default:
+		return fmt.Errorf("%w: round %d is %s and cannot be published", ErrRoundState, rd.Number, stateName(rd.State))
+	}
+	if want := fd.latest().Version + 1; c.Version != want {
+		return fmt.Errorf("%w: next model version is %d, got %d", ErrStaleModel, want, c.Version)
+	}
+	key := modelBlobKey(c.Federation, c.Round, c.Digest)
+	if c.Blob != key {
+		return fmt.Errorf("%w: model blob %q, expected %q", ErrInvalid, c.Blob, key)
+	}
+	data, err := f.takeBlob(key, c.Digest)
+	if err != nil {
+		return err
+	}
+	n := fd.NumParams
+	if int(c.NumParams) != n || len(data) < 4*n {
+		return fmt.Errorf("%w: published model has %d values, the model has %d", ErrLength, c.NumParams, n)
+	}
+	w, err := DecodeFloat32s(data[:4*n])
+	if err != nil {
+		return err
+	}
+	opt := data[4*n:]
+	var o aggregation.ServerOptimizer
+	if err := o.UnmarshalBinary(opt); err != nil || o.Dim() != n {
+		return fmt.Errorf("%w: server optimizer state: %v", ErrInvalid, err)
+	}
+	wd := sha256.Sum256(data[:4*n])
+	contributors := slices.Clone(rd.Order)
+	slices.Sort(contributors)
+	fd.Models = append(fd.Models, &modelVersion{
+		Version: c.Version, Round: c.Round, Contributors: contributors,
+		Digest: wd[:], Weights: w, At: t,
+	})
+	fd.OptState = slices.Clone(opt)
+	rd.State = pb.RoundState_ROUND_STATE_PUBLISHED
+	rd.Published = c.Version
+	rd.Changed = idx
+	rd.freeAggregate()
+	delete(f.st.Blobs, key)
+	for _, p := range roundBlobPrefixes(c.Federation, c.Round) {
+		f.dropBlobs(p)
+	}
+	return nil
+}
+
+// ---- key ceremony and envelopes ----
+
+func (f *FSM) ceremonyStep(c *pb.CeremonyCmd) error {
+	fd, err := f.fed(c.Federation)
+	if err != nil {
+		return err
+	}
+	if !fd.spec.Secure {
+		return fmt.Errorf("%w: federation %q is not in secure mode", ErrCeremony, c.Federation)
+	}
+	party := fd.partyOf(c.ClientId)
+	if party == 0 {
+		return fmt.Errorf("%w: %q has not enrolled in %q", ErrNotEnrolled, c.ClientId, c.Federation)
+	}
+	if len(c.Data) > MaxCeremonyBytes {
+		return fmt.Errorf("%w: ceremony message of %d bytes", ErrTooLarge, len(c.Data))
+	}
+	if fd.ceremony == nil {
+		cer, err := he.NewCeremony(*fd.params, fd.group())
+		if err != nil {
+			return fmt.Errorf("%w: %v", ErrCeremony, err)
+		}
+		fd.ceremony = cer
+	}
+	if err := applyCeremonyStep(fd, party, c.Step, c.Data); err != nil {
+		return err
+	}
+	fd.Ceremony.Steps = append(fd.Ceremony.Steps, ceremonyStep{Client: c.ClientId, Step: int32(c.Step), Data: slices.Clone(c.Data)})
+	if c.Step == pb.CeremonyStep_CEREMONY_STEP_PUBLIC_KEY_SHARE && fd.Ceremony.PublicKey == nil {
+		if pk, err := fd.ceremony.PublicKey(); err == nil {
+			b, err := pk.MarshalBinary()
+			if err != nil {
+				return fmt.Errorf("%w: %v", ErrCeremony, err)
+			}
+			fd.Ceremony.PublicKey, fd.pk = b, pk
+		}
+	}
+	return nil
+}
+
+// applyCeremonyStep feeds one message into fd.ceremony. Errors leave it unchanged (he's
+// Ceremony checks before it records).
+func applyCeremonyStep(fd *federation, party uint32, step pb.CeremonyStep, data []byte) error {
+	p := *fd.params
+	var err error
+	switch step {
+	case pb.CeremonyStep_CEREMONY_STEP_COMMITMENT:
+		var sc he.SeedCommitment
+		if sc, err = he.DecodeSeedCommitment(p, data); err == nil {
+			if uint32(sc.Party) != party {
+				return fmt.Errorf("%w: commitment names party %d, sender is party %d", ErrIdentity, sc.Party, party)
+			}
+			err = fd.ceremony.AddCommitment(sc)
+		}
+	case pb.CeremonyStep_CEREMONY_STEP_REVEAL:
+		var sr he.SeedReveal
+		if sr, err = he.DecodeSeedReveal(p, data); err == nil {
+			if uint32(sr.Party) != party {
+				return fmt.Errorf("%w: reveal names party %d, sender is party %d", ErrIdentity, sr.Party, party)
+			}
+			err = fd.ceremony.AddReveal(sr)
+		}
+	case pb.CeremonyStep_CEREMONY_STEP_PUBLIC_KEY_SHARE:
+		var s *he.PublicKeyShare
+		if s, err = he.DecodePublicKeyShare(p, data); err == nil {
+			if uint32(s.Party) != party {
+				return fmt.Errorf("%w: public key share names party %d, sender is party %d", ErrIdentity, s.Party, party)
+			}
+			err = fd.ceremony.AddPublicKeyShare(s)
+		}
+	default:
+		return fmt.Errorf("%w: unknown ceremony step %v", ErrInvalid, step)
+	}
+	if err != nil {
+		return fmt.Errorf("%w: %v", ErrCeremony, err)
+	}
+	return nil
+}
+
+func (f *FSM) envelope(c *pb.EnvelopeCmd) error {
+	e := c.Envelope
+	if e == nil {
+		return fmt.Errorf("%w: missing envelope", ErrInvalid)
+	}
+	fd, err := f.fed(e.Federation)
+	if err != nil {
+		return err
+	}
+	if fd.partyOf(e.FromClient) == 0 || fd.partyOf(e.ToClient) == 0 || e.FromClient == e.ToClient {
+		return fmt.Errorf("%w: envelope from %q to %q: both must be distinct enrolled members", ErrNotEnrolled, e.FromClient, e.ToClient)
+	}
+	if len(e.Sealed) == 0 || len(e.Sealed) > MaxEnvelopeBytes {
+		return fmt.Errorf("%w: envelope of %d bytes, limit %d", ErrTooLarge, len(e.Sealed), MaxEnvelopeBytes)
+	}
+	for _, old := range fd.Envelopes {
+		if old.From == e.FromClient && old.To == e.ToClient {
+			if bytes.Equal(old.Sealed, e.Sealed) {
+				return nil
+			}
+			return fmt.Errorf("%w: %q already sent %q a different envelope", ErrExists, e.FromClient, e.ToClient)
+		}
+	}
+	fd.Envelopes = append(fd.Envelopes, &envelope{From: e.FromClient, To: e.ToClient, Sealed: slices.Clone(e.Sealed)})
+	return nil
+}
+
+func stateName(s pb.RoundState) string {
+	return strings.ToLower(strings.TrimPrefix(s.String(), "ROUND_STATE_"))
+}
+
+// ---- snapshots ----
+
+// Snapshot encodes the whole state. It runs on raft's FSM goroutine, so it encodes eagerly
+// and Persist only writes bytes.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	for _, fd := range f.st.Federations {
+		for _, r := range fd.Rounds {
+			if r.enc != nil {
+				b, err := r.enc.MarshalBinary()
+				if err != nil {
+					return nil, fmt.Errorf("encode aggregate: %w", err)
+				}
+				r.EncSum = b
+			}
+		}
+	}
+	var buf bytes.Buffer
+	if err := encodeState(&buf, f.st); err != nil {
+		return nil, err
+	}
+	for _, fd := range f.st.Federations {
+		for _, r := range fd.Rounds {
+			r.EncSum = nil
+		}
+	}
+	return &fsmSnapshot{data: buf.Bytes()}, nil
+}
+
+// Restore replaces the state with a snapshot written by Snapshot.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	st, err := decodeState(rc)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.st = st
+	close(f.changed)
+	f.changed = make(chan struct{})
+	return nil
+}
+
+type fsmSnapshot struct{ data []byte }
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := sink.Write(s.data); err != nil {
+		sink.Cancel()
+		return err
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() {}

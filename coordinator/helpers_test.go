@@ -1,0 +1,196 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/json"
+	"fmt"
+	"net"
+	"path/filepath"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/medfed/medfed/coordinator/coordclient"
+	"github.com/medfed/medfed/internal/pb"
+	"github.com/medfed/medfed/model"
+)
+
+// Generous timeouts: the tests run on a loaded 2-core machine where an election can take
+// seconds.
+const waitTimeout = 60 * time.Second
+
+func freeAddr(t *testing.T) string {
+	t.Helper()
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	return l.Addr().String()
+}
+
+// testModelSpec is a tiny dense classifier: 8 inputs, 3 classes, 27 parameters.
+func testModelSpec(t testing.TB) []byte {
+	t.Helper()
+	b, err := json.Marshal(model.Spec{Input: []int{8}, Layers: []model.LayerSpec{{Type: "dense", Units: 3, Activation: "softmax"}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+const testNumParams = 27
+
+type testCluster struct {
+	t     *testing.T
+	cfgs  []Config
+	nodes []*Node // nil when stopped
+}
+
+func testConfig(id, dir string) Config {
+	return Config{
+		NodeID:             id,
+		DataDir:            dir,
+		Insecure:           true,
+		ChunkBytes:         64, // several chunk entries per update
+		DriverInterval:     50 * time.Millisecond,
+		HeartbeatTimeout:   500 * time.Millisecond,
+		ElectionTimeout:    500 * time.Millisecond,
+		LeaderLeaseTimeout: 250 * time.Millisecond,
+		SnapshotInterval:   200 * time.Millisecond,
+		SnapshotThreshold:  16,
+		TrailingLogs:       8,
+	}
+}
+
+func startCluster(t *testing.T, n int) *testCluster { return startClusterWith(t, n, nil) }
+
+// startClusterWith starts n nodes, letting tune adjust each node's configuration.
+func startClusterWith(t *testing.T, n int, tune func(*Config)) *testCluster {
+	t.Helper()
+	var peers []Peer
+	for i := range n {
+		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: freeAddr(t), GRPCAddr: freeAddr(t)})
+	}
+	tc := &testCluster{t: t}
+	for i, p := range peers {
+		cfg := testConfig(p.ID, filepath.Join(t.TempDir(), p.ID))
+		cfg.RaftAddr, cfg.GRPCAddr, cfg.Peers = p.RaftAddr, p.GRPCAddr, peers
+		if tune != nil {
+			tune(&cfg)
+		}
+		tc.cfgs = append(tc.cfgs, cfg)
+		tc.nodes = append(tc.nodes, nil)
+		tc.start(i)
+	}
+	t.Cleanup(tc.closeAll)
+	return tc
+}
+
+func (tc *testCluster) start(i int) {
+	tc.t.Helper()
+	n, err := New(tc.cfgs[i], nil)
+	if err != nil {
+		tc.t.Fatalf("start %s: %v", tc.cfgs[i].NodeID, err)
+	}
+	tc.nodes[i] = n
+}
+
+func (tc *testCluster) stop(i int) {
+	tc.t.Helper()
+	if err := tc.nodes[i].Close(); err != nil {
+		tc.t.Logf("close %s: %v", tc.cfgs[i].NodeID, err)
+	}
+	tc.nodes[i] = nil
+}
+
+func (tc *testCluster) closeAll() {
+	for i, n := range tc.nodes {
+		if n != nil {
+			n.Close()
+			tc.nodes[i] = nil
+		}
+	}
+}
+
+func (tc *testCluster) addrs() []string {
+	var out []string
+	for _, c := range tc.cfgs {
+		out = append(out, c.GRPCAddr)
+	}
+	return out
+}
+
+// leader waits for a running node to lead and returns its index.
+func (tc *testCluster) leader() int {
+	tc.t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for time.Now().Before(deadline) {
+		for i, n := range tc.nodes {
+			if n != nil && n.raft.State() == raft.Leader {
+				return i
+			}
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	tc.t.Fatal("no leader elected")
+	return -1
+}
+
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(waitTimeout)
+	for time.Now().Before(deadline) {
+		if cond() {
+			return
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	t.Fatalf("timed out waiting for %s", what)
+}
+
+func newClient(t *testing.T, addrs []string) *coordclient.Client {
+	t.Helper()
+	c, err := coordclient.New(addrs, coordclient.Options{MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, MaxAttempts: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	return c
+}
+
+func testCtx(t *testing.T) context.Context {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
+	t.Cleanup(cancel)
+	return ctx
+}
+
+// delta returns a deterministic update for client k.
+func delta(k int) []float32 {
+	d := make([]float32, testNumParams)
+	for i := range d {
+		d[i] = float32(k+1)*0.01 + float32(i)*0.001*float32(k%3-1)
+	}
+	return d
+}
+
+func digestOf(b []byte) []byte {
+	s := sha256.Sum256(b)
+	return s[:]
+}
+
+func waitRound(t *testing.T, ctx context.Context, c *coordclient.Client, fed string, r uint64, state pb.RoundState) *pb.RoundInfo {
+	t.Helper()
+	var last *pb.RoundInfo
+	waitFor(t, fmt.Sprintf("round %d %v", r, state), func() bool {
+		ri, err := c.Round(ctx, fed, r)
+		if err != nil {
+			return false
+		}
+		last = ri
+		return ri.State == state
+	})
+	return last
+}

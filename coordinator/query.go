@@ -1,0 +1,391 @@
+package coordinator
+
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"sort"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/medfed/medfed/aggregation"
+	"github.com/medfed/medfed/crypto/he"
+	"github.com/medfed/medfed/internal/pb"
+)
+
+// Read accessors. Each takes the read lock and returns copies, so callers never share
+// memory with the state Apply mutates.
+
+func pbStep(s int32) pb.CeremonyStep { return pb.CeremonyStep(s) }
+
+// AppliedIndex returns the index of the last applied log entry.
+func (f *FSM) AppliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return f.st.Applied
+}
+
+// Federation returns a federation's state.
+func (f *FSM) Federation(name string) (*pb.Federation, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd, err := f.fed(name)
+	if err != nil {
+		return nil, err
+	}
+	return fd.info(), nil
+}
+
+// Federations returns every federation, sorted by name.
+func (f *FSM) Federations() []*pb.Federation {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []*pb.Federation
+	for _, name := range slices.Sorted(maps.Keys(f.st.Federations)) {
+		out = append(out, f.st.Federations[name].info())
+	}
+	return out
+}
+
+// Round returns round r of a federation; r = 0 means the current round.
+func (f *FSM) Round(fed string, r uint64) (*pb.RoundInfo, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd, err := f.fed(fed)
+	if err != nil {
+		return nil, err
+	}
+	if r == 0 {
+		if cur := fd.current(); cur != nil {
+			return cur.info(fed, fd.spec.Secure), nil
+		}
+		return nil, fmt.Errorf("%w: federation %q has no round yet", ErrNotFound, fed)
+	}
+	if r > uint64(len(fd.Rounds)) {
+		return nil, fmt.Errorf("%w: federation %q has no round %d", ErrNotFound, fed, r)
+	}
+	return fd.Rounds[r-1].info(fed, fd.spec.Secure), nil
+}
+
+// roundsChangedSince returns the federation's rounds changed after index since.
+func (f *FSM) roundsChangedSince(fed string, since map[uint64]uint64) ([]*pb.RoundInfo, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd, err := f.fed(fed)
+	if err != nil {
+		return nil, err
+	}
+	var out []*pb.RoundInfo
+	for _, r := range fd.Rounds {
+		if last, ok := since[r.Number]; !ok || r.Changed > last {
+			since[r.Number] = r.Changed
+			out = append(out, r.info(fed, fd.spec.Secure))
+		}
+	}
+	return out, nil
+}
+
+// Contribution returns the accepted contribution of client to a round, or nil.
+func (f *FSM) Contribution(fed string, r uint64, client string) *pb.Contribution {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd := f.st.Federations[fed]
+	if fd == nil || r == 0 || r > uint64(len(fd.Rounds)) {
+		return nil
+	}
+	if c := fd.Rounds[r-1].Contribs[client]; c != nil {
+		return c.pb()
+	}
+	return nil
+}
+
+// CheckUpload runs the checks an update would meet at commit that do not need its bytes, on
+// this replica's state. It returns the existing contribution for a resubmission of the same
+// update.
+func (f *FSM) CheckUpload(h *pb.UploadHeader) (*pb.Contribution, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	if fd := f.st.Federations[h.Federation]; fd != nil {
+		if dup, err := acceptedBefore(fd, h.Round, h.ClientId, h.Sha256); err != nil || dup != nil {
+			if dup != nil {
+				return dup.pb(), nil
+			}
+			return nil, err
+		}
+	}
+	fd, rd, err := f.roundFor(h.Federation, h.Round)
+	if err != nil {
+		return nil, err
+	}
+	dup, err := checkUpdate(fd, rd, h.ClientId, h.ModelVersion, h.Samples, h.Sha256)
+	if err != nil {
+		return nil, err
+	}
+	if dup != nil {
+		return dup.pb(), nil
+	}
+	if !fd.spec.Secure && h.TotalLength != 4*uint64(fd.NumParams) {
+		return nil, fmt.Errorf("%w: update of %d bytes (%d float32 values), the model has %d values", ErrLength, h.TotalLength, h.TotalLength/4, fd.NumParams)
+	}
+	if fd.spec.Secure && h.TotalLength > uint64(fd.params.MaxWireSize()) {
+		return nil, fmt.Errorf("%w: encrypted update of %d bytes, limit %d", ErrTooLarge, h.TotalLength, fd.params.MaxWireSize())
+	}
+	return nil, nil
+}
+
+// ModelVersion returns a model version's lineage and weights; version 0 is the initial
+// model, and latest selects the newest.
+func (f *FSM) ModelVersion(fed string, version uint64, latest bool) (*pb.ModelVersionInfo, []float32, []byte, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd, err := f.fed(fed)
+	if err != nil {
+		return nil, nil, nil, err
+	}
+	if latest {
+		version = fd.latest().Version
+	}
+	if version >= uint64(len(fd.Models)) {
+		return nil, nil, nil, fmt.Errorf("%w: federation %q has no model version %d (latest is %d)", ErrNotFound, fed, version, fd.latest().Version)
+	}
+	m := fd.Models[version]
+	return m.info(), m.Weights, slices.Clone(fd.SpecBytes), nil
+}
+
+// NodeAddrs returns the gRPC addresses the cluster has recorded for its nodes.
+func (f *FSM) NodeAddrs() map[string]string {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	return maps.Clone(f.st.NodeAddrs)
+}
+
+// Ceremony returns a federation's key-ceremony state, with the messages parties need.
+func (f *FSM) Ceremony(fed string) (*pb.CeremonyStatus, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd, err := f.fed(fed)
+	if err != nil {
+		return nil, err
+	}
+	return fd.ceremonyInfo(true), nil
+}
+
+func (fd *federation) ceremonyInfo(withData bool) *pb.CeremonyStatus {
+	cs := &pb.CeremonyStatus{Federation: fd.spec.Name, Complete: fd.Ceremony.PublicKey != nil}
+	for _, s := range fd.Ceremony.Steps {
+		switch pbStep(s.Step) {
+		case pb.CeremonyStep_CEREMONY_STEP_COMMITMENT:
+			cs.CommitmentsFrom = append(cs.CommitmentsFrom, s.Client)
+			if withData {
+				cs.Commitments = append(cs.Commitments, slices.Clone(s.Data))
+			}
+		case pb.CeremonyStep_CEREMONY_STEP_REVEAL:
+			cs.RevealsFrom = append(cs.RevealsFrom, s.Client)
+			if withData {
+				cs.Reveals = append(cs.Reveals, slices.Clone(s.Data))
+			}
+		case pb.CeremonyStep_CEREMONY_STEP_PUBLIC_KEY_SHARE:
+			cs.PublicKeySharesFrom = append(cs.PublicKeySharesFrom, s.Client)
+		}
+	}
+	if withData {
+		cs.CollectivePublicKey = slices.Clone(fd.Ceremony.PublicKey)
+	}
+	return cs
+}
+
+// Envelopes returns the envelopes addressed to client.
+func (f *FSM) Envelopes(fed, client string) ([]*pb.Envelope, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd, err := f.fed(fed)
+	if err != nil {
+		return nil, err
+	}
+	var out []*pb.Envelope
+	for _, e := range fd.Envelopes {
+		if e.To == client {
+			out = append(out, &pb.Envelope{Federation: fed, FromClient: e.From, ToClient: e.To, Sealed: slices.Clone(e.Sealed)})
+		}
+	}
+	return out, nil
+}
+
+// Aggregate returns a secure round's encrypted running sum, once the round is sealed and
+// holds at least min_clients contributions (guarantee 2: hospitals decrypt only such
+// aggregates, and the coordinator hands out no other).
+func (f *FSM) Aggregate(fed string, r uint64) ([]byte, *pb.RoundInfo, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd, err := f.fed(fed)
+	if err != nil {
+		return nil, nil, err
+	}
+	if !fd.spec.Secure {
+		return nil, nil, fmt.Errorf("%w: federation %q is not in secure mode", ErrRoundState, fed)
+	}
+	if r == 0 || r > uint64(len(fd.Rounds)) {
+		return nil, nil, fmt.Errorf("%w: federation %q has no round %d", ErrNotFound, fed, r)
+	}
+	rd := fd.Rounds[r-1]
+	if rd.State != pb.RoundState_ROUND_STATE_SEALED && rd.State != pb.RoundState_ROUND_STATE_DECRYPTING {
+		return nil, nil, fmt.Errorf("%w: round %d is %s; its aggregate is available while sealed or decrypting", ErrRoundState, r, stateName(rd.State))
+	}
+	if rd.enc == nil || len(rd.Contribs) < int(fd.spec.MinClients) {
+		return nil, nil, fmt.Errorf("%w: round %d has %d contributions, min_clients is %d", ErrRoundState, r, len(rd.Contribs), fd.spec.MinClients)
+	}
+	b, err := rd.enc.MarshalBinary()
+	if err != nil {
+		return nil, nil, err
+	}
+	return b, rd.info(fed, true), nil
+}
+
+// ---- what the leader needs to drive rounds ----
+
+// action is one step the leader's driver should propose.
+type action struct {
+	fed   string
+	round uint64
+	kind  actionKind
+	// for open
+	version  uint64
+	selected []string
+	timeout  int64 // round_timeout_ms
+	// for seal/abort/decrypt decisions
+	deadline      int64
+	contributions int
+	minClients    int
+	allIn         bool
+	active        []uint32
+}
+
+type actionKind int
+
+const (
+	actOpen actionKind = iota + 1
+	actSealOrAbort
+	actStartDecryption
+	actPublish
+)
+
+// pendingActions lists, for every federation, what should happen next.
+func (f *FSM) pendingActions() []action {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	var out []action
+	for _, name := range slices.Sorted(maps.Keys(f.st.Federations)) {
+		fd := f.st.Federations[name]
+		cur := fd.current()
+		switch {
+		case cur == nil || terminal(cur.State):
+			if fd.done() || (fd.spec.Secure && fd.Ceremony.PublicKey == nil) {
+				continue
+			}
+			// Select every enrolled client on the roster, in roster order.
+			var sel []string
+			for _, c := range fd.spec.Clients {
+				if fd.Enrolled[c] != nil {
+					sel = append(sel, c)
+				}
+			}
+			if len(sel) < int(fd.spec.MinClients) {
+				continue
+			}
+			var next uint64 = 1
+			if cur != nil {
+				next = cur.Number + 1
+			}
+			out = append(out, action{fed: name, round: next, kind: actOpen, version: fd.latest().Version, selected: sel, timeout: int64(fd.spec.RoundTimeoutMs)})
+		case cur.State == pb.RoundState_ROUND_STATE_OPEN:
+			out = append(out, action{fed: name, round: cur.Number, kind: actSealOrAbort, deadline: cur.Deadline,
+				contributions: len(cur.Contribs), minClients: int(fd.spec.MinClients), allIn: len(cur.Contribs) == len(cur.Selected)})
+		case cur.State == pb.RoundState_ROUND_STATE_SEALED && fd.spec.Secure:
+			// The active set: the first t contributors, in roster order; they were online
+			// moments ago.
+			var active []uint32
+			for _, c := range fd.spec.Clients {
+				if cur.Contribs[c] != nil && len(active) < int(fd.spec.Threshold) {
+					active = append(active, fd.partyOf(c))
+				}
+			}
+			out = append(out, action{fed: name, round: cur.Number, kind: actStartDecryption, active: active})
+		case cur.State == pb.RoundState_ROUND_STATE_SEALED,
+			cur.State == pb.RoundState_ROUND_STATE_DECRYPTING && len(cur.Shares) >= int(fd.spec.Threshold):
+			out = append(out, action{fed: name, round: cur.Number, kind: actPublish})
+		}
+	}
+	return out
+}
+
+// publication is what the leader needs to compute a round's model.
+type publication struct {
+	numParams int
+	global    []float32
+	version   uint64
+	strategy  aggregation.Strategy
+	spec      *pb.FederationSpec
+	optState  []byte
+	// plaintext
+	sum     []float64
+	total   uint64
+	updates []aggregation.Update
+	// secure
+	params *he.Params
+	group  he.Group
+	enc    []byte
+	active []he.PartyID
+	shares [][]byte
+}
+
+func (f *FSM) publicationInput(fed string, r uint64) (*publication, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd, rd, err := f.roundFor(fed, r)
+	if err != nil {
+		return nil, err
+	}
+	p := &publication{
+		numParams: fd.NumParams,
+		global:    slices.Clone(fd.latest().Weights),
+		version:   fd.latest().Version + 1,
+		strategy:  fd.strategy,
+		spec:      cloneSpec(fd.spec),
+		optState:  slices.Clone(fd.OptState),
+		total:     rd.TotalSamples,
+	}
+	if !fd.spec.Secure {
+		p.sum = slices.Clone(rd.Sum)
+		clients := slices.Sorted(maps.Keys(rd.Updates))
+		for _, c := range clients {
+			p.updates = append(p.updates, aggregation.Update{Client: c, Delta: rd.Updates[c], Samples: int(rd.Contribs[c].Samples)})
+		}
+		return p, nil
+	}
+	p.params, p.group = fd.params, fd.group()
+	if rd.enc == nil {
+		return nil, fmt.Errorf("%w: round %d has no aggregate", ErrRoundState, r)
+	}
+	if p.enc, err = rd.enc.MarshalBinary(); err != nil {
+		return nil, err
+	}
+	for _, a := range rd.Active {
+		p.active = append(p.active, he.PartyID(a))
+	}
+	names := make([]string, 0, len(rd.Shares))
+	for c := range rd.Shares {
+		names = append(names, c)
+	}
+	sort.Strings(names)
+	for _, c := range names {
+		p.shares = append(p.shares, rd.Shares[c].Data)
+	}
+	return p, nil
+}
+
+func unmarshalSpec(b []byte, s *pb.FederationSpec) error {
+	if err := proto.Unmarshal(b, s); err != nil {
+		return fmt.Errorf("%w: federation spec: %v", ErrCommand, err)
+	}
+	return nil
+}
