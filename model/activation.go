@@ -2,7 +2,6 @@ package model
 
 import (
 	"math"
-	"math/rand/v2"
 	"slices"
 )
 
@@ -16,12 +15,13 @@ func newActivation(fn string, in []int) *activation {
 	return &activation{fn: fn, shape: slices.Clone(in)}
 }
 
-func (a *activation) kind() string              { return a.fn }
-func (a *activation) outShape() []int           { return a.shape }
-func (a *activation) params() []*Param          { return nil }
-func (a *activation) newState(*rand.Rand) state { return &activationState{a: a} }
+func (a *activation) kind() string         { return a.fn }
+func (a *activation) outShape() []int      { return a.shape }
+func (a *activation) params() []*Param     { return nil }
+func (a *activation) newState(e env) state { return &activationState{a: a, env: e} }
 
 type activationState struct {
+	env
 	a     *activation
 	y, dx []float32
 }
@@ -31,11 +31,9 @@ func (s *activationState) forward(x []float32, n int, train bool) []float32 {
 	y := s.y
 	switch s.a.fn {
 	case "relu":
-		parallelFor(len(x)/chunk+1, chunk, func(lo, hi int) {
+		s.parallelFor(len(x)/chunk+1, chunk, func(lo, hi int) {
 			lo, hi = lo*chunk, min(hi*chunk, len(x))
-			for i, v := range x[lo:hi] {
-				y[lo+i] = max(v, 0)
-			}
+			relu(y[lo:hi], x[lo:hi])
 		})
 	case "tanh":
 		for i, v := range x {
@@ -64,7 +62,7 @@ func (s *activationState) backward(dy []float32, _ [][]float32, needDX bool) []f
 	dx, y := s.dx, s.y
 	switch s.a.fn {
 	case "relu":
-		parallelFor(len(dy)/chunk+1, chunk, func(lo, hi int) {
+		s.parallelFor(len(dy)/chunk+1, chunk, func(lo, hi int) {
 			lo, hi = lo*chunk, min(hi*chunk, len(dy))
 			reluBackward(dx[lo:hi], dy[lo:hi], y[lo:hi])
 		})
@@ -129,5 +127,15 @@ func reluBackward(dx, dy, y []float32) {
 		b := math.Float32bits(y[i])
 		mask := uint32(int32(b|-b) >> 31)
 		dx[i] = math.Float32frombits(math.Float32bits(dy[i]) & mask)
+	}
+}
+
+// relu sets y = max(x, 0) without branches: a set sign bit makes the mask clear every bit
+// (so -0 and negative values become +0; NaNs with the sign bit clear pass through).
+func relu(y, x []float32) {
+	x = x[:len(y)]
+	for i, v := range x {
+		b := math.Float32bits(v)
+		y[i] = math.Float32frombits(b &^ uint32(int32(b)>>31))
 	}
 }

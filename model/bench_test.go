@@ -44,7 +44,8 @@ func BenchmarkSeedCNNPredict(b *testing.B) {
 	b.ReportMetric(float64(b.N*256)/b.Elapsed().Seconds(), "images/s")
 }
 
-// BenchmarkLayers times one forward and backward pass of each layer at batch 32.
+// BenchmarkLayers times one forward and backward pass of each layer at batch 32 (the
+// recurrent layers are in recurrent_bench_test.go).
 func BenchmarkLayers(b *testing.B) {
 	rng := rand.New(rand.NewPCG(1, 1))
 	conv, _ := newConv2D([]int{28, 28, 1}, 32, [2]int{3, 3}, [2]int{1, 1}, false, rng)
@@ -61,13 +62,16 @@ func BenchmarkLayers(b *testing.B) {
 		{"conv2d13x13x32_64_3x3same", conv2, []int{13, 13, 32}},
 		{"maxpool26x26x32", pool, []int{26, 26, 32}},
 		{"relu26x26x32", newActivation("relu", []int{26, 26, 32}), []int{26, 26, 32}},
+		{"tanh128", newActivation("tanh", []int{128}), []int{128}},
+		{"sigmoid128", newActivation("sigmoid", []int{128}), []int{128}},
 		{"softmax10", newActivation("softmax", []int{10}), []int{10}},
+		{"flatten13x13x32", &flatten{out: []int{5408}}, []int{13, 13, 32}},
 		{"dropout5408", &dropout{shape: []int{5408}, rate: 0.5}, []int{5408}},
 	}
 	for _, c := range cases {
 		b.Run(c.name, func(b *testing.B) {
 			const n = 32
-			s := c.l.newState(rand.New(rand.NewPCG(1, 1)))
+			s := c.l.newState(env{rng: rand.New(rand.NewPCG(1, 1))})
 			x := benchInput(n, prod(c.in))
 			var grads [][]float32
 			for _, p := range c.l.params() {

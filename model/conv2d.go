@@ -3,8 +3,6 @@ package model
 import (
 	"fmt"
 	"math/rand/v2"
-
-	"github.com/medfed/medfed/internal/gemm"
 )
 
 // conv2d is a 2-D convolution over NHWC images with a [kh, kw, cin, filters] kernel, computed
@@ -48,12 +46,13 @@ func samePadding(in, k, stride int) (out, lead int) {
 	return out, total / 2
 }
 
-func (c *conv2d) kind() string              { return "conv2d" }
-func (c *conv2d) outShape() []int           { return []int{c.oh, c.ow, c.filters} }
-func (c *conv2d) params() []*Param          { return []*Param{&c.kernel, &c.bias} }
-func (c *conv2d) newState(*rand.Rand) state { return &conv2dState{c: c} }
+func (c *conv2d) kind() string         { return "conv2d" }
+func (c *conv2d) outShape() []int      { return []int{c.oh, c.ow, c.filters} }
+func (c *conv2d) params() []*Param     { return []*Param{&c.kernel, &c.bias} }
+func (c *conv2d) newState(e env) state { return &conv2dState{c: c, env: e} }
 
 type conv2dState struct {
+	env
 	c         *conv2d
 	n         int
 	cols      []float32 // [n*oh*ow, kh*kw*cin + 1]: patches and a column of ones
@@ -68,7 +67,7 @@ func (s *conv2dState) forward(x []float32, n int, _ bool) []float32 {
 	s.n = n
 	s.cols = grow(s.cols, rows*k)
 	inSize, colSize := c.h*c.w*c.cin, c.oh*c.ow*k
-	parallelFor(n, colSize, func(lo, hi int) {
+	s.parallelFor(n, colSize, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			c.im2col(s.cols[i*colSize:(i+1)*colSize], x[i*inSize:(i+1)*inSize])
 		}
@@ -78,7 +77,7 @@ func (s *conv2dState) forward(x []float32, n int, _ bool) []float32 {
 	copy(s.wb, c.kernel.Data)
 	copy(s.wb[(k-1)*c.filters:], c.bias.Data)
 	s.y = grow(s.y, rows*c.filters)
-	gemm.Sgemm(false, false, rows, c.filters, k, 1, s.cols, k, s.wb, c.filters, 0, s.y, c.filters)
+	s.sgemm(false, false, rows, c.filters, k, 1, s.cols, k, s.wb, c.filters, 0, s.y, c.filters)
 	return s.y
 }
 
@@ -87,7 +86,7 @@ func (s *conv2dState) backward(dy []float32, grads [][]float32, needDX bool) []f
 	rows, k := n*c.oh*c.ow, c.kh*c.kw*c.cin+1
 	// dL/d[kernel; bias] = colsᵀ·dy; the ones column of cols turns the last row into Σ dy.
 	s.gwb = grow(s.gwb, k*c.filters)
-	gemm.Sgemm(true, false, k, c.filters, rows, 1, s.cols, k, dy, c.filters, 0, s.gwb, c.filters)
+	s.sgemm(true, false, k, c.filters, rows, 1, s.cols, k, dy, c.filters, 0, s.gwb, c.filters)
 	for i, v := range s.gwb[:(k-1)*c.filters] {
 		grads[0][i] += v
 	}
@@ -98,10 +97,10 @@ func (s *conv2dState) backward(dy []float32, grads [][]float32, needDX bool) []f
 		return nil
 	}
 	s.dcols = grow(s.dcols, rows*k)
-	gemm.Sgemm(false, true, rows, k-1, c.filters, 1, dy, c.filters, c.kernel.Data, c.filters, 0, s.dcols, k)
+	s.sgemm(false, true, rows, k-1, c.filters, 1, dy, c.filters, c.kernel.Data, c.filters, 0, s.dcols, k)
 	inSize, colSize := c.h*c.w*c.cin, c.oh*c.ow*k
 	s.dx = grow(s.dx, n*inSize)
-	parallelFor(n, colSize, func(lo, hi int) {
+	s.parallelFor(n, colSize, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			c.col2im(s.dx[i*inSize:(i+1)*inSize], s.dcols[i*colSize:(i+1)*colSize])
 		}

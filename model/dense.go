@@ -2,8 +2,6 @@ package model
 
 import (
 	"math/rand/v2"
-
-	"github.com/medfed/medfed/internal/gemm"
 )
 
 // dense is y = x·W + b.
@@ -25,12 +23,13 @@ func newDense(in, units int, rng *rand.Rand) *dense {
 	return d
 }
 
-func (d *dense) kind() string              { return "dense" }
-func (d *dense) outShape() []int           { return []int{d.units} }
-func (d *dense) params() []*Param          { return []*Param{&d.w, &d.b} }
-func (d *dense) newState(*rand.Rand) state { return &denseState{d: d} }
+func (d *dense) kind() string         { return "dense" }
+func (d *dense) outShape() []int      { return []int{d.units} }
+func (d *dense) params() []*Param     { return []*Param{&d.w, &d.b} }
+func (d *dense) newState(e env) state { return &denseState{d: d, env: e} }
 
 type denseState struct {
+	env
 	d     *dense
 	x     []float32 // input of the last forward
 	n     int
@@ -43,14 +42,14 @@ func (s *denseState) forward(x []float32, n int, _ bool) []float32 {
 	for i := 0; i < n; i++ {
 		copy(s.y[i*d.units:(i+1)*d.units], d.b.Data)
 	}
-	gemm.Sgemm(false, false, n, d.units, d.in, 1, x, d.in, d.w.Data, d.units, 1, s.y, d.units)
+	s.sgemm(false, false, n, d.units, d.in, 1, x, d.in, d.w.Data, d.units, 1, s.y, d.units)
 	s.n, s.x = n, x // kept also at inference, for input gradients (explanations)
 	return s.y
 }
 
 func (s *denseState) backward(dy []float32, grads [][]float32, needDX bool) []float32 {
 	d, n := s.d, s.n
-	gemm.Sgemm(true, false, d.in, d.units, n, 1, s.x, d.in, dy, d.units, 1, grads[0], d.units)
+	s.sgemm(true, false, d.in, d.units, n, 1, s.x, d.in, dy, d.units, 1, grads[0], d.units)
 	gb := grads[1]
 	for i := 0; i < n; i++ {
 		for j, v := range dy[i*d.units : (i+1)*d.units] {
@@ -61,6 +60,6 @@ func (s *denseState) backward(dy []float32, grads [][]float32, needDX bool) []fl
 		return nil
 	}
 	s.dx = grow(s.dx, n*d.in)
-	gemm.Sgemm(false, true, n, d.in, d.units, 1, dy, d.units, d.w.Data, d.units, 0, s.dx, d.in)
+	s.sgemm(false, true, n, d.in, d.units, 1, dy, d.units, d.w.Data, d.units, 0, s.dx, d.in)
 	return s.dx
 }

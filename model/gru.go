@@ -21,7 +21,7 @@ func (s *recurrentState) gruForward(t int) {
 	s.addRecurrent(t, rg)
 	hPrev := s.hs[t*n*u : (t+1)*n*u]
 	h := s.hs[(t+1)*n*u : (t+2)*n*u]
-	parallelFor(n, r.rowCost(), func(lo, hi int) {
+	s.parallelFor(n, r.rowCost(), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			xi, ri := xg[i*gu:(i+1)*gu], rg[i*gu:(i+1)*gu]
 			xz, xr, xh := xi[:u], xi[u:2*u], xi[2*u:]
@@ -48,7 +48,7 @@ func (s *recurrentState) gruBackward(t int) {
 	dX := s.dX[t*n*gu : (t+1)*n*gu]
 	dR := s.dR[t*n*gu : (t+1)*n*gu]
 	hPrev := s.hs[t*n*u : (t+1)*n*u]
-	parallelFor(n, r.rowCost(), func(lo, hi int) {
+	s.parallelFor(n, r.rowCost(), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			xi, rh := xg[i*gu:(i+1)*gu], rg[i*gu+2*u:(i+1)*gu]
 			zs, rs, hhs := xi[:u], xi[u:2*u], xi[2*u:]

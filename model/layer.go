@@ -1,6 +1,10 @@
 package model
 
-import "math/rand/v2"
+import (
+	"math/rand/v2"
+
+	"github.com/medfed/medfed/internal/gemm"
+)
 
 // Param is one named parameter tensor of a layer, stored row-major.
 type Param struct {
@@ -16,7 +20,33 @@ type layer interface {
 	kind() string
 	outShape() []int
 	params() []*Param
-	newState(rng *rand.Rand) state
+	newState(e env) state
+}
+
+// env is what a layer state takes from its caller: the random source of dropout masks, and
+// whether to keep all work on the calling goroutine (serial), which the trainer asks for when
+// it already runs one shard of the batch on every core.
+type env struct {
+	rng    *rand.Rand
+	serial bool
+}
+
+// sgemm is gemm.Sgemm, or gemm.SgemmSerial in a serial env.
+func (e env) sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	if e.serial {
+		gemm.SgemmSerial(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+		return
+	}
+	gemm.Sgemm(transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc)
+}
+
+// parallelFor is the package's parallelFor, or a plain call in a serial env.
+func (e env) parallelFor(n, cost int, fn func(lo, hi int)) {
+	if e.serial {
+		fn(0, n)
+		return
+	}
+	parallelFor(n, cost, fn)
 }
 
 // state holds one caller's buffers for one layer.

@@ -20,7 +20,7 @@ func gradCheck(t *testing.T, l layer, in []int, n int, seed uint64) {
 	for i := range r {
 		r[i] = float32(rng.Float64()*2 - 1)
 	}
-	s := l.newState(rand.New(rand.NewPCG(seed, 2)))
+	s := l.newState(env{rng: rand.New(rand.NewPCG(seed, 2))})
 	lossAt := func() float64 {
 		y := s.forward(x, n, false)
 		var sum float64
@@ -111,7 +111,7 @@ func TestLayerGradients(t *testing.T) {
 // the gradient flows through the same mask, and inference is the identity.
 func TestDropoutTraining(t *testing.T) {
 	d := &dropout{shape: []int{10000}, rate: 0.25}
-	s := d.newState(rand.New(rand.NewPCG(1, 2)))
+	s := d.newState(env{rng: rand.New(rand.NewPCG(1, 2))})
 	x := make([]float32, 10000)
 	for i := range x {
 		x[i] = 1
@@ -152,7 +152,7 @@ func TestConvKnownValues(t *testing.T) {
 	}
 	c.bias.Data[0] = 0.5
 	x := []float32{1, 2, 3, 4, 5, 6, 7, 8, 9}
-	got := c.newState(nil).forward(x, 1, false)
+	got := c.newState(env{}).forward(x, 1, false)
 	want := []float32{12.5, 16.5, 24.5, 28.5}
 	for i := range want {
 		if got[i] != want[i] {
@@ -167,7 +167,7 @@ func TestConvKnownValues(t *testing.T) {
 	for i := range c2.kernel.Data {
 		c2.kernel.Data[i] = 1
 	}
-	got = c2.newState(nil).forward(x, 1, false)
+	got = c2.newState(env{}).forward(x, 1, false)
 	want = []float32{12, 9, 15, 9}
 	for i := range want {
 		if got[i] != want[i] {

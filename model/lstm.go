@@ -15,7 +15,7 @@ func (s *recurrentState) lstmForward(t int) {
 	c := s.cs[(t+1)*n*u : (t+2)*n*u]
 	tc := s.tc[t*n*u : (t+1)*n*u]
 	h := s.hs[(t+1)*n*u : (t+2)*n*u]
-	parallelFor(n, r.rowCost(), func(lo, hi int) {
+	s.parallelFor(n, r.rowCost(), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			gi := g[i*gu : (i+1)*gu]
 			ig, fg, cg, og := gi[:u], gi[u:2*u], gi[2*u:3*u], gi[3*u:]
@@ -40,7 +40,7 @@ func (s *recurrentState) lstmBackward(t int) {
 	d := s.dX[t*n*gu : (t+1)*n*gu]
 	cPrev := s.cs[t*n*u : (t+1)*n*u]
 	tc := s.tc[t*n*u : (t+1)*n*u]
-	parallelFor(n, r.rowCost(), func(lo, hi int) {
+	s.parallelFor(n, r.rowCost(), func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			gi, di := g[i*gu:(i+1)*gu], d[i*gu:(i+1)*gu]
 			ig, fg, cg, og := gi[:u], gi[u:2*u], gi[2*u:3*u], gi[3*u:]

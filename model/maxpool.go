@@ -2,7 +2,6 @@ package model
 
 import (
 	"fmt"
-	"math/rand/v2"
 )
 
 // maxPool2D takes the maximum over pool windows of NHWC images (valid padding).
@@ -20,12 +19,13 @@ func newMaxPool2D(in []int, pool, stride [2]int) (*maxPool2D, error) {
 	return m, nil
 }
 
-func (m *maxPool2D) kind() string              { return "maxpool2d" }
-func (m *maxPool2D) outShape() []int           { return []int{m.oh, m.ow, m.c} }
-func (m *maxPool2D) params() []*Param          { return nil }
-func (m *maxPool2D) newState(*rand.Rand) state { return &maxPoolState{m: m} }
+func (m *maxPool2D) kind() string         { return "maxpool2d" }
+func (m *maxPool2D) outShape() []int      { return []int{m.oh, m.ow, m.c} }
+func (m *maxPool2D) params() []*Param     { return nil }
+func (m *maxPool2D) newState(e env) state { return &maxPoolState{m: m, env: e} }
 
 type maxPoolState struct {
+	env
 	m      *maxPool2D
 	n      int
 	argmax []int32 // position in its window of each output's maximum
@@ -41,7 +41,7 @@ func (s *maxPoolState) forward(x []float32, n int, _ bool) []float32 {
 		s.argmax = make([]int32, n*outSize)
 	}
 	s.argmax = s.argmax[:n*outSize]
-	parallelFor(n, outSize*m.ph*m.pw, func(lo, hi int) {
+	s.parallelFor(n, outSize*m.ph*m.pw, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			m.forwardSample(x[i*inSize:(i+1)*inSize], s.y[i*outSize:(i+1)*outSize], s.argmax[i*outSize:(i+1)*outSize])
 		}
@@ -56,7 +56,7 @@ func (s *maxPoolState) backward(dy []float32, _ [][]float32, needDX bool) []floa
 	m := s.m
 	inSize, outSize := m.h*m.w*m.c, m.oh*m.ow*m.c
 	s.dx = grow(s.dx, s.n*inSize)
-	parallelFor(s.n, inSize, func(lo, hi int) {
+	s.parallelFor(s.n, inSize, func(lo, hi int) {
 		for i := lo; i < hi; i++ {
 			m.backwardSample(s.dx[i*inSize:(i+1)*inSize], dy[i*outSize:(i+1)*outSize], s.argmax[i*outSize:(i+1)*outSize])
 		}

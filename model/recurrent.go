@@ -4,8 +4,6 @@ import (
 	"fmt"
 	"math"
 	"math/rand/v2"
-
-	"github.com/medfed/medfed/internal/gemm"
 )
 
 // recurrent is a simple_rnn, lstm or gru layer over sequences [steps, features], with Keras's
@@ -91,7 +89,7 @@ func (r *recurrent) outShape() []int {
 
 func (r *recurrent) params() []*Param { return []*Param{&r.kernel, &r.recurrent, &r.bias} }
 
-func (r *recurrent) newState(*rand.Rand) state { return &recurrentState{r: r} }
+func (r *recurrent) newState(e env) state { return &recurrentState{r: r, env: e} }
 
 // orthogonal fills w, a rows×cols matrix, like Keras's Orthogonal initialiser with gain 1: the
 // QR decomposition of a Gaussian matrix (of the transposed shape when rows < cols), with the
@@ -144,6 +142,7 @@ func orthogonal(rng *rand.Rand, w []float32, rows, cols int) {
 // recurrentState holds one caller's buffers. All per-step buffers are time-major: block t
 // holds the n rows of step t.
 type recurrentState struct {
+	env
 	r  *recurrent
 	n  int
 	xt []float32 // [steps*n, in] the input, time-major
@@ -187,7 +186,7 @@ func (s *recurrentState) forward(x []float32, n int, _ bool) []float32 {
 	for row := 0; row < steps*n; row++ {
 		copy(s.xp[row*gu:(row+1)*gu], inBias)
 	}
-	gemm.Sgemm(false, false, steps*n, gu, in, 1, s.xt, in, r.kernel.Data, gu, 1, s.xp, gu)
+	s.sgemm(false, false, steps*n, gu, in, 1, s.xt, in, r.kernel.Data, gu, 1, s.xp, gu)
 
 	s.hs = grow(s.hs, (steps+1)*n*u)
 	clear(s.hs[:n*u])
@@ -228,7 +227,7 @@ func (s *recurrentState) addRecurrent(t int, c []float32) {
 	}
 	r := s.r
 	u, gu := r.units, r.gates*r.units
-	gemm.Sgemm(false, false, s.n, gu, u, 1, s.hs[t*s.n*u:(t+1)*s.n*u], u, r.recurrent.Data, gu, 1, c, gu)
+	s.sgemm(false, false, s.n, gu, u, 1, s.hs[t*s.n*u:(t+1)*s.n*u], u, r.recurrent.Data, gu, 1, c, gu)
 }
 
 func (s *recurrentState) backward(dy []float32, grads [][]float32, needDX bool) []float32 {
@@ -276,15 +275,15 @@ func (s *recurrentState) backward(dy []float32, grads [][]float32, needDX bool) 
 			beta = 1
 		}
 		if t > 0 {
-			gemm.Sgemm(false, true, n, u, gu, 1, s.dR[t*n*gu:(t+1)*n*gu], gu, r.recurrent.Data, gu, beta, s.dhp, u)
+			s.sgemm(false, true, n, u, gu, 1, s.dR[t*n*gu:(t+1)*n*gu], gu, r.recurrent.Data, gu, beta, s.dhp, u)
 			s.dh, s.dhp = s.dhp, s.dh
 		}
 	}
 	// dU = Σ_t h_{t-1}ᵀ·dR_t over t ≥ 1 (h_{-1} = 0), as one product over the stacked steps.
 	if steps > 1 {
-		gemm.Sgemm(true, false, u, gu, (steps-1)*n, 1, s.hs[n*u:steps*n*u], u, s.dR[n*gu:], gu, 1, grads[1], gu)
+		s.sgemm(true, false, u, gu, (steps-1)*n, 1, s.hs[n*u:steps*n*u], u, s.dR[n*gu:], gu, 1, grads[1], gu)
 	}
-	gemm.Sgemm(true, false, in, gu, steps*n, 1, s.xt, in, s.dX, gu, 1, grads[0], gu)
+	s.sgemm(true, false, in, gu, steps*n, 1, s.xt, in, s.dX, gu, 1, grads[0], gu)
 	sumRows(grads[2][:gu], s.dX, gu)
 	if r.cell == "gru" {
 		sumRows(grads[2][gu:], s.dR, gu)
@@ -293,7 +292,7 @@ func (s *recurrentState) backward(dy []float32, grads [][]float32, needDX bool) 
 		return nil
 	}
 	s.dxt = grow(s.dxt, steps*n*in)
-	gemm.Sgemm(false, true, steps*n, in, gu, 1, s.dX, gu, r.kernel.Data, gu, 0, s.dxt, in)
+	s.sgemm(false, true, steps*n, in, gu, 1, s.dX, gu, r.kernel.Data, gu, 0, s.dxt, in)
 	s.dx = grow(s.dx, n*steps*in)
 	for t := 0; t < steps; t++ {
 		for i := 0; i < n; i++ {

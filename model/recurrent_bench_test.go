@@ -28,7 +28,7 @@ func benchRecurrent(b *testing.B, kind string) {
 	for _, p := range l.params() {
 		grads = append(grads, make([]float32, len(p.Data)))
 	}
-	s := l.newState(nil)
+	s := l.newState(env{})
 	b.ReportAllocs()
 	for b.Loop() {
 		s.forward(x, n, true)

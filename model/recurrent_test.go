@@ -34,7 +34,7 @@ func checkRecurrentGrad(t *testing.T, l layer, n int, eps float64, seed uint64) 
 	r := make([]float32, n*prod(l.outShape()))
 	uniform(r, 1)
 
-	s := l.newState(nil)
+	s := l.newState(env{})
 	loss := func() float64 {
 		var sum float64
 		for i, v := range s.forward(x, n, false) {
@@ -113,7 +113,7 @@ func TestRecurrentGradientsAccumulate(t *testing.T) {
 			}
 			x := []float32{0.1, -0.2, 0.3, 0.4, -0.5, 0.6, 0.7, 0.8, -0.9, 1, 0.2, -0.3}
 			dy := []float32{1, -1, 0.5, 0.25, -0.5, 1, 2, -2}
-			s := l.newState(nil)
+			s := l.newState(env{})
 			once := make([][]float32, 3)
 			twice := make([][]float32, 3)
 			for i, p := range l.params() {
@@ -170,7 +170,7 @@ func TestSimpleRNNKnownValues(t *testing.T) {
 			copy(r.kernel.Data, []float32{1, -1})
 			copy(r.recurrent.Data, []float32{0.5, 0, 1, 0.5})
 			copy(r.bias.Data, []float32{0, 1})
-			got := l.newState(nil).forward(x, 2, false)
+			got := l.newState(env{}).forward(x, 2, false)
 			if len(got) != len(tc.want) {
 				t.Fatalf("got %d outputs, want %d", len(got), len(tc.want))
 			}
@@ -373,8 +373,8 @@ func TestRecurrentStateReuse(t *testing.T) {
 		for i := range x {
 			x[i] = rng.Float32()*2 - 1
 		}
-		want := slices.Clone(l.newState(nil).forward(x, 3, false))
-		s := l.newState(nil)
+		want := slices.Clone(l.newState(env{}).forward(x, 3, false))
+		s := l.newState(env{})
 		s.forward(x, 3, true)
 		s.forward(x[:2*12], 2, false)
 		got := s.forward(x, 3, true)
@@ -542,7 +542,7 @@ func TestRecurrentMatchesKerasEquations(t *testing.T) {
 				for i := range x {
 					x[i] = float32(rng.Float64()*2 - 1)
 				}
-				got := l.newState(nil).forward(x, n, false)
+				got := l.newState(env{}).forward(x, n, false)
 				for i := 0; i < n; i++ {
 					want := refRecurrent(r, x[i*steps*in:(i+1)*steps*in])
 					if !seq {

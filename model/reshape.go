@@ -5,10 +5,10 @@ import "math/rand/v2"
 // flatten reshapes each sample to one dimension; the data does not move.
 type flatten struct{ out []int }
 
-func (f *flatten) kind() string              { return "flatten" }
-func (f *flatten) outShape() []int           { return f.out }
-func (f *flatten) params() []*Param          { return nil }
-func (f *flatten) newState(*rand.Rand) state { return flattenState{} }
+func (f *flatten) kind() string       { return "flatten" }
+func (f *flatten) outShape() []int    { return f.out }
+func (f *flatten) params() []*Param   { return nil }
+func (f *flatten) newState(env) state { return flattenState{} }
 
 type flattenState struct{}
 
@@ -27,10 +27,10 @@ type dropout struct {
 	rate  float64
 }
 
-func (d *dropout) kind() string                  { return "dropout" }
-func (d *dropout) outShape() []int               { return d.shape }
-func (d *dropout) params() []*Param              { return nil }
-func (d *dropout) newState(rng *rand.Rand) state { return &dropoutState{d: d, rng: rng} }
+func (d *dropout) kind() string         { return "dropout" }
+func (d *dropout) outShape() []int      { return d.shape }
+func (d *dropout) params() []*Param     { return nil }
+func (d *dropout) newState(e env) state { return &dropoutState{d: d, rng: e.rng} }
 
 type dropoutState struct {
 	d        *dropout

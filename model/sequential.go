@@ -34,7 +34,7 @@ func newSequential(spec Spec, layers []layer, seed uint64) *Sequential {
 func (m *Sequential) newRun(rng *rand.Rand) run {
 	r := make(run, len(m.layers))
 	for i, l := range m.layers {
-		r[i] = l.newState(rng)
+		r[i] = l.newState(env{rng: rng})
 	}
 	return r
 }

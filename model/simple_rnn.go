@@ -7,7 +7,7 @@ func (s *recurrentState) simpleForward(t int) {
 	pre := s.xp[t*n*u : (t+1)*n*u]
 	s.addRecurrent(t, pre)
 	h := s.hs[(t+1)*n*u : (t+2)*n*u]
-	parallelFor(n, r.rowCost(), func(lo, hi int) {
+	s.parallelFor(n, r.rowCost(), func(lo, hi int) {
 		p, h := pre[lo*u:hi*u], h[lo*u:hi*u]
 		if r.relu {
 			for j, v := range p {
@@ -26,7 +26,7 @@ func (s *recurrentState) simpleBackward(t int) {
 	r, n, u := s.r, s.n, s.r.units
 	h := s.hs[(t+1)*n*u : (t+2)*n*u]
 	d := s.dX[t*n*u : (t+1)*n*u]
-	parallelFor(n, r.rowCost(), func(lo, hi int) {
+	s.parallelFor(n, r.rowCost(), func(lo, hi int) {
 		h, d, dh := h[lo*u:hi*u], d[lo*u:hi*u], s.dh[lo*u:hi*u]
 		if r.relu {
 			for j, v := range h {

@@ -2,6 +2,7 @@ package gemm
 
 import (
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
 	"gonum.org/v1/gonum/blas"
@@ -67,7 +68,7 @@ func BenchmarkSgemmPureGo(b *testing.B) {
 		b.Run(s.name, func(b *testing.B) {
 			a, lda, bm, ldb, c := benchOperands(s.transA, s.transB, s.m, s.n, s.k)
 			for b.Loop() {
-				sgemm(impl{kernel: kernelGo}, &problem{s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bm, ldb, 0, c, s.n})
+				sgemm(impl{kernel: kernelGo}, &problem{s.transA, s.transB, s.m, s.n, s.k, 1, a, lda, bm, ldb, 0, c, s.n}, runtime.GOMAXPROCS(0))
 			}
 			reportGFLOPS(b, s.m, s.n, s.k)
 		})

@@ -42,7 +42,14 @@ type impl struct {
 // With beta == 0, C need not be initialised (NaNs in C are overwritten).
 func Sgemm(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
 	checkShapes(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
-	sgemm(defaultImpl(), &problem{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc})
+	sgemm(defaultImpl(), &problem{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc}, runtime.GOMAXPROCS(0))
+}
+
+// SgemmSerial is Sgemm computed on the calling goroutine only, for callers that already keep
+// every core busy with products of their own (for example one training shard per core).
+func SgemmSerial(transA, transB bool, m, n, k int, alpha float32, a []float32, lda int, b []float32, ldb int, beta float32, c []float32, ldc int) {
+	checkShapes(transA, transB, m, n, k, a, lda, b, ldb, c, ldc)
+	sgemm(defaultImpl(), &problem{transA, transB, m, n, k, alpha, a, lda, b, ldb, beta, c, ldc}, 1)
 }
 
 // problem is one Sgemm call; sub-problems are the same call on a slice of C.
@@ -83,9 +90,9 @@ func (p problem) cols(j0, cols int) problem {
 	return p
 }
 
-// sgemm runs p (already shape-checked) with im, splitting C across goroutines when the product
-// is large enough.
-func sgemm(im impl, p *problem) {
+// sgemm runs p (already shape-checked) with im, splitting C across up to maxWorkers goroutines
+// when the product is large enough.
+func sgemm(im impl, p *problem, maxWorkers int) {
 	if p.m == 0 || p.n == 0 {
 		return
 	}
@@ -97,7 +104,7 @@ func sgemm(im impl, p *problem) {
 	nPanels := (p.n + nr - 1) / nr
 	workers := 1
 	if flops := 2 * float64(p.m) * float64(p.n) * float64(p.k); flops >= 2*minFlopsPerWorker {
-		workers = min(runtime.GOMAXPROCS(0), int(flops/minFlopsPerWorker), max(mPanels, nPanels))
+		workers = min(maxWorkers, int(flops/minFlopsPerWorker), max(mPanels, nPanels))
 	}
 	if workers <= 1 {
 		ws := getWorkspace()
