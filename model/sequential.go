@@ -31,10 +31,10 @@ func newSequential(spec Spec, layers []layer, seed uint64) *Sequential {
 	return m
 }
 
-func (m *Sequential) newRun(rng *rand.Rand) run {
+func (m *Sequential) newRun(e env) run {
 	r := make(run, len(m.layers))
 	for i, l := range m.layers {
-		r[i] = l.newState(env{rng: rng})
+		r[i] = l.newState(e)
 	}
 	return r
 }
@@ -105,7 +105,7 @@ func (m *Sequential) Predict(x []float32, n int) []float32 {
 	}
 	r, _ := m.runs.Get().(run)
 	if r == nil {
-		r = m.newRun(rand.New(rand.NewPCG(m.seed, 0)))
+		r = m.newRun(env{rng: rand.New(rand.NewPCG(m.seed, 0))})
 	}
 	defer m.runs.Put(r)
 	y := make([]float32, n*out)
@@ -136,7 +136,7 @@ func (m *Sequential) InputGradients(x []float32, n int, class []int) ([]float32,
 	}
 	r, _ := m.runs.Get().(run)
 	if r == nil {
-		r = m.newRun(rand.New(rand.NewPCG(m.seed, 0)))
+		r = m.newRun(env{rng: rand.New(rand.NewPCG(m.seed, 0))})
 	}
 	defer m.runs.Put(r)
 	grads := make([][][]float32, len(m.layers)) // parameter gradients are computed and dropped

@@ -4,6 +4,7 @@ import (
 	"context"
 	"math"
 	"math/rand/v2"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -263,5 +264,40 @@ func TestInputGradients(t *testing.T) {
 	}
 	if _, err := m.InputGradients(x, 2, []int{0, 3}); err == nil {
 		t.Error("class 3 of a 3-class model accepted")
+	}
+}
+
+// TestShardedStepMatchesSingle checks that splitting a batch across per-core shards gives
+// the gradient of the whole batch: one Adam step from the same weights lands on the same
+// weights (up to float32 rounding) with one shard and with three.
+func TestShardedStepMatchesSingle(t *testing.T) {
+	spec, _ := Architecture("cnn", []int{10, 10, 1}, 3)
+	x := benchInput(40, 100)
+	y := make([]float32, 40)
+	for i := range y {
+		y[i] = float32(i % 3)
+	}
+	step := func(procs int) ([]float32, float64, int) {
+		defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(procs))
+		m, _ := Build(spec, 9)
+		tr, err := NewTrainer(m, TrainConfig{BatchSize: 40, Optimizer: OptimizerConfig{Name: "sgd", LearningRate: 0.5}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want := min(procs, 40/minShard); len(tr.shards) != want {
+			t.Fatalf("GOMAXPROCS %d: %d shards, want %d", procs, len(tr.shards), want)
+		}
+		loss, correct := tr.Step(x, y, 40)
+		return m.Flat(nil), loss, correct
+	}
+	w1, l1, c1 := step(1)
+	w3, l3, c3 := step(3)
+	if math.Abs(l1-l3) > 1e-5 || c1 != c3 {
+		t.Errorf("loss %.6f and %d correct with one shard, %.6f and %d with three", l1, c1, l3, c3)
+	}
+	for i := range w1 {
+		if math.Abs(float64(w1[i]-w3[i])) > 1e-5 {
+			t.Fatalf("weight %d: %.7f with one shard, %.7f with three", i, w1[i], w3[i])
+		}
 	}
 }

@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
+	"sync"
 	"time"
 )
 
@@ -62,19 +64,35 @@ func (c TrainConfig) Validate() error {
 
 // Trainer trains one model with one optimizer. It is not safe for concurrent use, and the
 // model must not be used elsewhere while a step runs.
+//
+// With GOMAXPROCS > 1 and batches of at least 2·minShard samples, a step splits the batch into
+// one shard per core; each shard runs forward and backward on its own goroutine with serial
+// kernels, and the shards' gradients are combined weighted by their sizes. This keeps both
+// cores busy with one synchronisation per step instead of one per layer, and gives the same
+// gradients as the unsplit batch up to float32 rounding (results are reproducible for a given
+// GOMAXPROCS).
 type Trainer struct {
 	m      *Sequential
 	cfg    TrainConfig
 	loss   lossFunc
-	fused  bool // the model's last layer is the activation the loss fuses with
-	run    run
-	grads  [][][]float32 // per layer, per param
-	flat   [][]float32   // grads in Params order, for the optimizer
+	fused  bool        // the model's last layer is the activation the loss fuses with
+	shards []*shard    // one per core, or a single non-serial one
+	flat   [][]float32 // combined gradients in Params order, for the optimizer
 	opt    optimizer
 	anchor [][]float32 // FedProx reference weights
 	rng    *rand.Rand
-	out    []float32 // dL/d(last computed output)
 	xb, yb []float32
+}
+
+// minShard is the fewest samples worth a shard of their own.
+const minShard = 8
+
+// shard is one goroutine's share of a training step: layer states and gradient buffers.
+type shard struct {
+	run   run
+	grads [][][]float32 // per layer, per param
+	flat  [][]float32   // the same buffers in Params order
+	out   []float32     // dL/d(last computed output)
 }
 
 // NewTrainer prepares to train m with cfg.
@@ -86,15 +104,20 @@ func NewTrainer(m *Sequential, cfg TrainConfig) (*Trainer, error) {
 	fn, fusable, _ := lossByName(cfg.Loss)
 	t := &Trainer{m: m, cfg: cfg, loss: fn, rng: rand.New(rand.NewPCG(cfg.Seed, 0x747261696e))}
 	t.fused = fusable != "" && m.layers[len(m.layers)-1].kind() == fusable
-	t.run = m.newRun(rand.New(rand.NewPCG(cfg.Seed, 0x64726f70)))
-	for _, l := range m.layers {
-		var g [][]float32
-		for _, p := range l.params() {
-			buf := make([]float32, len(p.Data))
-			g = append(g, buf)
-			t.flat = append(t.flat, buf)
+	workers := min(runtime.GOMAXPROCS(0), cfg.BatchSize/minShard)
+	if workers <= 1 {
+		t.shards = []*shard{t.newShard(env{rng: rand.New(rand.NewPCG(cfg.Seed, 0x64726f70))})}
+	} else {
+		for w := range workers {
+			t.shards = append(t.shards, t.newShard(env{rng: rand.New(rand.NewPCG(cfg.Seed, 0x64726f70+uint64(w))), serial: true}))
 		}
-		t.grads = append(t.grads, g)
+	}
+	if len(t.shards) == 1 {
+		t.flat = t.shards[0].flat
+	} else {
+		for _, p := range m.params {
+			t.flat = append(t.flat, make([]float32, len(p.Data)))
+		}
 	}
 	t.opt = newOptimizer(cfg.Optimizer, m.params)
 	if cfg.ProximalMu > 0 {
@@ -105,13 +128,59 @@ func NewTrainer(m *Sequential, cfg TrainConfig) (*Trainer, error) {
 	return t, nil
 }
 
+func (t *Trainer) newShard(e env) *shard {
+	sh := &shard{run: t.m.newRun(e)}
+	for _, l := range t.m.layers {
+		var g [][]float32
+		for _, p := range l.params() {
+			buf := make([]float32, len(p.Data))
+			g = append(g, buf)
+			sh.flat = append(sh.flat, buf)
+		}
+		sh.grads = append(sh.grads, g)
+	}
+	return sh
+}
+
 // Config returns the trainer's configuration with defaults filled in.
 func (t *Trainer) Config() TrainConfig { return t.cfg }
 
 // Step trains on one batch of n samples and returns its mean loss (before the update) and the
 // number of correct predictions.
 func (t *Trainer) Step(x, y []float32, n int) (loss float64, correct int) {
-	layers := t.run
+	workers := min(len(t.shards), max(1, n/minShard))
+	if workers == 1 && len(t.shards) == 1 {
+		loss, correct = t.shardStep(t.shards[0], x, y, n)
+	} else {
+		in, tw := len(x)/n, len(y)/n
+		losses := make([]float64, workers)
+		counts := make([]int, workers)
+		var wg sync.WaitGroup
+		for w := range workers {
+			lo, hi := w*n/workers, (w+1)*n/workers
+			wg.Go(func() {
+				losses[w], counts[w] = t.shardStep(t.shards[w], x[lo*in:hi*in], y[lo*tw:hi*tw], hi-lo)
+			})
+		}
+		wg.Wait()
+		for w := range workers {
+			size := (w+1)*n/workers - w*n/workers
+			loss += losses[w] * float64(size) / float64(n)
+			correct += counts[w]
+		}
+		t.combine(workers, n)
+	}
+	if t.anchor != nil {
+		loss += t.addProximal()
+	}
+	t.opt.step(t.m.params, t.flat)
+	return loss, correct
+}
+
+// shardStep runs forward and backward for n samples on one shard, leaving the gradient of the
+// shard's mean loss in sh.flat.
+func (t *Trainer) shardStep(sh *shard, x, y []float32, n int) (loss float64, correct int) {
+	layers := sh.run
 	if t.fused {
 		layers = layers[:len(layers)-1]
 	}
@@ -119,21 +188,40 @@ func (t *Trainer) Step(x, y []float32, n int) (loss float64, correct int) {
 	for _, s := range layers {
 		h = s.forward(h, n, true)
 	}
-	t.out = grow(t.out, len(h))
-	loss = t.loss(t.out, h, y, n, t.fused)
+	sh.out = grow(sh.out, len(h))
+	loss = t.loss(sh.out, h, y, n, t.fused)
 	correct = countCorrect(t.cfg.Loss, h, y, n, t.fused)
-	for _, g := range t.flat {
+	for _, g := range sh.flat {
 		clear(g)
 	}
-	d := t.out
+	d := sh.out
 	for i := len(layers) - 1; i >= 0; i-- {
-		d = layers[i].backward(d, t.grads[i], i > 0)
+		d = layers[i].backward(d, sh.grads[i], i > 0)
 	}
-	if t.anchor != nil {
-		loss += t.addProximal()
-	}
-	t.opt.step(t.m.params, t.flat)
 	return loss, correct
+}
+
+// combine sets t.flat to the size-weighted mean of the first workers shards' gradients: the
+// gradient of the mean loss over the whole batch of n samples.
+func (t *Trainer) combine(workers, n int) {
+	weights := make([]float32, workers)
+	for w := range workers {
+		weights[w] = float32((w+1)*n/workers-w*n/workers) / float32(n)
+	}
+	for i, dst := range t.flat {
+		parallelFor(len(dst)/chunk+1, chunk, func(lo, hi int) {
+			lo, hi = lo*chunk, min(hi*chunk, len(dst))
+			d := dst[lo:hi]
+			for j, v := range t.shards[0].flat[i][lo:hi] {
+				d[j] = weights[0] * v
+			}
+			for w := 1; w < workers; w++ {
+				for j, v := range t.shards[w].flat[i][lo:hi] {
+					d[j] += weights[w] * v
+				}
+			}
+		})
+	}
 }
 
 // addProximal adds mu·(w - w0) to the gradients and returns mu/2·||w - w0||².
