@@ -19,6 +19,13 @@
 // TrimmedMean and Krum need each update in the clear and run in plaintext mode only. In
 // encrypted mode the defence against outsized updates is ClipNorm on the client.
 //
+// Differential privacy (DPConfig, ClipAndNoise, Accountant) is DP-FedAvg at the hospital
+// level: each hospital clips its update to norm C, adds its 1/min_clients share of Gaussian
+// noise of total standard deviation z·C and submits it with weight 1, so the decrypted sum is
+// the Gaussian mechanism; the Accountant tracks its Rényi DP (Sampled Gaussian Mechanism,
+// Mironov et al. 2019), reports epsilon at delta with the improved conversion and refuses
+// rounds past the budget.
+//
 // Choices worth knowing:
 //   - WeightedMean weights by Samples, which must be positive. Median, TrimmedMean and Krum
 //     ignore Samples: a Byzantine client could otherwise claim a huge count.
