@@ -7,6 +7,10 @@
 //     package dataset-fashion-mnist); [ReadIDX] and [LoadIDXFiles] for any other IDX pair.
 //   - [LoadBreastCancer] for the Breast Cancer Wisconsin (diagnostic) table embedded in this
 //     package, and [ReadCSV] / [LoadCSV] for other numeric tables with a header row.
+//   - [LoadImageFolder] for a hospital's own PNG/JPEG images, one sub-folder per class.
+//   - [WriteIDX] / [SaveIDX] and [WriteCSV] to write a Set back in the formats above (for
+//     example one data folder per virtual hospital), exactly round-tripping what the
+//     loaders produce.
 //   - [Set.Split], [Set.Shuffled] and [Set.Subset] to partition a [Set]; [FitStandardizer] to
 //     scale table features using statistics of the training part only.
 //   - [Set.Sequence] to view [H W 1] images as H time steps of W features (sequential MNIST)

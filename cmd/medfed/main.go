@@ -22,6 +22,7 @@ func commands() []command {
 	return []command{
 		{"train", "train one model locally on one data set (the seed example)", runTrain},
 		{"coordinator", "run one node of the Raft-replicated coordinator", runCoordinator},
+		{"partition", "split a data set into per-hospital folders", runPartition},
 		{"pki", "consortium CA and mTLS certificates (init, issue)", runPKI},
 		{"version", "print the MedFed version", runVersion},
 	}
