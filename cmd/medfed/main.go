@@ -24,6 +24,7 @@ func commands() []command {
 		{"coordinator", "run one node of the Raft-replicated coordinator", runCoordinator},
 		{"partition", "split a data set into per-hospital folders", runPartition},
 		{"pki", "consortium CA and mTLS certificates (init, issue)", runPKI},
+		{"predict", "classify inputs with a served model (Open Inference Protocol)", runPredict},
 		{"version", "print the MedFed version", runVersion},
 	}
 }

@@ -1,0 +1,141 @@
+package inference_test
+
+import (
+	"context"
+	"encoding/binary"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
+
+	"github.com/medfed/medfed/inference"
+	"github.com/medfed/medfed/internal/pb/oip"
+)
+
+// BenchmarkInfer measures one-image infer requests for the seed CNN at 1, 8 and 64
+// concurrent callers: in process (Predict per request, and Predict on whole batches of 64
+// as the throughput ceiling), over REST (JSON, loopback TCP) and over gRPC (raw contents,
+// loopback TCP). It reports the latency percentiles p50 and p99 in milliseconds and the
+// throughput in samples per second.
+//
+//	go test ./inference -run '^$' -bench Infer -benchtime 2000x
+func BenchmarkInfer(b *testing.B) {
+	m := seedCNN(b, 1)
+	img := mnistTestSet(b).X[:784] // a real digit: realistic JSON size
+	reg, err := inference.NewRegistry(inference.Config{NoRateLimit: true}, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer reg.Close(context.Background())
+	if err := reg.Publish("mnist", 1, m, inference.ModelMeta{}); err != nil {
+		b.Fatal(err)
+	}
+	tokens, _ := inference.NewTokenSet(map[string]string{testToken: "bench"})
+	srv := inference.NewServer(reg, tokens, nil)
+	hs := httptest.NewServer(srv.Handler())
+	defer hs.Close()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	gs := grpc.NewServer()
+	srv.RegisterGRPC(gs)
+	go gs.Serve(lis)
+	defer gs.Stop()
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	gc := oip.NewGRPCInferenceServiceClient(conn)
+	httpClient := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: 128}}
+	defer httpClient.CloseIdleConnections()
+	restBody := inferBody(img, []int64{1, 28, 28, 1}, "FP32")
+	raw := make([]byte, 4*784)
+	for i, v := range img {
+		binary.LittleEndian.PutUint32(raw[4*i:], math.Float32bits(v))
+	}
+	gctx := metadata.AppendToOutgoingContext(context.Background(), "authorization", "Bearer "+testToken)
+	batch := slices.Repeat(img, 64)
+
+	kinds := []struct {
+		name    string
+		samples int
+		call    func() error
+	}{
+		{"inprocess", 1, func() error { m.Predict(img, 1); return nil }},
+		{"inprocess-batch64", 64, func() error { m.Predict(batch, 64); return nil }},
+		{"rest", 1, func() error {
+			req, _ := http.NewRequest("POST", hs.URL+"/v2/models/mnist/infer", bytesReader(restBody))
+			req.Header.Set("Authorization", "Bearer "+testToken)
+			resp, err := httpClient.Do(req)
+			if err != nil {
+				return err
+			}
+			io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode != 200 {
+				return fmt.Errorf("status %d", resp.StatusCode)
+			}
+			return nil
+		}},
+		{"grpc", 1, func() error {
+			_, err := gc.ModelInfer(gctx, &oip.ModelInferRequest{ModelName: "mnist",
+				Inputs:           []*oip.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{1, 784}}},
+				RawInputContents: [][]byte{raw}})
+			return err
+		}},
+	}
+	for _, k := range kinds {
+		for _, callers := range []int{1, 8, 64} {
+			b.Run(fmt.Sprintf("%s/callers=%d", k.name, callers), func(b *testing.B) {
+				benchCallers(b, callers, k.samples, k.call)
+			})
+		}
+	}
+}
+
+func benchCallers(b *testing.B, callers, samples int, call func() error) {
+	lat := make([]time.Duration, b.N)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range callers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				t0 := time.Now()
+				if err := call(); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+	}
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(float64(b.N*samples)/elapsed.Seconds(), "samples/s")
+}
