@@ -30,7 +30,7 @@ func (n *Node) authorize(ctx context.Context, role pki.Role, client string) erro
 		return fmt.Errorf("%w: %v", ErrIdentity, err)
 	}
 	if role != "" && gotRole != role {
-		return fmt.Errorf("%w: caller is %s %q, this call needs a %s certificate", ErrIdentity, gotRole, id, role)
+		return fmt.Errorf("%w: caller is %s %q, this call needs the %s role", ErrIdentity, gotRole, id, role)
 	}
 	if client != "" && id != client {
 		return fmt.Errorf("%w: certificate binds %s %q, request acts as %q", ErrIdentity, gotRole, id, client)

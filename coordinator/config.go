@@ -88,13 +88,17 @@ type Config struct {
 	// from it; a node that finds existing state in DataDir ignores it.
 	Peers []Peer
 
-	// ServerTLS configures mutual TLS for the gRPC services: it must require and verify
-	// client certificates. ClientTLS is what the node presents when it forwards a write to
-	// the leader. Both nil is allowed only with Insecure.
+	// ServerTLS configures mutual TLS for the gRPC services and the Raft transport
+	// (pki.ServerTLSConfig with the node's coordinator certificate): it must require and
+	// verify client certificates. The Raft listener further accepts only peers with a
+	// coordinator certificate. ClientTLS (pki.ClientTLSConfig with the same certificate)
+	// is what the node presents when it dials a Raft peer or forwards a write to the
+	// leader. Both nil is allowed only with Insecure.
 	ServerTLS *tls.Config
 	ClientTLS *tls.Config
-	// Insecure runs gRPC without TLS: any caller may act as any client. For tests and
-	// local experiments only.
+	// Insecure runs gRPC and the Raft transport without TLS (plain TCP): any caller may
+	// act as any client, and anyone who reaches the Raft address may join the log. For
+	// tests and local experiments only.
 	Insecure bool
 
 	// ChunkBytes is the size of the chunk entries an upload is split into (default and

@@ -1,7 +1,7 @@
 // Package coordinator is MedFed's Raft-replicated coordinator: the federations, their
 // rosters and key ceremonies, the training rounds with their running aggregates, and the
 // model versions with their lineage, kept by 3 or 5 nodes that never lose an accepted
-// update (hashicorp/raft with raft-boltdb/v2 log stores, file snapshots and the TCP
+// update (hashicorp/raft with raft-boltdb/v2 log stores, file snapshots and a mutual-TLS
 // transport), served over the medfed.v1 gRPC services (internal/pb).
 //
 // Reach first for New, which starts a Node from a Config, and Node.Run:
@@ -27,8 +27,10 @@
 // Entries stay small: an upload (an update, a decryption share, a new model) is split into
 // chunk entries of at most MaxChunkBytes, staged under a key naming the round, the client
 // and the payload's SHA-256, and then consumed by one commit entry that checks the digest
-// and applies the payload. An update counts as accepted once its commit entry is committed,
-// so it survives the loss of any minority of nodes. Updates are idempotent by (round,
+// and applies the payload. The leader pipelines an upload's chunk entries (a few in flight
+// while the next bytes arrive); a follower forwards them one by one. An update counts as
+// accepted once its commit entry is committed, so it survives the loss of any minority of
+// nodes. Updates are idempotent by (round,
 // client): the same bytes again return the original acknowledgement (even after the round
 // moved on), different bytes are ErrExists.
 //
@@ -46,6 +48,15 @@
 // weighted average and publishes as in plaintext mode. The FSM accepts one publication
 // per round, so a new leader that resumes a round cannot publish it twice.
 //
+// # Transport
+//
+// Raft traffic runs over mutual TLS 1.3 (a raft.StreamLayer under
+// raft.NewNetworkTransport) with the node's coordinator certificate from crypto/pki: a
+// node accepts a Raft connection only from a peer whose certificate the consortium CA
+// signed and which binds the coordinator role, and dials peers checking the same, so a
+// hospital or operator certificate cannot join the log. With Config.Insecure both gRPC
+// and Raft run on plain TCP.
+//
 // # Errors
 //
 // Errors wrap the sentinel values in errors.go; the gRPC services map each to one status
@@ -56,7 +67,13 @@
 //
 // # Not done yet
 //
-// Raft traffic between nodes is plain TCP (raft.NewTCPTransport): run it on a private
-// network. Staged payloads live in memory on every node until committed. Differential
-// privacy settings are stored but not enforced by the coordinator.
+// Staged payloads live in memory on every node until committed. Differential privacy
+// settings are stored but not enforced by the coordinator.
+//
+// Update bytes travel through the Raft log, so every replica encodes, stores (bolt, with
+// fsync), decodes, hashes and adds each of them: BenchmarkIngest, with the three replicas on
+// one 2-core machine, accepts encrypted updates at well under the 0.5 of raw loopback gRPC
+// throughput the design targets. The next step is to keep payloads out of the log, in a
+// content-addressed store that the leader replicates to a quorum before it commits the
+// digest.
 package coordinator

@@ -21,7 +21,7 @@ import (
 // seconds.
 const waitTimeout = 60 * time.Second
 
-func freeAddr(t *testing.T) string {
+func freeAddr(t testing.TB) string {
 	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
@@ -44,7 +44,7 @@ func testModelSpec(t testing.TB) []byte {
 const testNumParams = 27
 
 type testCluster struct {
-	t     *testing.T
+	t     testing.TB
 	cfgs  []Config
 	nodes []*Node // nil when stopped
 }
@@ -65,10 +65,10 @@ func testConfig(id, dir string) Config {
 	}
 }
 
-func startCluster(t *testing.T, n int) *testCluster { return startClusterWith(t, n, nil) }
+func startCluster(t testing.TB, n int) *testCluster { return startClusterWith(t, n, nil) }
 
 // startClusterWith starts n nodes, letting tune adjust each node's configuration.
-func startClusterWith(t *testing.T, n int, tune func(*Config)) *testCluster {
+func startClusterWith(t testing.TB, n int, tune func(*Config)) *testCluster {
 	t.Helper()
 	var peers []Peer
 	for i := range n {
@@ -139,7 +139,7 @@ func (tc *testCluster) leader() int {
 	return -1
 }
 
-func waitFor(t *testing.T, what string, cond func() bool) {
+func waitFor(t testing.TB, what string, cond func() bool) {
 	t.Helper()
 	deadline := time.Now().Add(waitTimeout)
 	for time.Now().Before(deadline) {
@@ -151,7 +151,7 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 	t.Fatalf("timed out waiting for %s", what)
 }
 
-func newClient(t *testing.T, addrs []string) *coordclient.Client {
+func newClient(t testing.TB, addrs []string) *coordclient.Client {
 	t.Helper()
 	c, err := coordclient.New(addrs, coordclient.Options{MinBackoff: 50 * time.Millisecond, MaxBackoff: 500 * time.Millisecond, MaxAttempts: 200})
 	if err != nil {
@@ -161,7 +161,7 @@ func newClient(t *testing.T, addrs []string) *coordclient.Client {
 	return c
 }
 
-func testCtx(t *testing.T) context.Context {
+func testCtx(t testing.TB) context.Context {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*waitTimeout)
 	t.Cleanup(cancel)
 	return ctx
@@ -181,7 +181,7 @@ func digestOf(b []byte) []byte {
 	return s[:]
 }
 
-func waitRound(t *testing.T, ctx context.Context, c *coordclient.Client, fed string, r uint64, state pb.RoundState) *pb.RoundInfo {
+func waitRound(t testing.TB, ctx context.Context, c *coordclient.Client, fed string, r uint64, state pb.RoundState) *pb.RoundInfo {
 	t.Helper()
 	var last *pb.RoundInfo
 	waitFor(t, fmt.Sprintf("round %d %v", r, state), func() bool {

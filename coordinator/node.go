@@ -19,6 +19,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"go.etcd.io/bbolt"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
@@ -28,8 +29,8 @@ import (
 	"github.com/medfed/medfed/internal/pb"
 )
 
-// Node is one coordinator replica: a Raft member (bolt log store, file snapshots, TCP
-// transport) running the FSM, the medfed.v1 gRPC services, the HTTP endpoints and, while it
+// Node is one coordinator replica: a Raft member (bolt log store, file snapshots, a
+// mutual-TLS transport, or plain TCP when insecure) running the FSM, the medfed.v1 gRPC services, the HTTP endpoints and, while it
 // leads, the driver that opens, seals and publishes rounds.
 //
 // A Node is safe for concurrent use. Close stops everything it started.
@@ -108,9 +109,18 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 		return nil, fmt.Errorf("raft config: %w", err)
 	}
 
-	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db")})
+	// The freelist is rebuilt when the file is opened rather than written at every commit
+	// (as Consul does); every log write is still fsynced.
+	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"),
+		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}})
 	if err != nil {
 		return nil, fmt.Errorf("raft log store: %w", err)
+	}
+	// The leader replicates recent entries from memory instead of reading them back from
+	// bolt; at most raftLogCache chunk entries (of at most MaxChunkBytes) are held.
+	logs, err := raft.NewLogCache(raftLogCache, n.store)
+	if err != nil {
+		return nil, fmt.Errorf("raft log cache: %w", err)
 	}
 	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
 	if err != nil {
@@ -120,11 +130,22 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft address: %w", err)
 	}
-	n.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 3, 10*time.Second, hl)
-	if err != nil {
-		return nil, fmt.Errorf("raft transport: %w", err)
+	if adv.IP == nil || adv.IP.IsUnspecified() {
+		return nil, fmt.Errorf("raft address %s: the other nodes dial this address, so it must name this host, not a wildcard", cfg.RaftAddr)
 	}
-	n.raft, err = raft.NewRaft(rc, n.fsm, n.store, n.store, snaps, n.transport)
+	if cfg.Insecure {
+		n.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 3, 10*time.Second, hl)
+		if err != nil {
+			return nil, fmt.Errorf("raft transport: %w", err)
+		}
+	} else {
+		sl, err := newTLSStreamLayer(cfg.RaftAddr, adv, cfg.ServerTLS, cfg.ClientTLS, logger)
+		if err != nil {
+			return nil, fmt.Errorf("raft transport: %w", err)
+		}
+		n.transport = raft.NewNetworkTransportWithLogger(sl, 3, 10*time.Second, hl)
+	}
+	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.store, snaps, n.transport)
 	if err != nil {
 		return nil, fmt.Errorf("raft: %w", err)
 	}
@@ -387,6 +408,18 @@ func (n *Node) applyLocal(ctx context.Context, c *pb.Command) (uint64, error) {
 	return f.Index(), nil
 }
 
+// applyAsync hands c to Raft on the leader, stamping the time, and returns without waiting
+// for it to commit.
+func (n *Node) applyAsync(c *pb.Command) (raft.ApplyFuture, error) {
+	c.TimeUnixNano = time.Now().UnixNano()
+	data, err := EncodeCommand(c)
+	if err != nil {
+		return nil, err
+	}
+	n.metrics.proposals.Add(1)
+	return n.raft.Apply(data, n.cfg.ApplyTimeout), nil
+}
+
 func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
 	for {
 		ch, applied := n.fsm.Changed()
@@ -401,14 +434,25 @@ func (n *Node) waitApplied(ctx context.Context, idx uint64) error {
 	}
 }
 
-// stager splits a payload into chunk commands as its bytes arrive.
+// raftLogCache is the number of recent log entries each node keeps in memory.
+const raftLogCache = 64
+
+// maxChunksInFlight bounds the chunk entries of one upload that the leader has handed to
+// Raft and not yet seen applied.
+const maxChunksInFlight = 4
+
+// stager splits a payload into chunk commands as its bytes arrive. On the leader it
+// pipelines them: up to maxChunksInFlight chunk entries are in Raft at once (Raft applies
+// them in order), so receiving the next bytes overlaps with replicating the previous
+// ones. On a follower each chunk is forwarded and committed before the next.
 type stager struct {
-	n      *Node
-	key    string
-	digest []byte
-	total  uint64
-	off    uint64
-	buf    []byte
+	n       *Node
+	key     string
+	digest  []byte
+	total   uint64
+	off     uint64
+	buf     []byte
+	pending []raft.ApplyFuture
 }
 
 func (s *stager) write(ctx context.Context, p []byte) error {
@@ -425,18 +469,64 @@ func (s *stager) flush(ctx context.Context, k int) error {
 	if k == 0 {
 		return nil
 	}
-	_, err := s.n.propose(ctx, &pb.Command{Cmd: &pb.Command_Chunk{Chunk: &pb.ChunkCmd{
+	c := &pb.Command{Cmd: &pb.Command_Chunk{Chunk: &pb.ChunkCmd{
 		Blob: s.key, Digest: s.digest, TotalLength: s.total, Offset: s.off, Data: s.buf[:k],
-	}}})
-	if err != nil {
-		return err
+	}}}
+	if s.n.raft.State() == raft.Leader {
+		f, err := s.n.applyAsync(c) // encodes c, so buf may be reused
+		if err != nil {
+			return err
+		}
+		s.pending = append(s.pending, f)
+		if len(s.pending) >= maxChunksInFlight {
+			if err := s.waitOldest(); err != nil {
+				return err
+			}
+		}
+	} else {
+		if err := s.drain(); err != nil {
+			return err
+		}
+		if _, err := s.n.propose(ctx, c); err != nil {
+			return err
+		}
 	}
 	s.off += uint64(k)
 	s.buf = append(s.buf[:0], s.buf[k:]...)
 	return nil
 }
 
-func (s *stager) finish(ctx context.Context) error { return s.flush(ctx, len(s.buf)) }
+// waitOldest waits until the oldest pipelined chunk entry is applied.
+func (s *stager) waitOldest() error {
+	f := s.pending[0]
+	s.pending = s.pending[1:]
+	if err := f.Error(); err != nil {
+		// Leadership lost or the node is shutting down: the client retries the upload
+		// (on another node); chunks already applied are accepted again as resent.
+		return fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	if e, ok := f.Response().(error); ok && e != nil {
+		return e
+	}
+	return nil
+}
+
+// drain waits for every pipelined chunk entry.
+func (s *stager) drain() error {
+	for len(s.pending) > 0 {
+		if err := s.waitOldest(); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (s *stager) finish(ctx context.Context) error {
+	if err := s.flush(ctx, len(s.buf)); err != nil {
+		return err
+	}
+	return s.drain()
+}
 
 // stageBlob stages a whole payload under key and returns its digest.
 func (n *Node) stageBlob(ctx context.Context, key string, data []byte, digest []byte) error {

@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"context"
 	"math"
 	"testing"
 
@@ -30,114 +31,7 @@ func TestSecureRound(t *testing.T) {
 	}); err != nil {
 		t.Fatal(err)
 	}
-	params, err := he.NewParams(he.DefaultProfile())
-	if err != nil {
-		t.Fatal(err)
-	}
-	group := he.Group{Parties: []he.PartyID{1, 2, 3}, Threshold: 2}
-	parties := map[string]*he.Party{}
-	for i, h := range names {
-		e, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: "sec", ClientId: h, AgeRecipient: "age1" + h})
-		if err != nil {
-			t.Fatal(err)
-		}
-		if e.PartyId != uint32(i+1) {
-			t.Fatalf("%s got party %d, want %d", h, e.PartyId, i+1)
-		}
-		if parties[h], err = he.NewParty(params, group, he.PartyID(e.PartyId)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	// Opening a round needs the collective key.
-	if _, err := c.Round(ctx, "sec", 0); StatusCode(err) != 5 /* NotFound */ {
-		t.Fatalf("round before the ceremony: %v", err)
-	}
-
-	bytesOf := func(b []byte, err error) []byte {
-		t.Helper()
-		if err != nil {
-			t.Fatal(err)
-		}
-		return b
-	}
-	send := func(step, h string, b []byte) *pb.CeremonyStatus {
-		t.Helper()
-		st, err := c.SubmitCeremony(ctx, step, &pb.CeremonyMessage{Federation: "sec", ClientId: h, Data: b})
-		if err != nil {
-			t.Fatalf("%s from %s: %v", step, h, err)
-		}
-		return st
-	}
-	for _, h := range names {
-		send("commitment", h, bytesOf(parties[h].SeedCommitment().MarshalBinary()))
-	}
-	var st *pb.CeremonyStatus
-	for _, h := range names {
-		st = send("reveal", h, bytesOf(parties[h].SeedReveal().MarshalBinary()))
-	}
-	// Each party derives the joint seed from the published commitments and reveals.
-	var commits []he.SeedCommitment
-	var reveals []he.SeedReveal
-	for i := range st.Commitments {
-		sc, err := he.DecodeSeedCommitment(params, st.Commitments[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		sr, err := he.DecodeSeedReveal(params, st.Reveals[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		commits, reveals = append(commits, sc), append(reveals, sr)
-	}
-	seed, err := he.JointSeed(params, group, commits, reveals)
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, h := range names {
-		s, err := parties[h].PublicKeyShare(seed)
-		if err != nil {
-			t.Fatal(err)
-		}
-		st = send("public-key-share", h, bytesOf(s.MarshalBinary()))
-	}
-	if !st.Complete || len(st.CollectivePublicKey) == 0 {
-		t.Fatalf("ceremony not complete: %v", st.PublicKeySharesFrom)
-	}
-	pk, err := he.DecodePublicKey(params, st.CollectivePublicKey)
-	if err != nil {
-		t.Fatal(err)
-	}
-	// Threshold shares travel as opaque envelopes (sealed with crypto/seal in production).
-	for _, from := range names {
-		for _, to := range names {
-			if from == to {
-				continue
-			}
-			s, err := parties[from].ThresholdShare(parties[to].ID())
-			if err != nil {
-				t.Fatal(err)
-			}
-			b, _ := s.MarshalBinary()
-			if err := c.SendEnvelope(ctx, &pb.Envelope{Federation: "sec", FromClient: from, ToClient: to, Sealed: b}); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
-	for _, h := range names {
-		envs, err := c.FetchEnvelopes(ctx, "sec", h)
-		if err != nil || len(envs) != 2 {
-			t.Fatalf("%s: %d envelopes, %v", h, len(envs), err)
-		}
-		for _, e := range envs {
-			s, err := he.DecodeThresholdShare(params, e.Sealed)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if err := parties[h].AddThresholdShare(s); err != nil {
-				t.Fatal(err)
-			}
-		}
-	}
+	params, pk, parties := runCeremony(t, ctx, c, "sec", names, 2)
 
 	waitRound(t, ctx, c, "sec", 1, pb.RoundState_ROUND_STATE_OPEN)
 	_, w0b, err := c.FetchModel(ctx, "sec", 0, "")
@@ -208,4 +102,125 @@ func TestSecureRound(t *testing.T) {
 		}
 	}
 	tc.closeAll()
+}
+
+// runCeremony enrols names in the secure federation fed and runs the whole key ceremony
+// through the cluster, as in-process he.Party values with the given threshold: seed
+// commitments and reveals, public-key shares, and threshold shares relayed as envelopes.
+// It returns the parameters, the collective public key and the parties, ready to decrypt.
+func runCeremony(t testing.TB, ctx context.Context, c *coordclient.Client, fed string, names []string, threshold int) (he.Params, *he.PublicKey, map[string]*he.Party) {
+	t.Helper()
+	params, err := he.NewParams(he.DefaultProfile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	var ids []he.PartyID
+	for i := range names {
+		ids = append(ids, he.PartyID(i+1))
+	}
+	group := he.Group{Parties: ids, Threshold: threshold}
+	parties := map[string]*he.Party{}
+	for i, h := range names {
+		e, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: fed, ClientId: h, AgeRecipient: "age1" + h})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if e.PartyId != uint32(i+1) {
+			t.Fatalf("%s got party %d, want %d", h, e.PartyId, i+1)
+		}
+		if parties[h], err = he.NewParty(params, group, he.PartyID(e.PartyId)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Opening a round needs the collective key.
+	if _, err := c.Round(ctx, fed, 0); StatusCode(err) != 5 /* NotFound */ {
+		t.Fatalf("round before the ceremony: %v", err)
+	}
+
+	bytesOf := func(b []byte, err error) []byte {
+		t.Helper()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	send := func(step, h string, b []byte) *pb.CeremonyStatus {
+		t.Helper()
+		st, err := c.SubmitCeremony(ctx, step, &pb.CeremonyMessage{Federation: fed, ClientId: h, Data: b})
+		if err != nil {
+			t.Fatalf("%s from %s: %v", step, h, err)
+		}
+		return st
+	}
+	for _, h := range names {
+		send("commitment", h, bytesOf(parties[h].SeedCommitment().MarshalBinary()))
+	}
+	var st *pb.CeremonyStatus
+	for _, h := range names {
+		st = send("reveal", h, bytesOf(parties[h].SeedReveal().MarshalBinary()))
+	}
+	// Each party derives the joint seed from the published commitments and reveals.
+	var commits []he.SeedCommitment
+	var reveals []he.SeedReveal
+	for i := range st.Commitments {
+		sc, err := he.DecodeSeedCommitment(params, st.Commitments[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sr, err := he.DecodeSeedReveal(params, st.Reveals[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		commits, reveals = append(commits, sc), append(reveals, sr)
+	}
+	seed, err := he.JointSeed(params, group, commits, reveals)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range names {
+		s, err := parties[h].PublicKeyShare(seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		st = send("public-key-share", h, bytesOf(s.MarshalBinary()))
+	}
+	if !st.Complete || len(st.CollectivePublicKey) == 0 {
+		t.Fatalf("ceremony not complete: %v", st.PublicKeySharesFrom)
+	}
+	pk, err := he.DecodePublicKey(params, st.CollectivePublicKey)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// Threshold shares travel as opaque envelopes (sealed with crypto/seal in production).
+	for _, from := range names {
+		for _, to := range names {
+			if from == to {
+				continue
+			}
+			s, err := parties[from].ThresholdShare(parties[to].ID())
+			if err != nil {
+				t.Fatal(err)
+			}
+			b, _ := s.MarshalBinary()
+			if err := c.SendEnvelope(ctx, &pb.Envelope{Federation: fed, FromClient: from, ToClient: to, Sealed: b}); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	for _, h := range names {
+		envs, err := c.FetchEnvelopes(ctx, fed, h)
+		if err != nil || len(envs) != len(names)-1 {
+			t.Fatalf("%s: %d envelopes, %v", h, len(envs), err)
+		}
+		for _, e := range envs {
+			s, err := he.DecodeThresholdShare(params, e.Sealed)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if err := parties[h].AddThresholdShare(s); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	return params, pk, parties
 }

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"strconv"
+	"strings"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
@@ -523,7 +524,7 @@ func (n *Node) clusterStatus() (*pb.ClusterStatus, error) {
 	_, leader := n.raft.LeaderWithID()
 	st := &pb.ClusterStatus{
 		NodeId:         n.cfg.NodeID,
-		NodeState:      n.raft.State().String(),
+		NodeState:      strings.ToLower(n.raft.State().String()),
 		LeaderId:       string(leader),
 		LeaderGrpcAddr: n.grpcAddrOf(string(leader)),
 		AppliedIndex:   n.fsm.AppliedIndex(),
@@ -545,7 +546,7 @@ func (n *Node) clusterStatus() (*pb.ClusterStatus, error) {
 		case srv.ID == leader:
 			ns.State = "leader"
 		case string(srv.ID) == n.cfg.NodeID:
-			ns.State = n.raft.State().String()
+			ns.State = strings.ToLower(n.raft.State().String())
 		default:
 			ns.State = "follower"
 		}

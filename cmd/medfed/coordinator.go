@@ -11,7 +11,6 @@ import (
 	"strings"
 
 	"github.com/medfed/medfed/coordinator"
-	"github.com/medfed/medfed/crypto/pki"
 )
 
 // runCoordinator runs one node of the Raft-replicated coordinator until ctx is cancelled
@@ -23,7 +22,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 	}
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 	if cfg.Insecure {
-		logger.Warn("running WITHOUT TLS (--insecure): anyone who can reach this node can act as any hospital or operator; use only for local experiments")
+		logger.Warn("running WITHOUT TLS (--insecure): anyone who can reach this node can act as any hospital or operator, or join its Raft log; use only for local experiments")
 	}
 	n, err := coordinator.New(cfg, logger)
 	if err != nil {
@@ -41,7 +40,8 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 
 func coordinatorConfig(args []string, stderr io.Writer) (coordinator.Config, slog.Level, error) {
 	var cfg coordinator.Config
-	var peers, grpcPeers, cert, key, ca, logLevel string
+	var peers, grpcPeers, logLevel string
+	var tf tlsFlags
 	fs := flag.NewFlagSet("medfed coordinator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's ID, one of the IDs in --peers (required)")
@@ -51,10 +51,7 @@ func coordinatorConfig(args []string, stderr io.Writer) (coordinator.Config, slo
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "", "HOST:PORT of /metrics and /healthz (default: off)")
 	fs.StringVar(&peers, "peers", "", "the initial cluster, the same on every node: id1=raftaddr1,id2=raftaddr2,... (required)")
 	fs.StringVar(&grpcPeers, "grpc-peers", "", "the nodes' gRPC addresses, id1=grpcaddr1,...; needed so that followers can forward writes to the leader before it has recorded its address")
-	fs.StringVar(&cert, "tls-cert", "", "this node's certificate (medfed pki issue --role coordinator)")
-	fs.StringVar(&key, "tls-key", "", "this node's private key")
-	fs.StringVar(&ca, "tls-ca", "", "the consortium CA certificate")
-	fs.BoolVar(&cfg.Insecure, "insecure", false, "serve gRPC without TLS (local experiments only)")
+	tf.register(fs, "this node's coordinator")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
 		return cfg, 0, err
@@ -76,19 +73,12 @@ func coordinatorConfig(args []string, stderr io.Writer) (coordinator.Config, slo
 	if cfg.Peers, err = coordinator.ParsePeers(peers, grpcPeers); err != nil {
 		return cfg, 0, usageError(fs, "%v", err)
 	}
-	tlsSet := cert != "" || key != "" || ca != ""
-	switch {
-	case cfg.Insecure && tlsSet:
-		return cfg, 0, usageError(fs, "--insecure and --tls-* flags exclude each other")
-	case !cfg.Insecure && (cert == "" || key == "" || ca == ""):
-		return cfg, 0, usageError(fs, "mutual TLS needs --tls-cert, --tls-key and --tls-ca (or --insecure, for local experiments only)")
-	case !cfg.Insecure:
-		if cfg.ServerTLS, err = pki.ServerTLSConfig(cert, key, ca); err != nil {
-			return cfg, 0, err
-		}
-		if cfg.ClientTLS, err = pki.ClientTLSConfig(cert, key, ca, ""); err != nil {
-			return cfg, 0, err
-		}
+	if err := tf.check(fs); err != nil {
+		return cfg, 0, err
+	}
+	cfg.Insecure = tf.insecure
+	if cfg.ServerTLS, cfg.ClientTLS, err = tf.serverConfigs(); err != nil {
+		return cfg, 0, err
 	}
 	if err := cfg.Validate(); err != nil {
 		return cfg, 0, err

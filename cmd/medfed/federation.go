@@ -1,0 +1,436 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"maps"
+	"os"
+	"slices"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/medfed/medfed/internal/pb"
+	"github.com/medfed/medfed/model"
+)
+
+// runFederation creates or shows a federation (a named study) on a coordinator cluster.
+func runFederation(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		federationUsage(stderr)
+		return errUsage
+	}
+	switch args[0] {
+	case "create":
+		return runFederationCmd(ctx, "create", args[1:], stdout, stderr)
+	case "show":
+		return runFederationCmd(ctx, "show", args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		federationUsage(stderr)
+		return flag.ErrHelp
+	}
+	fmt.Fprintf(stderr, "medfed federation: unknown subcommand %q\n\n", args[0])
+	federationUsage(stderr)
+	return errUsage
+}
+
+func federationUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage:
+  medfed federation create --coordinator ADDR[,ADDR...] --spec FILE [TLS flags] [--json]
+  medfed federation show   --coordinator ADDR[,ADDR...] (--name NAME | --spec FILE) [TLS flags] [--json]
+
+The spec is YAML or JSON, for example:
+
+  name: study
+  model: cnn              # cnn, mlp, rnn, lstm, gru, or a full architecture {input, layers}
+  dataset: mnist          # mnist, fashion-mnist, breast-cancer, or {shape: [30], classes: 2}
+  clients: [h1, h2, h3]   # the roster of hospital IDs
+  rounds: 5
+  min_clients: 2
+  threshold: 2            # decryption threshold t (secure mode)
+  strategy: fedavg
+  secure: true
+  local_epochs: 1
+  batch_size: 32
+  lr: 0.01
+  dp: {clip_norm: 1.0, noise_multiplier: 1.1, epsilon_budget: 8, delta: 1e-5}
+
+Run 'medfed federation create -h' for the flags.
+`)
+}
+
+func runFederationCmd(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	var cf coordinatorFlags
+	var specFile, name string
+	fs := flag.NewFlagSet("medfed federation "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf.register(fs)
+	fs.StringVar(&specFile, "spec", "", "the federation spec, YAML or JSON (see 'medfed federation help')")
+	if sub == "show" {
+		fs.StringVar(&name, "name", "", "the federation to show (default: the name in --spec)")
+	}
+	jsonOut := fs.Bool("json", false, "print one JSON object on stdout, nothing else")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cf.check(fs); err != nil {
+		return err
+	}
+	var spec *pb.FederationSpec
+	switch {
+	case sub == "create" && specFile == "":
+		return usageError(fs, "missing --spec")
+	case sub == "show" && name == "" && specFile == "":
+		return usageError(fs, "missing --name or --spec")
+	case sub == "show" && name != "" && specFile != "":
+		return usageError(fs, "--name and --spec exclude each other")
+	}
+	if specFile != "" {
+		data, err := os.ReadFile(specFile)
+		if err != nil {
+			return err
+		}
+		if spec, err = parseFederationSpec(data); err != nil {
+			return fmt.Errorf("%s: %w", specFile, err)
+		}
+		name = spec.Name
+	}
+	c, err := cf.dial(stderr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	var f *pb.Federation
+	if sub == "create" {
+		f, err = c.CreateFederation(ctx, spec)
+	} else {
+		f, err = c.Federation(ctx, name)
+	}
+	if err != nil {
+		return err
+	}
+	view := federationViewOf(f)
+	if *jsonOut {
+		return json.NewEncoder(stdout).Encode(view)
+	}
+	if sub == "create" {
+		fmt.Fprintf(stdout, "federation %s created\n", view.Name)
+	}
+	printFederation(stdout, view)
+	return nil
+}
+
+// federationView is what `medfed federation show` prints: the spec without the
+// architecture, then the federation's progress.
+type federationView struct {
+	Name         string      `json:"name"`
+	Dataset      string      `json:"dataset"`
+	NumParams    uint64      `json:"num_params"`
+	Clients      []string    `json:"clients"`
+	Enrolled     []string    `json:"enrolled"`
+	Rounds       uint32      `json:"rounds"`
+	MinClients   uint32      `json:"min_clients"`
+	Threshold    uint32      `json:"threshold,omitempty"`
+	Strategy     string      `json:"strategy"`
+	Secure       bool        `json:"secure"`
+	CeremonyDone bool        `json:"ceremony_complete"`
+	Done         bool        `json:"done"`
+	ModelVersion uint64      `json:"model_version"`
+	RoundStates  []roundView `json:"round_states"`
+}
+
+func federationViewOf(f *pb.Federation) federationView {
+	s := f.GetSpec()
+	v := federationView{
+		Name: s.GetName(), Dataset: s.GetDataset(), NumParams: f.NumParams, Clients: s.GetClients(),
+		Enrolled: []string{}, Rounds: max(s.GetRounds(), 1), MinClients: s.GetMinClients(), Threshold: s.GetThreshold(),
+		Strategy: cmpOr(s.GetStrategy(), "fedavg"), Secure: s.GetSecure(), CeremonyDone: f.GetCeremony().GetComplete(),
+		Done: f.Done, RoundStates: roundViews(f), ModelVersion: latestVersion(f),
+	}
+	for _, e := range f.Enrolled {
+		v.Enrolled = append(v.Enrolled, e.ClientId)
+	}
+	return v
+}
+
+func cmpOr(s, def string) string {
+	if s == "" {
+		return def
+	}
+	return s
+}
+
+func printFederation(w io.Writer, v federationView) {
+	fmt.Fprintf(w, "federation %s: %d parameters, dataset %s, strategy %s", v.Name, v.NumParams, cmpOr(v.Dataset, "-"), v.Strategy)
+	if v.Secure {
+		fmt.Fprintf(w, ", secure (threshold %d, key ceremony %s)", v.Threshold, map[bool]string{true: "complete", false: "pending"}[v.CeremonyDone])
+	} else {
+		fmt.Fprint(w, ", plaintext")
+	}
+	fmt.Fprintln(w)
+	fmt.Fprintf(w, "  roster   %s (min_clients %d)\n", strings.Join(v.Clients, ", "), v.MinClients)
+	fmt.Fprintf(w, "  enrolled %d of %d: %s\n", len(v.Enrolled), len(v.Clients), strings.Join(v.Enrolled, ", "))
+	done := ""
+	if v.Done {
+		done = ", done"
+	}
+	fmt.Fprintf(w, "  rounds   %d planned, model version %d%s\n", v.Rounds, v.ModelVersion, done)
+	for _, r := range v.RoundStates {
+		fmt.Fprintf(w, "    round %d: %s, %d contributors %s\n", r.Round, r.State, len(r.Contributors), strings.Join(r.Contributors, ", "))
+	}
+}
+
+// ---- The spec file ----
+
+// federationFile is the operator's spec file. Field names are the file's keys.
+type federationFile struct {
+	Name         string       `json:"name" yaml:"name"`
+	Model        modelField   `json:"model" yaml:"model"`
+	Dataset      datasetField `json:"dataset" yaml:"dataset"`
+	Clients      []string     `json:"clients" yaml:"clients"`
+	Rounds       uint32       `json:"rounds" yaml:"rounds"`
+	MinClients   uint32       `json:"min_clients" yaml:"min_clients"`
+	Threshold    uint32       `json:"threshold" yaml:"threshold"`
+	Strategy     string       `json:"strategy" yaml:"strategy"`
+	Secure       bool         `json:"secure" yaml:"secure"`
+	HEProfile    string       `json:"he_profile" yaml:"he_profile"`
+	LocalEpochs  uint32       `json:"local_epochs" yaml:"local_epochs"`
+	BatchSize    uint32       `json:"batch_size" yaml:"batch_size"`
+	LR           float64      `json:"lr" yaml:"lr"`
+	ServerLR     float64      `json:"server_lr" yaml:"server_lr"`
+	RoundTimeout string       `json:"round_timeout" yaml:"round_timeout"`
+	Seed         uint64       `json:"seed" yaml:"seed"`
+	TrimmedBeta  float64      `json:"trimmed_beta" yaml:"trimmed_beta"`
+	KrumF        uint32       `json:"krum_f" yaml:"krum_f"`
+	KrumM        uint32       `json:"krum_m" yaml:"krum_m"`
+	DP           dpField      `json:"dp" yaml:"dp"`
+}
+
+// dpField holds the differential-privacy settings the hospitals apply.
+type dpField struct {
+	ClipNorm        float64 `json:"clip_norm" yaml:"clip_norm"`
+	NoiseMultiplier float64 `json:"noise_multiplier" yaml:"noise_multiplier"`
+	EpsilonBudget   float64 `json:"epsilon_budget" yaml:"epsilon_budget"`
+	Delta           float64 `json:"delta" yaml:"delta"`
+}
+
+// modelField is a built-in architecture name or a full architecture spec (model.Spec).
+type modelField struct {
+	Name string
+	Spec json.RawMessage
+}
+
+func (m *modelField) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &m.Name)
+	}
+	if len(b) == 0 || b[0] != '{' {
+		return fmt.Errorf("model: expected a name such as \"cnn\" or an architecture {\"input\": ..., \"layers\": ...}, got %s", b)
+	}
+	m.Spec = append(json.RawMessage(nil), b...)
+	return nil
+}
+
+func (m *modelField) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		return n.Decode(&m.Name)
+	case yaml.MappingNode:
+		var v map[string]any
+		if err := n.Decode(&v); err != nil {
+			return err
+		}
+		b, err := json.Marshal(v)
+		if err != nil {
+			return fmt.Errorf("model (line %d): %v", n.Line, err)
+		}
+		m.Spec = b
+		return nil
+	}
+	return fmt.Errorf("model (line %d): expected a name such as cnn or an architecture mapping with input and layers", n.Line)
+}
+
+// datasetField is a data set name or an explicit input schema.
+type datasetField struct {
+	Name    string
+	Shape   []int
+	Classes int
+}
+
+func (d *datasetField) UnmarshalJSON(b []byte) error {
+	b = bytes.TrimSpace(b)
+	if len(b) > 0 && b[0] == '"' {
+		return json.Unmarshal(b, &d.Name)
+	}
+	var s struct {
+		Shape   []int `json:"shape"`
+		Classes int   `json:"classes"`
+	}
+	dec := json.NewDecoder(bytes.NewReader(b))
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(&s); err != nil {
+		return fmt.Errorf("dataset: expected a name (mnist, fashion-mnist, breast-cancer) or {\"shape\": [...], \"classes\": N}: %v", err)
+	}
+	d.Shape, d.Classes = s.Shape, s.Classes
+	return nil
+}
+
+func (d *datasetField) UnmarshalYAML(n *yaml.Node) error {
+	switch n.Kind {
+	case yaml.ScalarNode:
+		return n.Decode(&d.Name)
+	case yaml.MappingNode:
+		for i := 0; i+1 < len(n.Content); i += 2 {
+			k, v := n.Content[i], n.Content[i+1]
+			var err error
+			switch k.Value {
+			case "shape":
+				err = v.Decode(&d.Shape)
+			case "classes":
+				err = v.Decode(&d.Classes)
+			default:
+				return fmt.Errorf("line %d: dataset: unknown key %q, expected shape and classes", k.Line, k.Value)
+			}
+			if err != nil {
+				return fmt.Errorf("dataset: %s: %v", k.Value, err)
+			}
+		}
+		return nil
+	}
+	return fmt.Errorf("line %d: dataset: expected a name (mnist, fashion-mnist, breast-cancer) or a mapping with shape and classes", n.Line)
+}
+
+// builtinDatasets are the input schemas of the data sets MedFed ships loaders for.
+var builtinDatasets = map[string]struct {
+	shape   []int
+	classes int
+}{
+	"mnist":         {[]int{28, 28, 1}, 10},
+	"fashion-mnist": {[]int{28, 28, 1}, 10},
+	"breast-cancer": {[]int{30}, 2},
+}
+
+// parseFederationSpec reads a spec file, YAML or JSON (JSON when it starts with '{'),
+// refusing unknown keys, and turns it into the federation spec the coordinator takes.
+func parseFederationSpec(data []byte) (*pb.FederationSpec, error) {
+	var f federationFile
+	trimmed := bytes.TrimSpace(data)
+	if len(trimmed) == 0 {
+		return nil, errors.New("empty spec")
+	}
+	if trimmed[0] == '{' {
+		dec := json.NewDecoder(bytes.NewReader(trimmed))
+		dec.DisallowUnknownFields()
+		if err := dec.Decode(&f); err != nil {
+			return nil, fmt.Errorf("json spec: %w", err)
+		}
+		if dec.More() {
+			return nil, errors.New("json spec: trailing data after the object")
+		}
+	} else {
+		dec := yaml.NewDecoder(bytes.NewReader(trimmed))
+		dec.KnownFields(true)
+		if err := dec.Decode(&f); err != nil {
+			return nil, fmt.Errorf("yaml spec: %w", err)
+		}
+		var extra any
+		if err := dec.Decode(&extra); err != io.EOF {
+			return nil, errors.New("yaml spec: expected one document")
+		}
+	}
+	return f.toProto()
+}
+
+func (f *federationFile) toProto() (*pb.FederationSpec, error) {
+	if f.Name == "" {
+		return nil, errors.New("name is required")
+	}
+	if len(f.Clients) == 0 {
+		return nil, errors.New("clients is required: the roster of hospital IDs")
+	}
+	if f.MinClients == 0 {
+		return nil, fmt.Errorf("min_clients is required: 1 to %d (the roster size)", len(f.Clients))
+	}
+	var shape []int
+	var classes int
+	dsName := f.Dataset.Name
+	switch {
+	case f.Dataset.Name != "":
+		d, ok := builtinDatasets[f.Dataset.Name]
+		if !ok {
+			return nil, fmt.Errorf("dataset %q: expected one of %s, or an explicit {shape, classes}", f.Dataset.Name, strings.Join(slices.Sorted(maps.Keys(builtinDatasets)), ", "))
+		}
+		shape, classes = d.shape, d.classes
+	case f.Dataset.Shape != nil || f.Dataset.Classes != 0:
+		if len(f.Dataset.Shape) == 0 || slices.ContainsFunc(f.Dataset.Shape, func(n int) bool { return n <= 0 }) {
+			return nil, fmt.Errorf("dataset shape %v: expected positive dimensions, such as [30] or [28, 28, 1]", f.Dataset.Shape)
+		}
+		if f.Dataset.Classes < 2 {
+			return nil, fmt.Errorf("dataset classes %d: expected at least 2", f.Dataset.Classes)
+		}
+		shape, classes = f.Dataset.Shape, f.Dataset.Classes
+		dsName = fmt.Sprintf("custom %v, %d classes", shape, classes)
+	}
+	var spec model.Spec
+	var err error
+	switch {
+	case f.Model.Name != "" && f.Model.Spec != nil:
+		return nil, errors.New("model: give a name or an architecture, not both")
+	case f.Model.Name != "":
+		if shape == nil {
+			return nil, fmt.Errorf("model %q needs dataset: the input shape and classes it is built for", f.Model.Name)
+		}
+		if spec, err = model.Architecture(f.Model.Name, shape, classes); err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+	case f.Model.Spec != nil:
+		if spec, err = model.ParseSpec(f.Model.Spec); err != nil {
+			return nil, fmt.Errorf("model: %w", err)
+		}
+		if shape != nil && !slices.Equal(spec.Input, shape) {
+			return nil, fmt.Errorf("model input %v does not match the dataset shape %v", spec.Input, shape)
+		}
+	default:
+		return nil, errors.New("model is required: a name (cnn, mlp, rnn, lstm, gru) or an architecture")
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		return nil, err
+	}
+	var timeoutMs uint64
+	if f.RoundTimeout != "" {
+		d, err := time.ParseDuration(f.RoundTimeout)
+		if err != nil || d <= 0 {
+			return nil, fmt.Errorf("round_timeout %q: expected a positive duration such as 10m", f.RoundTimeout)
+		}
+		timeoutMs = uint64(d.Milliseconds())
+	}
+	for _, x := range []struct {
+		name string
+		v    float64
+	}{{"lr", f.LR}, {"server_lr", f.ServerLR}, {"trimmed_beta", f.TrimmedBeta}, {"dp.clip_norm", f.DP.ClipNorm},
+		{"dp.noise_multiplier", f.DP.NoiseMultiplier}, {"dp.epsilon_budget", f.DP.EpsilonBudget}, {"dp.delta", f.DP.Delta}} {
+		if x.v < 0 || x.v != x.v {
+			return nil, fmt.Errorf("%s %v: expected a non-negative number", x.name, x.v)
+		}
+	}
+	if f.DP.Delta >= 1 {
+		return nil, fmt.Errorf("dp.delta %v: expected less than 1", f.DP.Delta)
+	}
+	return &pb.FederationSpec{
+		Name: f.Name, ModelSpecJson: specJSON, Dataset: dsName, Clients: f.Clients, Rounds: f.Rounds,
+		MinClients: f.MinClients, Threshold: f.Threshold, Strategy: f.Strategy, Secure: f.Secure,
+		HeProfile: f.HEProfile, LocalEpochs: f.LocalEpochs, BatchSize: f.BatchSize, Lr: f.LR, ServerLr: f.ServerLR,
+		RoundTimeoutMs: timeoutMs, Seed: f.Seed, TrimmedBeta: f.TrimmedBeta, KrumF: f.KrumF, KrumM: f.KrumM,
+		DpClipNorm: f.DP.ClipNorm, DpNoiseMultiplier: f.DP.NoiseMultiplier, DpEpsilonBudget: f.DP.EpsilonBudget, DpDelta: f.DP.Delta,
+	}, nil
+}

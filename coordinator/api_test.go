@@ -1,0 +1,261 @@
+package coordinator
+
+import (
+	"bytes"
+	"context"
+	"slices"
+	"strings"
+	"testing"
+
+	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/medfed/medfed/coordinator/coordclient"
+	"github.com/medfed/medfed/internal/pb"
+	"github.com/medfed/medfed/model"
+)
+
+// TestWatchRoundsAndFetchModel watches a round from a follower through its whole life and
+// downloads the published model as f32 and as safetensors: model.Load reads the file back
+// to the same weights, with the federation's lineage in the metadata.
+func TestWatchRoundsAndFetchModel(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	tc := startCluster(t, 3)
+	ctx := testCtx(t)
+	leader := tc.leader()
+	c := newClient(t, tc.addrs())
+	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{
+		Name: "w", ModelSpecJson: testModelSpec(t), Clients: []string{"h1", "h2"}, MinClients: 2, Rounds: 1, Seed: 3,
+	}); err != nil {
+		t.Fatal(err)
+	}
+
+	// A follower applies the new federation a moment after the leader.
+	fi := (leader + 1) % 3
+	waitFor(t, "the follower to apply the federation", func() bool {
+		_, err := tc.nodes[fi].FSM().Federation("w")
+		return err == nil
+	})
+	follower := tc.cfgs[fi].GRPCAddr
+	wc := newClient(t, []string{follower})
+	wctx, stopWatch := context.WithCancel(ctx)
+	defer stopWatch()
+	type seen struct {
+		state    pb.RoundState
+		contribs int
+	}
+	events := make(chan seen, 64)
+	watchErr := make(chan error, 1)
+	go func() {
+		watchErr <- wc.WatchRounds(wctx, "w", func(ri *pb.RoundInfo) error {
+			if ri.Round != 1 {
+				t.Errorf("watch: round %d, only round 1 exists", ri.Round)
+			}
+			events <- seen{ri.State, len(ri.Contributions)}
+			return nil
+		})
+	}()
+
+	for _, h := range []string{"h1", "h2"} {
+		if _, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: "w", ClientId: h}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRound(t, ctx, c, "w", 1, pb.RoundState_ROUND_STATE_OPEN)
+	for k, h := range []string{"h1", "h2"} {
+		if _, err := c.SubmitUpdate(ctx, coordclient.Update{Federation: "w", Round: 1, ClientID: h, Samples: 4, Data: EncodeFloat32s(delta(k))}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The watcher sees the round open, gain contributions, and reach published, in order.
+	var got []seen
+	for len(got) == 0 || got[len(got)-1].state != pb.RoundState_ROUND_STATE_PUBLISHED {
+		select {
+		case e := <-events:
+			got = append(got, e)
+		case err := <-watchErr:
+			t.Fatalf("watch ended early: %v (saw %v)", err, got)
+		case <-ctx.Done():
+			t.Fatalf("watch saw %v, never published", got)
+		}
+	}
+	t.Logf("watched: %v", got)
+	if got[0].state != pb.RoundState_ROUND_STATE_OPEN {
+		t.Errorf("first event %v, want open", got[0])
+	}
+	for i := 1; i < len(got); i++ {
+		if got[i].state < got[i-1].state || got[i].contribs < got[i-1].contribs {
+			t.Errorf("events out of order: %v", got)
+		}
+	}
+	if last := got[len(got)-1]; last.contribs != 2 {
+		t.Errorf("published with %d contributions, want 2", last.contribs)
+	}
+	stopWatch()
+	if err := <-watchErr; status.Code(err) != codes.Canceled && err != context.Canceled {
+		t.Errorf("watch after cancel: %v", err)
+	}
+
+	// The model, as f32 and as safetensors, from a follower.
+	h32, b32, err := wc.FetchModel(ctx, "w", 1, "f32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, err := DecodeFloat32s(b32)
+	if err != nil {
+		t.Fatal(err)
+	}
+	hst, bst, err := wc.FetchModel(ctx, "w", 0 /* latest */, "safetensors")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if hst.Version != 1 || hst.Round != 1 || hst.NumParams != testNumParams || hst.Format != "safetensors" || h32.Version != 1 {
+		t.Errorf("headers %v, %v", hst, h32)
+	}
+	m, meta, err := model.Load(bytes.NewReader(bst))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(m.Flat(nil), w) {
+		t.Error("safetensors weights differ from the f32 download")
+	}
+	for k, v := range map[string]string{"federation": "w", "model_version": "1", "round": "1"} {
+		if meta[k] != v {
+			t.Errorf("metadata %s = %q, want %q", k, meta[k], v)
+		}
+	}
+	ms, _ := model.ParseSpec(testModelSpec(t))
+	if got, _ := model.ParseSpec([]byte(meta["spec"])); !got.Equal(ms) {
+		t.Errorf("metadata spec %s, want %v", meta["spec"], ms)
+	}
+	for _, tt := range []struct {
+		name    string
+		version uint64
+		format  string
+		code    codes.Code
+	}{
+		{"unknown format", 1, "onnx", codes.InvalidArgument},
+		{"unknown version", 9, "f32", codes.NotFound},
+	} {
+		if _, _, err := wc.FetchModel(ctx, "w", tt.version, tt.format); status.Code(err) != tt.code {
+			t.Errorf("%s: got %v, want %v", tt.name, err, tt.code)
+		}
+	}
+	if _, _, err := wc.FetchModel(ctx, "nope", 0, ""); status.Code(err) != codes.NotFound {
+		t.Errorf("unknown federation: got %v, want NotFound", err)
+	}
+	tc.closeAll()
+}
+
+// TestRoundAbortsAtDeadline: a round whose deadline passes with fewer than min_clients
+// contributions is aborted with its reason, refuses later updates, publishes nothing, and
+// the next round opens on the same model version.
+func TestRoundAbortsAtDeadline(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	tc := startCluster(t, 1)
+	ctx := testCtx(t)
+	tc.leader()
+	c := newClient(t, tc.addrs())
+	clients := []string{"h1", "h2", "h3"}
+	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{
+		Name: "d", ModelSpecJson: testModelSpec(t), Clients: clients, MinClients: 2, RoundTimeoutMs: 1500,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range clients {
+		if _, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: "d", ClientId: h}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRound(t, ctx, c, "d", 1, pb.RoundState_ROUND_STATE_OPEN)
+	if _, err := c.SubmitUpdate(ctx, coordclient.Update{Federation: "d", Round: 1, ClientID: "h1", Samples: 1, Data: EncodeFloat32s(delta(0))}); err != nil {
+		t.Fatal(err)
+	}
+	ri := waitRound(t, ctx, c, "d", 1, pb.RoundState_ROUND_STATE_ABORTED)
+	t.Logf("aborted: %s", ri.Reason)
+	if len(ri.Contributions) != 1 || !strings.Contains(ri.Reason, "min_clients") || ri.PublishedVersion != 0 {
+		t.Errorf("aborted round %v", ri)
+	}
+	_, err := c.SubmitUpdate(ctx, coordclient.Update{Federation: "d", Round: 1, ClientID: "h2", Samples: 1, Data: EncodeFloat32s(delta(1))})
+	if status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("update to an aborted round: got %v, want FailedPrecondition", err)
+	}
+	r2 := waitRound(t, ctx, c, "d", 2, pb.RoundState_ROUND_STATE_OPEN)
+	if r2.ModelVersion != 0 {
+		t.Errorf("round 2 trains from version %d, want 0", r2.ModelVersion)
+	}
+	f, err := c.Federation(ctx, "d")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Models) != 1 {
+		t.Errorf("%d model versions after an aborted round, want 1", len(f.Models))
+	}
+	if ri, _ := c.Round(ctx, "d", 1); ri.State != pb.RoundState_ROUND_STATE_ABORTED || len(ri.Contributions) != 1 {
+		t.Errorf("round 1 changed after the refusal: %v", ri)
+	}
+	tc.closeAll()
+}
+
+// TestAddRemoveNode grows a one-node cluster with AddNode: the new node, started with no
+// peers, receives the whole state and serves it; RemoveNode takes it out again and the
+// remaining node keeps accepting writes.
+func TestAddRemoveNode(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	tc := startCluster(t, 1)
+	ctx := testCtx(t)
+	tc.leader()
+	c := newClient(t, tc.addrs())
+	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{Name: "a", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
+		t.Fatal(err)
+	}
+
+	cfg := testConfig("n2", t.TempDir())
+	cfg.RaftAddr, cfg.GRPCAddr = freeAddr(t), freeAddr(t)
+	n2, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close()
+	if _, err := c.AddNode(ctx, &pb.AddNodeRequest{Id: "n2"}); status.Code(err) != codes.InvalidArgument {
+		t.Errorf("add without addresses: got %v, want InvalidArgument", err)
+	}
+	st, err := c.AddNode(ctx, &pb.AddNodeRequest{Id: "n2", RaftAddr: cfg.RaftAddr, GrpcAddr: cfg.GRPCAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Nodes) != 2 {
+		t.Fatalf("after AddNode: %v", st.Nodes)
+	}
+	waitFor(t, "n2 to replicate the federation", func() bool {
+		_, err := n2.FSM().Federation("a")
+		return err == nil
+	})
+	// n2 serves reads, forwards writes, and knows the leader.
+	c2 := newClient(t, []string{cfg.GRPCAddr})
+	if _, err := c2.Enrol(ctx, &pb.EnrolRequest{Federation: "a", ClientId: "h1"}); err != nil {
+		t.Fatalf("enrol through n2: %v", err)
+	}
+	st2, err := c2.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st2.NodeId != "n2" || st2.LeaderId != "n1" || st2.NodeState != "follower" || len(st2.Nodes) != 2 {
+		t.Errorf("n2 status %v", st2)
+	}
+
+	st, err = c2.RemoveNode(ctx, "n2") // forwarded to the leader
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Nodes) != 1 || st.Nodes[0].Id != "n1" {
+		t.Fatalf("after RemoveNode: %v", st.Nodes)
+	}
+	n2.Close()
+	// n1 alone is a quorum again.
+	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{Name: "b", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
+		t.Fatalf("write after RemoveNode: %v", err)
+	}
+	tc.closeAll()
+}

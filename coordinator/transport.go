@@ -1,0 +1,129 @@
+package coordinator
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/medfed/medfed/crypto/pki"
+)
+
+// raftHandshakeTimeout bounds the TLS handshake of one Raft connection, so that a peer that
+// opens a connection and says nothing holds no goroutine for long.
+const raftHandshakeTimeout = 10 * time.Second
+
+// tlsStreamLayer is the raft.StreamLayer of a node run with mutual TLS: it accepts
+// connections only from peers whose certificate, signed by the consortium CA, binds the
+// coordinator role, and dials peers with the node's own coordinator certificate, checking
+// that the peer is a coordinator valid for the address dialled.
+//
+// A tlsStreamLayer is safe for concurrent use (raft dials from several goroutines).
+type tlsStreamLayer struct {
+	net.Listener
+	advertise net.Addr
+	server    *tls.Config
+	client    *tls.Config
+	log       *slog.Logger
+}
+
+// newTLSStreamLayer listens on bind with server (a pki.ServerTLSConfig) restricted to
+// coordinator peers, advertises advertise, and dials with client (a pki.ClientTLSConfig).
+func newTLSStreamLayer(bind string, advertise net.Addr, server, client *tls.Config, log *slog.Logger) (*tlsStreamLayer, error) {
+	if server == nil || client == nil {
+		return nil, errors.New("raft transport: mutual TLS needs a server and a client configuration")
+	}
+	srv := server.Clone()
+	verifyCA := srv.VerifyConnection
+	srv.VerifyConnection = func(cs tls.ConnectionState) error {
+		if verifyCA != nil {
+			if err := verifyCA(cs); err != nil {
+				return err
+			}
+		}
+		return requireCoordinator(cs)
+	}
+	cli := client.Clone()
+	verifyServer := cli.VerifyConnection
+	cli.VerifyConnection = func(cs tls.ConnectionState) error {
+		if verifyServer != nil {
+			if err := verifyServer(cs); err != nil {
+				return err
+			}
+		}
+		return requireCoordinator(cs)
+	}
+	ln, err := net.Listen("tcp", bind)
+	if err != nil {
+		return nil, err
+	}
+	return &tlsStreamLayer{Listener: ln, advertise: advertise, server: srv, client: cli, log: log}, nil
+}
+
+// requireCoordinator accepts only a peer certificate binding the coordinator role.
+func requireCoordinator(cs tls.ConnectionState) error {
+	role, id, err := pki.IdentityFromTLS(cs)
+	if err != nil {
+		return err
+	}
+	if role != pki.RoleCoordinator {
+		return fmt.Errorf("%w: raft peer is %s %q, only coordinator nodes may join the raft transport", ErrIdentity, role, id)
+	}
+	return nil
+}
+
+// Accept returns the next connection. Its handshake runs on the first read, in raft's
+// handler for the connection, so a slow or refused peer does not hold up the accept loop.
+func (s *tlsStreamLayer) Accept() (net.Conn, error) {
+	c, err := s.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return &raftServerConn{Conn: tls.Server(c, s.server), log: s.log}, nil
+}
+
+// Addr is the advertised address, the one the other nodes know this node by.
+func (s *tlsStreamLayer) Addr() net.Addr { return s.advertise }
+
+// Dial opens a connection to a peer and completes the handshake within timeout.
+func (s *tlsStreamLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	d := &tls.Dialer{NetDialer: &net.Dialer{Timeout: timeout}, Config: s.client}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	c, err := d.DialContext(ctx, "tcp", string(address))
+	if err != nil {
+		return nil, fmt.Errorf("raft dial %s: %w", address, err)
+	}
+	return c, nil
+}
+
+// raftServerConn is an accepted Raft connection that completes its handshake, within
+// raftHandshakeTimeout, before the first read and logs a refused peer.
+type raftServerConn struct {
+	*tls.Conn
+	log  *slog.Logger
+	once sync.Once
+	err  error
+}
+
+func (c *raftServerConn) Read(p []byte) (int, error) {
+	c.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), raftHandshakeTimeout)
+		defer cancel()
+		if c.err = c.Conn.HandshakeContext(ctx); c.err != nil {
+			c.log.Warn("raft connection refused", "remote", c.RemoteAddr().String(), "err", c.err)
+		}
+	})
+	if c.err != nil {
+		return 0, c.err
+	}
+	return c.Conn.Read(p)
+}
+
+var _ raft.StreamLayer = (*tlsStreamLayer)(nil)
