@@ -22,6 +22,7 @@ func commands() []command {
 	return []command{
 		{"train", "train one model locally on one data set (the seed example)", runTrain},
 		{"coordinator", "run one node of the Raft-replicated coordinator", runCoordinator},
+		{"client", "run a hospital client node", runClient},
 		{"federation", "create or show a federation on a coordinator cluster", runFederation},
 		{"status", "show the coordinator cluster, its federations and rounds", runStatus},
 		{"partition", "split a data set into per-hospital folders", runPartition},
