@@ -20,6 +20,7 @@ type command struct {
 
 func commands() []command {
 	return []command{
+		{"simulate", "run a whole federation on this machine (virtual hospitals)", runSimulate},
 		{"train", "train one model locally on one data set (the seed example)", runTrain},
 		{"coordinator", "run one node of the Raft-replicated coordinator", runCoordinator},
 		{"client", "run a hospital client node", runClient},
