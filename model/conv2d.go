@@ -111,6 +111,10 @@ func (s *conv2dState) backward(dy []float32, grads [][]float32, needDX bool) []f
 // im2col writes one sample's patches: row (oy*ow+ox) holds the kh×kw×cin window, zero where
 // it falls in the padding, followed by a 1 that multiplies the bias.
 func (c *conv2d) im2col(cols, x []float32) {
+	if c.cin == 1 && c.kh == 3 && c.kw == 3 && c.sh == 1 && c.sw == 1 && c.padTop == 0 && c.padLeft == 0 {
+		c.im2col3x3(cols, x)
+		return
+	}
 	k := c.kh*c.kw*c.cin + 1
 	for oy := 0; oy < c.oh; oy++ {
 		rowBase := oy * c.ow * k
@@ -141,6 +145,25 @@ func (c *conv2d) im2col(cols, x []float32) {
 					}
 				}
 			}
+		}
+	}
+}
+
+// im2col3x3 is im2col for the seed CNN's first layer (one channel, 3x3, stride 1, valid),
+// writing each patch row contiguously.
+func (c *conv2d) im2col3x3(cols, x []float32) {
+	w := c.w
+	p := 0
+	for oy := 0; oy < c.oh; oy++ {
+		r0, r1, r2 := x[oy*w:oy*w+w], x[(oy+1)*w:(oy+1)*w+w], x[(oy+2)*w:(oy+2)*w+w]
+		for ox := 0; ox < c.ow; ox++ {
+			d := cols[p : p+10 : p+10]
+			a, b, e := r0[ox:ox+3:ox+3], r1[ox:ox+3:ox+3], r2[ox:ox+3:ox+3]
+			d[0], d[1], d[2] = a[0], a[1], a[2]
+			d[3], d[4], d[5] = b[0], b[1], b[2]
+			d[6], d[7], d[8] = e[0], e[1], e[2]
+			d[9] = 1
+			p += 10
 		}
 	}
 }

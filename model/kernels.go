@@ -20,3 +20,13 @@ func adamGo(w, g, m, v []float32, b1, b2, alpha, eps float32) {
 		w[j] -= alpha * m[j] / (sqrt32(v[j]) + eps)
 	}
 }
+
+// combine2Go is the portable combine2: d = wa·a + wb·b, then a = b = 0.
+func combine2Go(d, a, b []float32, wa, wb float32) {
+	a, b = a[:len(d)], b[:len(d)]
+	for j := range d {
+		d[j] = wa*a[j] + wb*b[j]
+	}
+	clear(a)
+	clear(b)
+}

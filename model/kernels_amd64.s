@@ -37,7 +37,17 @@ maxdone:
 // func adamAVX2(w, grad, m, v *float32, n int, b1, b2, alpha, eps float32)
 // For i < n (n a multiple of 8), Keras's Adam update with the bias correction folded into
 // alpha: m = b1·m + (1-b1)·g; v = b2·v + (1-b2)·g²; w -= alpha·m / (sqrt(v) + eps).
-TEXT ·adamAVX2(SB), NOSPLIT, $0-56
+//
+// The moments of weights whose gradients stay zero (pixels that are always blank, say) decay
+// geometrically into the subnormal range, where every multiply, square root and divide costs
+// a hundred cycles. The loop therefore runs with flush-to-zero and denormals-are-zero set in
+// MXCSR (as TensorFlow runs by default) and restores the caller's MXCSR before returning.
+TEXT ·adamAVX2(SB), NOSPLIT, $16-56
+	STMXCSR saved-4(SP)
+	MOVL saved-4(SP), AX
+	ORL  $0x8040, AX        // FTZ (bit 15) | DAZ (bit 6)
+	MOVL AX, ftz-8(SP)
+	LDMXCSR ftz-8(SP)
 	MOVQ w+0(FP), DI
 	MOVQ grad+8(FP), SI
 	MOVQ m+16(FP), DX
@@ -79,5 +89,36 @@ adamloop:
 	JMP  adamloop
 
 adamdone:
+	VZEROUPPER
+	LDMXCSR saved-4(SP)
+	RET
+
+// func combine2AVX2(d, a, b *float32, n int, wa, wb float32)
+// For i < n (n a multiple of 8): d = wa·a + wb·b, then a = b = 0.
+TEXT ·combine2AVX2(SB), NOSPLIT, $0-40
+	MOVQ d+0(FP), DI
+	MOVQ a+8(FP), SI
+	MOVQ b+16(FP), DX
+	MOVQ n+24(FP), CX
+	VBROADCASTSS wa+32(FP), Y10
+	VBROADCASTSS wb+36(FP), Y11
+	VXORPS Y12, Y12, Y12
+
+combloop:
+	CMPQ CX, $8
+	JL   combdone
+	VMULPS (SI), Y10, Y0
+	VMOVUPS (DX), Y1
+	VFMADD231PS Y1, Y11, Y0 // Y0 = wa·a + wb·b
+	VMOVUPS Y0, (DI)
+	VMOVUPS Y12, (SI)
+	VMOVUPS Y12, (DX)
+	ADDQ $32, DI
+	ADDQ $32, SI
+	ADDQ $32, DX
+	SUBQ $8, CX
+	JMP  combloop
+
+combdone:
 	VZEROUPPER
 	RET

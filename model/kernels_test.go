@@ -33,6 +33,16 @@ func TestKernelsMatchPortable(t *testing.T) {
 		for i := range w {
 			w[i], g[i], m[i], v[i] = rng.Float32()-0.5, rng.Float32()-0.5, rng.Float32()*0.1, rng.Float32()*0.01
 		}
+		d1, d2 := make([]float32, n), make([]float32, n)
+		a1, b1 := slices.Clone(w), slices.Clone(g)
+		combine2(d1, a1, b1, 0.25, 0.75)
+		a2, b2 := slices.Clone(w), slices.Clone(g)
+		combine2Go(d2, a2, b2, 0.25, 0.75)
+		for i := range d1 {
+			if math.Abs(float64(d1[i]-d2[i])) > 1e-7 || a1[i] != 0 || b1[i] != 0 {
+				t.Fatalf("n=%d: combine2 gave %v (inputs left %v %v), portable %v", n, d1[i], a1[i], b1[i], d2[i])
+			}
+		}
 		w2, m2, v2 := slices.Clone(w), slices.Clone(m), slices.Clone(v)
 		adamUpdate(w, g, m, v, 0.9, 0.999, 0.001, 1e-7)
 		adamGo(w2, g, m2, v2, 0.9, 0.999, 0.001, 1e-7)

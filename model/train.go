@@ -150,6 +150,9 @@ func (t *Trainer) Config() TrainConfig { return t.cfg }
 func (t *Trainer) Step(x, y []float32, n int) (loss float64, correct int) {
 	workers := min(len(t.shards), max(1, n/minShard))
 	if workers == 1 && len(t.shards) == 1 {
+		for _, g := range t.flat {
+			clear(g)
+		}
 		loss, correct = t.shardStep(t.shards[0], x, y, n)
 	} else {
 		in, tw := len(x)/n, len(y)/n
@@ -177,8 +180,8 @@ func (t *Trainer) Step(x, y []float32, n int) (loss float64, correct int) {
 	return loss, correct
 }
 
-// shardStep runs forward and backward for n samples on one shard, leaving the gradient of the
-// shard's mean loss in sh.flat.
+// shardStep runs forward and backward for n samples on one shard, adding the gradient of the
+// shard's mean loss to sh.flat, which the caller has zeroed.
 func (t *Trainer) shardStep(sh *shard, x, y []float32, n int) (loss float64, correct int) {
 	layers := sh.run
 	if t.fused {
@@ -191,9 +194,6 @@ func (t *Trainer) shardStep(sh *shard, x, y []float32, n int) (loss float64, cor
 	sh.out = grow(sh.out, len(h))
 	loss = t.loss(sh.out, h, y, n, t.fused)
 	correct = countCorrect(t.cfg.Loss, h, y, n, t.fused)
-	for _, g := range sh.flat {
-		clear(g)
-	}
 	d := sh.out
 	for i := len(layers) - 1; i >= 0; i-- {
 		d = layers[i].backward(d, sh.grads[i], i > 0)
@@ -201,8 +201,9 @@ func (t *Trainer) shardStep(sh *shard, x, y []float32, n int) (loss float64, cor
 	return loss, correct
 }
 
-// combine sets t.flat to the size-weighted mean of the first workers shards' gradients: the
-// gradient of the mean loss over the whole batch of n samples.
+// combine sets t.flat to the size-weighted mean of the first workers shards' gradients, the
+// gradient of the mean loss over the whole batch of n samples, and zeroes the shards'
+// gradients for the next step in the same pass over memory.
 func (t *Trainer) combine(workers, n int) {
 	weights := make([]float32, workers)
 	for w := range workers {
@@ -212,13 +213,21 @@ func (t *Trainer) combine(workers, n int) {
 		parallelFor(len(dst)/chunk+1, chunk, func(lo, hi int) {
 			lo, hi = lo*chunk, min(hi*chunk, len(dst))
 			d := dst[lo:hi]
-			for j, v := range t.shards[0].flat[i][lo:hi] {
+			if workers == 2 {
+				combine2(d, t.shards[0].flat[i][lo:hi], t.shards[1].flat[i][lo:hi], weights[0], weights[1])
+				return
+			}
+			g := t.shards[0].flat[i][lo:hi]
+			for j, v := range g {
 				d[j] = weights[0] * v
 			}
+			clear(g)
 			for w := 1; w < workers; w++ {
-				for j, v := range t.shards[w].flat[i][lo:hi] {
+				g := t.shards[w].flat[i][lo:hi]
+				for j, v := range g {
 					d[j] += weights[w] * v
 				}
+				clear(g)
 			}
 		})
 	}

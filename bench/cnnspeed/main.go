@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"runtime"
+	"runtime/pprof"
 	"time"
 
 	"github.com/medfed/medfed/dataset"
@@ -21,8 +22,22 @@ func main() {
 	batch := flag.Int("batch", 32, "training batch size")
 	inferBatch := flag.Int("infer-batch", 256, "inference batch size")
 	repeats := flag.Int("repeats", 3, "inference passes over the test set (best is reported)")
+	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
 	flag.Parse()
+	if *cpuProfile != "" {
+		f, err := os.Create(*cpuProfile)
+		if err != nil {
+			fmt.Fprintln(os.Stderr, "cnnspeed:", err)
+			os.Exit(1)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			fmt.Fprintln(os.Stderr, "cnnspeed:", err)
+			os.Exit(1)
+		}
+		defer pprof.StopCPUProfile()
+	}
 	if err := run(*epochs, *batch, *inferBatch, *repeats); err != nil {
+		pprof.StopCPUProfile()
 		fmt.Fprintln(os.Stderr, "cnnspeed:", err)
 		os.Exit(1)
 	}
