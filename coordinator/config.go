@@ -6,6 +6,8 @@ import (
 	"net"
 	"strings"
 	"time"
+
+	"github.com/medfed/medfed/inference"
 )
 
 // Peer is one voting member of the cluster: its Raft server ID, the address of its Raft
@@ -82,7 +84,11 @@ type Config struct {
 	RaftAddr string
 	// GRPCAddr is the address the gRPC services listen on.
 	GRPCAddr string
-	// HTTPAddr is the address of /metrics and /healthz; empty disables them.
+	// HTTPAddr is the address of /healthz, /metrics and the Open Inference Protocol's REST
+	// endpoints (/v2/...); empty disables them. Unless Insecure, it serves HTTPS with the
+	// ServerTLS certificate; a client certificate is optional there (verified if given), as
+	// /healthz, /metrics and /v2/health/* need no authentication and the inference
+	// endpoints also take bearer tokens.
 	HTTPAddr string
 	// Peers is the initial cluster, the same list on every node. Every node bootstraps
 	// from it; a node that finds existing state in DataDir ignores it.
@@ -115,6 +121,17 @@ type Config struct {
 	// ApplyTimeout bounds one write through Raft, including waiting for a leader (default
 	// 30s).
 	ApplyTimeout time.Duration
+
+	// Inference tunes the model serving every node does (batching, limits, rate limit,
+	// Inference.Retain: how many of each federation's newest model versions stay loaded).
+	// Zero fields mean inference.DefaultConfig's values.
+	Inference inference.Config
+	// InferenceTokens are the bearer tokens the operator issued for inference callers
+	// without a consortium certificate (inference.LoadTokenFile); nil accepts certificates
+	// only. When set (and not Insecure), the gRPC port also accepts TLS connections without
+	// a client certificate, for OIP calls with a token; the medfed.v1 services still refuse
+	// such connections.
+	InferenceTokens *inference.TokenSet
 
 	// Raft tuning; zero means hashicorp/raft's defaults.
 	HeartbeatTimeout   time.Duration
@@ -177,6 +194,9 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coordinator config: MaxUploadBytes %d, expected 1 to %d", c.MaxUploadBytes, int64(MaxBlobBytes))
 	case c.RoundTimeout < 0, c.DriverInterval < 0, c.ApplyTimeout < 0:
 		return fmt.Errorf("coordinator config: negative duration")
+	}
+	if err := c.Inference.Validate(); err != nil {
+		return fmt.Errorf("coordinator config: Inference: %w", err)
 	}
 	seen := map[string]bool{}
 	for _, p := range c.Peers {

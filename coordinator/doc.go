@@ -57,6 +57,22 @@
 // hospital or operator certificate cannot join the log. With Config.Insecure both gRPC
 // and Raft run on plain TCP.
 //
+// # Model as a service
+//
+// Every node, followers included, serves the committed model versions over the Open
+// Inference Protocol v2 (package inference): REST under /v2/ on the HTTP port (HTTPS
+// unless Insecure, next to /healthz and /metrics) and inference.GRPCInferenceService on
+// the gRPC port. The model name is the federation name, the version the model version.
+// A goroutine of the node watches the FSM and publishes each newly committed version to
+// the node's inference.Registry, outside Apply; the same goroutine publishes what a
+// restored snapshot or the replayed log holds at start-up. Version 0 (the initial random
+// weights) is not served. Each federation keeps its Config.Inference.Retain newest
+// versions loaded (default 3); there is no replicated pin yet, so older versions are
+// retired. Callers authenticate with a consortium certificate (any role) or a bearer token
+// from Config.InferenceTokens; with tokens configured the gRPC port also admits TLS
+// connections without a client certificate, for the OIP service only (the medfed.v1
+// services answer them Unauthenticated).
+//
 // # Errors
 //
 // Errors wrap the sentinel values in errors.go; the gRPC services map each to one status
@@ -68,7 +84,9 @@
 // # Not done yet
 //
 // Staged payloads live in memory on every node until committed. Differential privacy
-// settings are stored but not enforced by the coordinator.
+// settings are stored but not enforced by the coordinator. Operators cannot pin model
+// versions for serving (a replicated pin command is missing), and served models carry no
+// feature or class names yet, so explanations of tabular models are by index only.
 //
 // Update bytes travel through the Raft log, so every replica encodes, stores (bolt, with
 // fsync), decodes, hashes and adds each of them: BenchmarkIngest, with the three replicas on

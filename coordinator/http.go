@@ -66,6 +66,12 @@ func (n *Node) httpHandler() http.Handler {
 			fmt.Fprintf(w, "medfed_coordinator_model_version{federation=%q} %d\n", f.Spec.Name, f.Models[len(f.Models)-1].Version)
 		}
 		_ = pb.RoundState_ROUND_STATE_OPEN
+		n.inf.WriteMetrics(w)
 	})
+	// The Open Inference Protocol's REST side; its own GET /metrics is shadowed by the
+	// node's, which includes the inference counters.
+	oip := n.inf.Handler()
+	mux.Handle("/v2/", oip)
+	mux.Handle("/v2", oip)
 	return mux
 }

@@ -26,12 +26,15 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/medfed/medfed/inference"
 	"github.com/medfed/medfed/internal/pb"
 )
 
 // Node is one coordinator replica: a Raft member (bolt log store, file snapshots, a
-// mutual-TLS transport, or plain TCP when insecure) running the FSM, the medfed.v1 gRPC services, the HTTP endpoints and, while it
-// leads, the driver that opens, seals and publishes rounds.
+// mutual-TLS transport, or plain TCP when insecure) running the FSM, the medfed.v1 gRPC
+// services, the HTTP endpoints, inference on the committed models (Open Inference Protocol
+// v2 on the HTTP and gRPC ports) and, while it leads, the driver that opens, seals and
+// publishes rounds.
 //
 // A Node is safe for concurrent use. Close stops everything it started.
 type Node struct {
@@ -49,6 +52,9 @@ type Node struct {
 	httpLn  net.Listener
 
 	metrics *metrics
+
+	reg *inference.Registry
+	inf *inference.Server
 
 	ctx    context.Context // cancelled by Close
 	cancel context.CancelFunc
@@ -159,15 +165,28 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 		}
 	}
 
+	if err := n.newInference(); err != nil {
+		return nil, fmt.Errorf("inference: %w", err)
+	}
 	var creds credentials.TransportCredentials = insecure.NewCredentials()
 	if !cfg.Insecure {
-		creds = credentials.NewTLS(cfg.ServerTLS)
+		tc := cfg.ServerTLS
+		if cfg.InferenceTokens != nil {
+			// Token callers of the OIP service come without a certificate; certificateGate
+			// keeps them out of the medfed.v1 services.
+			tc = inference.TokenTLSConfig(tc)
+		}
+		creds = credentials.NewTLS(tc)
 	}
-	n.grpcSrv = grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(maxCommandBytes+4096))
+	gate := certificateGate{insecure: cfg.Insecure}
+	recv := max(maxCommandBytes+4096, int(inferenceDefaults(cfg.Inference).MaxBodyBytes)+4096)
+	n.grpcSrv = grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(recv),
+		grpc.ChainUnaryInterceptor(gate.unary), grpc.ChainStreamInterceptor(gate.stream))
 	pb.RegisterFederationServiceServer(n.grpcSrv, &federationServer{n: n})
 	pb.RegisterCeremonyServiceServer(n.grpcSrv, &ceremonyServer{n: n})
 	pb.RegisterRoundServiceServer(n.grpcSrv, &roundServer{n: n})
 	pb.RegisterClusterServiceServer(n.grpcSrv, &clusterServer{n: n})
+	n.inf.RegisterGRPC(n.grpcSrv)
 	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("grpc listen: %w", err)
 	}
@@ -183,10 +202,17 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 			return nil, fmt.Errorf("http listen: %w", err)
 		}
 		n.httpSrv = &http.Server{Handler: n.httpHandler(), ReadHeaderTimeout: 10 * time.Second}
+		serve := func() error { return n.httpSrv.Serve(n.httpLn) }
+		if !cfg.Insecure {
+			// HTTPS; a client certificate is optional (health checks, Prometheus, token
+			// callers) and verified against the consortium CA when presented.
+			n.httpSrv.TLSConfig = inference.TokenTLSConfig(cfg.ServerTLS)
+			serve = func() error { return n.httpSrv.ServeTLS(n.httpLn, "", "") }
+		}
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
-			if err := n.httpSrv.Serve(n.httpLn); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				n.log.Error("http server stopped", "err", err)
 			}
 		}()
@@ -195,6 +221,11 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 	go func() {
 		defer n.wg.Done()
 		n.drive(n.ctx)
+	}()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.publishModels(n.ctx)
 	}()
 	logger.Info("coordinator node started", "raft", cfg.RaftAddr, "grpc", n.grpcLn.Addr().String(), "insecure", cfg.Insecure)
 	return n, nil
@@ -209,8 +240,8 @@ func (n *Node) Run(ctx context.Context) error {
 	return n.Close()
 }
 
-// Close stops the node: the driver, the gRPC and HTTP servers, Raft, the transport and the
-// log store. It does not transfer leadership; the remaining nodes elect a new leader.
+// Close stops the node: the driver, the model publisher, the gRPC and HTTP servers, Raft,
+// the transport, the log store and the inference registry. It does not transfer leadership; the remaining nodes elect a new leader.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		n.cancel()
@@ -252,6 +283,12 @@ func (n *Node) Close() error {
 		n.conns = nil
 		n.connMu.Unlock()
 		n.wg.Wait()
+		if n.reg != nil {
+			// The servers have stopped, so no request is left to answer.
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, n.reg.Close(ctx))
+			cancel()
+		}
 		n.closeErr = errors.Join(errs...)
 	})
 	return n.closeErr

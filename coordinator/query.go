@@ -389,3 +389,14 @@ func unmarshalSpec(b []byte, s *pb.FederationSpec) error {
 	}
 	return nil
 }
+
+// modelHeads returns the latest model version of every federation.
+func (f *FSM) modelHeads() map[string]uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	out := make(map[string]uint64, len(f.st.Federations))
+	for name, fd := range f.st.Federations {
+		out[name] = fd.latest().Version
+	}
+	return out
+}

@@ -103,3 +103,8 @@ func (m *metrics) write(w io.Writer, reg *Registry) {
 func label(s string) string {
 	return strings.NewReplacer(`\`, `\\`, `"`, `\"`, "\n", `\n`).Replace(s)
 }
+
+// WriteMetrics writes the per-caller request counters, the batch counters and the loaded
+// versions per model in the Prometheus text format, as the Handler's GET /metrics does. A
+// host that serves its own /metrics (the coordinator) appends them there.
+func (s *Server) WriteMetrics(w io.Writer) { s.m.write(w, s.reg) }

@@ -11,6 +11,7 @@ import (
 	"strings"
 
 	"github.com/medfed/medfed/coordinator"
+	"github.com/medfed/medfed/inference"
 )
 
 // runCoordinator runs one node of the Raft-replicated coordinator until ctx is cancelled
@@ -40,7 +41,7 @@ func runCoordinator(ctx context.Context, args []string, stdout, stderr io.Writer
 
 func coordinatorConfig(args []string, stderr io.Writer) (coordinator.Config, slog.Level, error) {
 	var cfg coordinator.Config
-	var peers, grpcPeers, logLevel string
+	var peers, grpcPeers, logLevel, tokenFile string
 	var tf tlsFlags
 	fs := flag.NewFlagSet("medfed coordinator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -48,9 +49,11 @@ func coordinatorConfig(args []string, stderr io.Writer) (coordinator.Config, slo
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the Raft log and snapshots; a restarted node resumes from it (required)")
 	fs.StringVar(&cfg.RaftAddr, "raft-addr", "", "HOST:PORT of the Raft transport; the address --peers gives for this node (required)")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "", "HOST:PORT of the gRPC services (required)")
-	fs.StringVar(&cfg.HTTPAddr, "http-addr", "", "HOST:PORT of /metrics and /healthz (default: off)")
+	fs.StringVar(&cfg.HTTPAddr, "http-addr", "", "HOST:PORT of /healthz, /metrics and inference over REST (/v2/...); HTTPS unless --insecure (default: off)")
 	fs.StringVar(&peers, "peers", "", "the initial cluster, the same on every node: id1=raftaddr1,id2=raftaddr2,... (required)")
 	fs.StringVar(&grpcPeers, "grpc-peers", "", "the nodes' gRPC addresses, id1=grpcaddr1,...; needed so that followers can forward writes to the leader before it has recorded its address")
+	fs.StringVar(&tokenFile, "inference-tokens", "", "file of bearer tokens for inference callers without a consortium certificate: one \"<caller> sha256:<hex of the token's SHA-256>\" per line, # comments (default: certificates only)")
+	fs.IntVar(&cfg.Inference.Retain, "inference-retain", 0, "newest model versions of each federation kept loaded for inference (default 3)")
 	tf.register(fs, "this node's coordinator")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
@@ -72,6 +75,14 @@ func coordinatorConfig(args []string, stderr io.Writer) (coordinator.Config, slo
 	var err error
 	if cfg.Peers, err = coordinator.ParsePeers(peers, grpcPeers); err != nil {
 		return cfg, 0, usageError(fs, "%v", err)
+	}
+	if cfg.Inference.Retain < 0 {
+		return cfg, 0, usageError(fs, "--inference-retain %d: expected at least 1", cfg.Inference.Retain)
+	}
+	if tokenFile != "" {
+		if cfg.InferenceTokens, err = inference.LoadTokenFile(tokenFile); err != nil {
+			return cfg, 0, fmt.Errorf("--inference-tokens: %w", err)
+		}
 	}
 	if err := tf.check(fs); err != nil {
 		return cfg, 0, err

@@ -187,10 +187,18 @@ func TestClusterByHand(t *testing.T) {
 			}
 		}
 	}()
+	// With TLS the HTTP port serves HTTPS; /healthz needs no client certificate.
+	opTLS, err := pki.ClientTLSConfig(filepath.Join(certs, "alice.crt"), filepath.Join(certs, "alice.key"), ca, "")
+	if err != nil {
+		t.Fatal(err)
+	}
+	opTLS.Certificates = nil
+	hc := &http.Client{Transport: &http.Transport{TLSClientConfig: opTLS}}
+	defer hc.CloseIdleConnections()
 	deadline := time.Now().Add(90 * time.Second)
 	for i := range ids {
 		for {
-			resp, err := http.Get("http://" + httpAddrs[i] + "/healthz")
+			resp, err := hc.Get("https://" + httpAddrs[i] + "/healthz")
 			if err == nil {
 				resp.Body.Close()
 				if resp.StatusCode == http.StatusOK {
