@@ -52,6 +52,9 @@ func sh(t *testing.T, dir string, env []string, args ...string) string {
 // runs 2 encrypted rounds of the seed CNN, stops the leader's container during round 2,
 // and checks that the federation still completes with every update.
 func TestComposeStack(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process run: skipped with -short (CI runs it in the suite's first pass)")
+	}
 	compose := composeCmd(t)
 	bin := medfed(t)
 	dir := t.TempDir()

@@ -47,6 +47,9 @@ func scaleNow() scale {
 // before the kill still there, and a global accuracy within maxGap of the same run in
 // plaintext mode.
 func TestFederationAcrossProcesses(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process run: skipped with -short (CI runs it in the suite's first pass)")
+	}
 	bin := medfed(t)
 	sc := scaleNow()
 	dir := t.TempDir()
