@@ -44,7 +44,7 @@ func plotAccuracyLoss(path string, rounds []RoundMetrics) error {
 // plotTimeSplit draws the time split per round as stacked bars.
 func plotTimeSplit(path string, rounds []RoundMetrics) error {
 	p := plot.New()
-	p.Title.Text = "Time split per round"
+	p.Title.Text = "Time split per round (train and encrypt summed over hospitals)"
 	p.X.Label.Text = "round"
 	p.Y.Label.Text = "seconds"
 	parts := []struct {

@@ -54,16 +54,18 @@ type RoundMetrics struct {
 	Selected     int      `json:"selected"`
 	Contributors int      `json:"contributors"`
 	Dropped      []string `json:"dropped,omitempty"`
-	Train        float64  `json:"train_seconds"`
-	Encrypt      float64  `json:"encrypt_seconds"`
-	Upload       float64  `json:"upload_seconds"`
-	Aggregate    float64  `json:"aggregate_seconds"`
-	Decrypt      float64  `json:"decrypt_seconds"`
-	Seconds      float64  `json:"round_seconds"`
-	UpBytes      int64    `json:"upload_bytes"`
-	DownBytes    int64    `json:"download_bytes"`
-	ClipMean     float64  `json:"clip_factor_mean"`
-	Epsilon      float64  `json:"epsilon,omitempty"`
+	// Train, Encrypt and Upload are summed over the round's hospitals (hospitals may work at
+	// the same time, so the sum can exceed the round's wall time, Seconds).
+	Train     float64 `json:"train_seconds"`
+	Encrypt   float64 `json:"encrypt_seconds"`
+	Upload    float64 `json:"upload_seconds"`
+	Aggregate float64 `json:"aggregate_seconds"`
+	Decrypt   float64 `json:"decrypt_seconds"`
+	Seconds   float64 `json:"round_seconds"`
+	UpBytes   int64   `json:"upload_bytes"`
+	DownBytes int64   `json:"download_bytes"`
+	ClipMean  float64 `json:"clip_factor_mean"`
+	Epsilon   float64 `json:"epsilon,omitempty"`
 }
 
 // Bytes is the traffic of the round in both directions.
