@@ -6,7 +6,10 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"net/http"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -201,4 +204,95 @@ func BenchmarkIngest(b *testing.B) {
 	b.ReportMetric(clusterRate, "MiB/s")
 	b.ReportMetric(rawRate, "raw-MiB/s")
 	b.ReportMetric(clusterRate/rawRate, "ratio")
+}
+
+// BenchmarkServedInfer compares the throughput of model as a service with in-process
+// inference on the same machine: 64 concurrent callers each send one-image infer requests
+// for the seed CNN (model.Architecture("cnn", [28 28 1], 10), an MNIST test digit) to a
+// coordinator node's REST port (JSON, bearer token, loopback TCP) and gRPC port (raw
+// contents), and, as the reference, call Predict on the same network in process, one image
+// per call. It reports samples/s and p50/p99 latency for each, and for rest and grpc the
+// ratio of their throughput to the in-process reference (the target is at least 0.5).
+//
+//	go test ./coordinator -run '^$' -bench ServedInfer -benchtime 3000x
+func BenchmarkServedInfer(b *testing.B) {
+	const callers = 64
+	s := newServedCNN(b)
+	img := s.img
+	rest := newOIPREST(b, inferToken)
+	rest.http.Transport.(*http.Transport).MaxIdleConnsPerHost = callers
+	url := s.restBase() + "/v2/models/cnn/infer"
+	body, err := json.Marshal(restInferBody(img, []int{1, 28, 28, 1}, "FP32"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	g := s.grpcClient(b)
+	gctx := bearer(context.Background(), inferToken)
+	var reference float64 // in-process samples/s
+	kinds := []struct {
+		name string
+		call func() error
+	}{
+		{"inprocess", func() error { s.local.Predict(img, 1); return nil }},
+		{"rest", func() error {
+			code, resp, err := rest.send("POST", url, body)
+			if err == nil && code != http.StatusOK {
+				err = fmt.Errorf("HTTP %d: %s", code, resp)
+			}
+			return err
+		}},
+		{"grpc", func() error {
+			_, _, err := grpcInfer(gctx, g, "cnn", img, 1, []int{28, 28, 1})
+			return err
+		}},
+	}
+	for _, k := range kinds {
+		b.Run(fmt.Sprintf("%s/callers=%d", k.name, callers), func(b *testing.B) {
+			rate := benchCallers(b, callers, k.call)
+			if k.name == "inprocess" {
+				reference = rate
+			} else if reference > 0 {
+				b.ReportMetric(rate/reference, "ratio")
+			}
+		})
+	}
+	s.tc.closeAll()
+}
+
+// benchCallers runs b.N calls spread over callers goroutines, reports the p50 and p99
+// latency and the throughput, and returns the throughput in samples (calls) per second.
+func benchCallers(b *testing.B, callers int, call func() error) float64 {
+	lat := make([]time.Duration, b.N)
+	var next atomic.Int64
+	var wg sync.WaitGroup
+	b.ResetTimer()
+	start := time.Now()
+	for range callers {
+		wg.Go(func() {
+			for {
+				i := next.Add(1) - 1
+				if i >= int64(b.N) {
+					return
+				}
+				t0 := time.Now()
+				if err := call(); err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = time.Since(t0)
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	b.StopTimer()
+	slices.Sort(lat)
+	pct := func(p float64) float64 {
+		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
+	}
+	rate := float64(b.N) / elapsed.Seconds()
+	b.ReportMetric(pct(0.50), "p50-ms")
+	b.ReportMetric(pct(0.99), "p99-ms")
+	b.ReportMetric(rate, "samples/s")
+	return rate
 }

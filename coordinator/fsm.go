@@ -99,6 +99,8 @@ func (f *FSM) apply(idx uint64, c *pb.Command) error {
 		return f.ceremonyStep(x.Ceremony)
 	case *pb.Command_Envelope:
 		return f.envelope(x.Envelope)
+	case *pb.Command_PinModel:
+		return f.pinModel(x.PinModel)
 	case *pb.Command_SetNodeAddr:
 		if err := checkName("node id", x.SetNodeAddr.Id); err != nil {
 			return err
@@ -746,6 +748,32 @@ func (f *FSM) publishModel(idx uint64, t int64, c *pb.PublishModelCmd) error {
 	delete(f.st.Blobs, key)
 	for _, p := range roundBlobPrefixes(c.Federation, c.Round) {
 		f.dropBlobs(p)
+	}
+	return nil
+}
+
+// pinModel pins a published model version for serving, or removes the pin. Both are
+// idempotent, so a retried command changes nothing.
+func (f *FSM) pinModel(c *pb.PinModelCmd) error {
+	fd, err := f.fed(c.Federation)
+	if err != nil {
+		return err
+	}
+	i, pinned := slices.BinarySearch(fd.Pinned, c.Version)
+	if c.Unpin {
+		if pinned {
+			fd.Pinned = slices.Delete(fd.Pinned, i, i+1)
+		}
+		return nil
+	}
+	if c.Version == 0 {
+		return fmt.Errorf("%w: model version 0 of %q is the initial random model, which is not served; expected a published version 1 to %d", ErrInvalid, c.Federation, fd.latest().Version)
+	}
+	if c.Version > fd.latest().Version {
+		return fmt.Errorf("%w: federation %q has no model version %d (latest is %d)", ErrNotFound, c.Federation, c.Version, fd.latest().Version)
+	}
+	if !pinned {
+		fd.Pinned = slices.Insert(fd.Pinned, i, c.Version)
 	}
 	return nil
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"slices"
 	"testing"
 
 	"github.com/hashicorp/raft"
@@ -154,20 +155,7 @@ func TestPublishExactlyOnce(t *testing.T) {
 	if err := h.apply(&pb.Command{Cmd: &pb.Command_SealRound{SealRound: &pb.SealRoundCmd{Federation: "f", Round: 1}}}); err != nil {
 		t.Fatal(err)
 	}
-	publish := func() error {
-		p, err := h.f.publicationInput("f", 1)
-		if err != nil {
-			return err
-		}
-		mean, _ := roundMean(p)
-		o, _ := aggregation.NewServerOptimizer(aggregation.ServerConfig{}, testNumParams)
-		o.Apply(p.global, mean)
-		st, _ := o.MarshalBinary()
-		data := append(EncodeFloat32s(p.global), st...)
-		key := modelBlobKey("f", 1, digestOf(data))
-		h.stage(key, data)
-		return h.apply(&pb.Command{Cmd: &pb.Command_PublishModel{PublishModel: &pb.PublishModelCmd{Federation: "f", Round: 1, Version: 1, Blob: key, Digest: digestOf(data), NumParams: testNumParams}}})
-	}
+	publish := func() error { return publishRound1(h) }
 	if err := publish(); err != nil {
 		t.Fatal(err)
 	}
@@ -177,6 +165,84 @@ func TestPublishExactlyOnce(t *testing.T) {
 	f, _ := h.f.Federation("f")
 	if len(f.Models) != 2 || f.Rounds[0].State != pb.RoundState_ROUND_STATE_PUBLISHED {
 		t.Fatalf("got %d models, round %v", len(f.Models), f.Rounds[0].State)
+	}
+}
+
+// publishRound1 publishes sealed round 1 as model version 1, as the leader's driver would.
+func publishRound1(h *fsmHarness) error {
+	p, err := h.f.publicationInput("f", 1)
+	if err != nil {
+		return err
+	}
+	mean, _ := roundMean(p)
+	o, _ := aggregation.NewServerOptimizer(aggregation.ServerConfig{}, testNumParams)
+	o.Apply(p.global, mean)
+	st, _ := o.MarshalBinary()
+	data := append(EncodeFloat32s(p.global), st...)
+	key := modelBlobKey("f", 1, digestOf(data))
+	h.stage(key, data)
+	return h.apply(&pb.Command{Cmd: &pb.Command_PublishModel{PublishModel: &pb.PublishModelCmd{Federation: "f", Round: 1, Version: 1, Blob: key, Digest: digestOf(data), NumParams: testNumParams}}})
+}
+
+// TestPinModel pins and unpins model versions: only published versions (not the initial
+// version 0) can be pinned, both commands are idempotent, and pins survive a snapshot.
+func TestPinModel(t *testing.T) {
+	h := &fsmHarness{t: t, f: NewFSM(nil)}
+	populate(t, h, "fedavg")
+	h.must(&pb.Command{Cmd: &pb.Command_SealRound{SealRound: &pb.SealRoundCmd{Federation: "f", Round: 1}}})
+	if err := publishRound1(h); err != nil {
+		t.Fatal(err)
+	}
+	pin := func(fed string, v uint64, unpin bool) error {
+		return h.apply(&pb.Command{Cmd: &pb.Command_PinModel{PinModel: &pb.PinModelCmd{Federation: fed, Version: v, Unpin: unpin}}})
+	}
+	pinned := func(f *FSM) []uint64 {
+		fd, err := f.Federation("f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return fd.PinnedVersions
+	}
+	for _, tt := range []struct {
+		name    string
+		fed     string
+		version uint64
+		unpin   bool
+		wantErr error
+		want    []uint64
+	}{
+		{"version 0", "f", 0, false, ErrInvalid, nil},
+		{"unpublished version", "f", 2, false, ErrNotFound, nil},
+		{"unknown federation", "g", 1, false, ErrNotFound, nil},
+		{"unpin unknown federation", "g", 1, true, ErrNotFound, nil},
+		{"unpin what is not pinned", "f", 1, true, nil, nil},
+		{"pin", "f", 1, false, nil, []uint64{1}},
+		{"pin again", "f", 1, false, nil, []uint64{1}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if err := pin(tt.fed, tt.version, tt.unpin); !errors.Is(err, tt.wantErr) {
+				t.Fatalf("got error %v, want %v", err, tt.wantErr)
+			}
+			if got := pinned(h.f); !slices.Equal(got, tt.want) {
+				t.Errorf("pinned %v, want %v", got, tt.want)
+			}
+		})
+	}
+	g := NewFSM(nil)
+	if err := g.Restore(io.NopCloser(bytes.NewReader(snapshotBytes(t, h.f)))); err != nil {
+		t.Fatal(err)
+	}
+	if got := pinned(g); !slices.Equal(got, []uint64{1}) {
+		t.Errorf("pinned after restore %v, want [1]", got)
+	}
+	if got := g.modelHeads()["f"]; got.head != 1 || !slices.Equal(got.pinned, []uint64{1}) {
+		t.Errorf("served models after restore %+v, want head 1 pinned [1]", got)
+	}
+	if err := pin("f", 1, true); err != nil {
+		t.Fatal(err)
+	}
+	if got := pinned(h.f); len(got) != 0 {
+		t.Errorf("pinned after unpin %v, want none", got)
 	}
 }
 
@@ -192,6 +258,7 @@ func FuzzApply(f *testing.F) {
 	seed(&pb.Command{Cmd: &pb.Command_CommitUpdate{CommitUpdate: &pb.CommitUpdateCmd{Federation: "f", Round: 1, ClientId: "c", Samples: 1, Digest: make([]byte, 32)}}})
 	seed(&pb.Command{Cmd: &pb.Command_Enrol{Enrol: &pb.EnrolCmd{Federation: "f", ClientId: "zz"}}})
 	seed(&pb.Command{Cmd: &pb.Command_OpenRound{OpenRound: &pb.OpenRoundCmd{Federation: "f", Round: 2}}})
+	seed(&pb.Command{Cmd: &pb.Command_PinModel{PinModel: &pb.PinModelCmd{Federation: "f", Version: 0}}})
 	f.Add([]byte{})
 	f.Add([]byte{2, 1, 2, 3})
 	base := &fsmHarness{t: f, f: NewFSM(nil)}

@@ -390,13 +390,20 @@ func unmarshalSpec(b []byte, s *pb.FederationSpec) error {
 	return nil
 }
 
-// modelHeads returns the latest model version of every federation.
-func (f *FSM) modelHeads() map[string]uint64 {
+// servedModels is what a node serves of one federation: its latest model version and the
+// versions pinned for serving.
+type servedModels struct {
+	head   uint64
+	pinned []uint64
+}
+
+// modelHeads returns the latest model version and the pinned versions of every federation.
+func (f *FSM) modelHeads() map[string]servedModels {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	out := make(map[string]uint64, len(f.st.Federations))
+	out := make(map[string]servedModels, len(f.st.Federations))
 	for name, fd := range f.st.Federations {
-		out[name] = fd.latest().Version
+		out[name] = servedModels{head: fd.latest().Version, pinned: slices.Clone(fd.Pinned)}
 	}
 	return out
 }

@@ -31,8 +31,9 @@ import (
 // so also after a Restore from a snapshot and at start-up, it publishes to the registry the
 // versions committed since it last looked. Apply itself never waits for it. Of a federation
 // that has published many versions, only the newest Inference.Retain are loaded (at
-// start-up only those are built); older versions are retired as newer ones arrive. The
-// coordinator has no replicated notion of pinned versions yet, so nothing is pinned.
+// start-up only those are built) plus the versions an operator pinned (PinModel, a
+// replicated command, so every node keeps the same ones); older versions are retired as
+// newer ones arrive, and a pinned one when its pin is removed.
 
 // newInference makes the node's registry and OIP server.
 func (n *Node) newInference() error {
@@ -57,12 +58,15 @@ func inferenceDefaults(c inference.Config) inference.Config {
 	return c
 }
 
-// publishModels publishes committed model versions to the registry until ctx is done.
+// publishModels publishes committed model versions to the registry, and keeps the pinned
+// ones loaded, until ctx is done.
 func (n *Node) publishModels(ctx context.Context) {
-	served := map[string]uint64{} // federation -> newest version handed to the registry
+	served := map[string]servedModels{} // federation -> what the registry was handed
 	for {
 		ch, _ := n.fsm.Changed()
-		n.syncModels(served)
+		if err := n.syncModels(served); err != nil {
+			return // the registry is closed: the node is shutting down
+		}
 		select {
 		case <-ctx.Done():
 			return
@@ -71,34 +75,70 @@ func (n *Node) publishModels(ctx context.Context) {
 	}
 }
 
-// syncModels publishes every federation's versions newer than served[fed], at most the
-// newest Retain of them, in ascending order so the newest becomes the default last.
-func (n *Node) syncModels(served map[string]uint64) {
+// syncModels brings the registry up to the FSM for every federation. First the pins: the
+// registry records new pins (also of versions it has not loaded) and drops removed ones,
+// retiring an unpinned version outside the retention window. Then the versions newer than
+// served[fed], at most the newest Retain of them, in ascending order so the newest becomes
+// the default last. Last, newly pinned versions that are not loaded (older than the
+// retention window) are published; being older than the default, they do not change it.
+// It returns only inference.ErrClosed.
+func (n *Node) syncModels(served map[string]servedModels) error {
 	retain := uint64(inferenceDefaults(n.cfg.Inference).Retain)
 	heads := n.fsm.modelHeads()
 	for _, fed := range slices.Sorted(maps.Keys(heads)) {
-		head := heads[fed]
+		want := heads[fed]
 		last, seen := served[fed]
-		if seen && head <= last {
-			continue
-		}
-		from := uint64(1)
-		if seen {
-			from = last + 1
-		}
-		if head >= retain && head-retain+1 > from {
-			from = head - retain + 1
-		}
-		for v := from; v <= head; v++ {
-			if err := n.publishVersion(fed, v); err != nil {
-				if errors.Is(err, inference.ErrClosed) {
-					return
+		var newPins []uint64
+		for _, v := range want.pinned {
+			if !slices.Contains(last.pinned, v) {
+				if err := n.reg.Pin(fed, v); err != nil {
+					return err
 				}
-				n.log.Error("model version not served", "federation", fed, "version", v, "err", err)
+				newPins = append(newPins, v)
 			}
 		}
-		served[fed] = head
+		for _, v := range last.pinned {
+			if !slices.Contains(want.pinned, v) {
+				if err := n.reg.Unpin(fed, v); err != nil {
+					return err
+				}
+				n.log.Info("model version unpinned", "federation", fed, "version", v)
+			}
+		}
+		if !seen || want.head > last.head {
+			from := uint64(1)
+			if seen {
+				from = last.head + 1
+			}
+			if want.head >= retain && want.head-retain+1 > from {
+				from = want.head - retain + 1
+			}
+			for v := from; v <= want.head; v++ {
+				if err := n.publishVersion(fed, v); err != nil {
+					if errors.Is(err, inference.ErrClosed) {
+						return err
+					}
+					n.log.Error("model version not served", "federation", fed, "version", v, "err", err)
+				}
+			}
+		}
+		for _, v := range newPins {
+			if _, err := n.reg.Version(fed, v); err == nil || v == 0 || v > want.head {
+				continue
+			}
+			if err := n.publishVersion(fed, v); err != nil {
+				if errors.Is(err, inference.ErrClosed) {
+					return err
+				}
+				n.log.Error("pinned model version not served", "federation", fed, "version", v, "err", err)
+			}
+		}
+		if len(newPins) > 0 {
+			n.log.Info("model versions pinned", "federation", fed, "versions", newPins)
+		}
+		served[fed] = want
 	}
+	return nil
 }
 
 // publishVersion builds one committed model version from the federation's model spec and

@@ -79,13 +79,21 @@ func newOIPREST(t testing.TB, token string) *oipREST {
 }
 
 func (c *oipREST) do(method, url string, body any) (int, []byte, error) {
-	var r io.Reader
+	var b []byte
 	if body != nil {
-		b, err := json.Marshal(body)
-		if err != nil {
+		var err error
+		if b, err = json.Marshal(body); err != nil {
 			return 0, nil, err
 		}
-		r = bytes.NewReader(b)
+	}
+	return c.send(method, url, b)
+}
+
+// send sends body as it is (none if nil).
+func (c *oipREST) send(method, url string, body []byte) (int, []byte, error) {
+	var r io.Reader
+	if body != nil {
+		r = bytes.NewReader(body)
 	}
 	req, err := http.NewRequest(method, url, r)
 	if err != nil {
@@ -575,4 +583,318 @@ func TestTLSClusterServesModel(t *testing.T) {
 		t.Errorf("medfed.v1 without a certificate: got %v, want Unauthenticated", err)
 	}
 	tc.closeAll()
+}
+
+// waitVersions waits until every running node has loaded exactly the versions want of name.
+func (tc *testCluster) waitVersions(name string, want []uint64) {
+	tc.t.Helper()
+	for i, n := range tc.nodes {
+		if n == nil {
+			continue
+		}
+		var got []uint64
+		waitFor(tc.t, fmt.Sprintf("%s to load versions %v of %s", tc.cfgs[i].NodeID, want, name), func() bool {
+			got, _ = n.Registry().Versions(name)
+			return slices.Equal(got, want)
+		})
+	}
+}
+
+// TestPinnedVersionServed pins model version 1 on a 3-node mutual-TLS cluster that keeps
+// two versions loaded: an operator pins it through a follower (a hospital may not), four
+// more rounds publish, and every node still serves version 1 next to 4 and 5, also a
+// follower restarted from a snapshot; after the operator unpins it, every node retires it
+// and answers 404 for it.
+func TestPinnedVersionServed(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	ca := newTestPKI(t)
+	serving := servingTune(t)
+	tc := startClusterWith(t, 3, func(c *Config) {
+		ca.serverNode(c)
+		serving(c)
+		c.Inference.Retain = 2
+	})
+	ctx := testCtx(t)
+	leader := tc.leader()
+	fi := (leader + 1) % 3
+	op := ca.client(tc.addrs(), pki.RoleOperator, "op")
+	h1 := ca.client(tc.addrs(), pki.RoleHospital, "h1")
+	if _, err := op.CreateFederation(ctx, &pb.FederationSpec{Name: "f", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1, Rounds: 5}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := h1.Enrol(ctx, &pb.EnrolRequest{Federation: "f", ClientId: "h1"}); err != nil {
+		t.Fatal(err)
+	}
+	round := func(r uint64) {
+		t.Helper()
+		waitRound(t, ctx, op, "f", r, pb.RoundState_ROUND_STATE_OPEN)
+		if _, err := h1.SubmitUpdate(ctx, coordclient.Update{Federation: "f", Round: r, ClientID: "h1", ModelVersion: r - 1, Samples: 3, Data: EncodeFloat32s(delta(int(r)))}); err != nil {
+			t.Fatalf("round %d: %v", r, err)
+		}
+		waitRound(t, ctx, op, "f", r, pb.RoundState_ROUND_STATE_PUBLISHED)
+	}
+	round(1)
+	tc.waitServed("f", 1)
+
+	// Pin and unpin go to a follower, which forwards them to the leader.
+	fedClient := func(role pki.Role, id string) pb.FederationServiceClient {
+		conn, err := grpc.NewClient(tc.cfgs[fi].GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(ca.clientTLS(role, id))))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return pb.NewFederationServiceClient(conn)
+	}
+	opFed, hospFed := fedClient(pki.RoleOperator, "op"), fedClient(pki.RoleHospital, "h1")
+	if _, err := hospFed.PinModel(ctx, &pb.PinModelRequest{Federation: "f", Version: 1}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("hospital pins: got %v, want PermissionDenied", err)
+	}
+	for _, c := range []struct {
+		version uint64
+		code    codes.Code
+	}{{0, codes.InvalidArgument}, {2, codes.NotFound}} {
+		if _, err := opFed.PinModel(ctx, &pb.PinModelRequest{Federation: "f", Version: c.version}); status.Code(err) != c.code {
+			t.Errorf("pin version %d: got %v, want %v", c.version, err, c.code)
+		}
+	}
+	fd, err := opFed.PinModel(ctx, &pb.PinModelRequest{Federation: "f", Version: 1})
+	if err != nil || !slices.Equal(fd.GetPinnedVersions(), []uint64{1}) {
+		t.Fatalf("pin version 1: pinned %v, %v; want [1]", fd.GetPinnedVersions(), err)
+	}
+	for r := uint64(2); r <= 5; r++ {
+		round(r)
+	}
+	tc.waitServed("f", 5)
+	tc.waitVersions("f", []uint64{1, 4, 5})
+
+	rest := &http.Transport{TLSClientConfig: ca.clientTLS(pki.RoleHospital, "h1")}
+	defer rest.CloseIdleConnections()
+	rc := &oipREST{t: t, http: &http.Client{Transport: rest, Timeout: waitTimeout}}
+	x := make([]float32, 8)
+	inferAll := func(version string) {
+		t.Helper()
+		for i := range tc.nodes {
+			v, _, err := rc.infer("https://"+tc.nodes[i].HTTPAddr(), "f/versions/"+version, x, 1, []int{8})
+			if version == "1" && (err != nil || v != "1") {
+				t.Errorf("%s: infer on pinned version 1: version %q, %v", tc.cfgs[i].NodeID, v, err)
+			}
+			if version != "1" && (err == nil || !strings.Contains(err.Error(), "HTTP 404")) {
+				t.Errorf("%s: infer on retired version %s: %v, want HTTP 404", tc.cfgs[i].NodeID, version, err)
+			}
+		}
+	}
+	inferAll("1")
+	inferAll("2")
+
+	// A follower restarted from a snapshot serves the pinned version again.
+	if err := tc.nodes[fi].raft.Snapshot().Error(); err != nil {
+		t.Fatalf("snapshot %s: %v", tc.cfgs[fi].NodeID, err)
+	}
+	tc.stop(fi)
+	tc.start(fi)
+	tc.waitServed("f", 5)
+	tc.waitVersions("f", []uint64{1, 4, 5})
+	inferAll("1")
+
+	fd, err = opFed.PinModel(ctx, &pb.PinModelRequest{Federation: "f", Version: 1, Unpin: true})
+	if err != nil || len(fd.GetPinnedVersions()) != 0 {
+		t.Fatalf("unpin version 1: pinned %v, %v; want none", fd.GetPinnedVersions(), err)
+	}
+	tc.waitVersions("f", []uint64{4, 5})
+	inferAll("3")
+	for i := range tc.nodes {
+		if _, _, err := rc.infer("https://"+tc.nodes[i].HTTPAddr(), "f/versions/1", x, 1, []int{8}); err == nil || !strings.Contains(err.Error(), "HTTP 404") {
+			t.Errorf("%s: infer on unpinned version 1: %v, want HTTP 404", tc.cfgs[i].NodeID, err)
+		}
+	}
+	tc.closeAll()
+}
+
+// servedCNN is a one-node cluster serving the seed CNN (model.Architecture("cnn",
+// [28 28 1], 10)) as model "cnn" version 1, published by a one-hospital round, with the
+// same network built in process and an MNIST test digit (a blank image without MNIST).
+type servedCNN struct {
+	tc    *testCluster
+	local *model.Sequential
+	img   []float32
+}
+
+func newServedCNN(t testing.TB) *servedCNN {
+	t.Helper()
+	tc := startClusterWith(t, 1, servingTune(t))
+	ctx := testCtx(t)
+	tc.leader()
+	c := newClient(t, tc.addrs())
+	spec, err := model.Architecture("cnn", []int{28, 28, 1}, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	specJSON, err := json.Marshal(spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	fd, err := c.CreateFederation(ctx, &pb.FederationSpec{Name: "cnn", ModelSpecJson: specJSON, Dataset: "mnist", Clients: []string{"h1"}, MinClients: 1, Seed: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: "cnn", ClientId: "h1"}); err != nil {
+		t.Fatal(err)
+	}
+	waitRound(t, ctx, c, "cnn", 1, pb.RoundState_ROUND_STATE_OPEN)
+	d := make([]float32, fd.NumParams)
+	for i := range d {
+		d[i] = 1e-3 * float32(i%7-3)
+	}
+	if _, err := c.SubmitUpdate(ctx, coordclient.Update{Federation: "cnn", Round: 1, ClientID: "h1", Samples: 1, Data: EncodeFloat32s(d)}); err != nil {
+		t.Fatal(err)
+	}
+	waitRound(t, ctx, c, "cnn", 1, pb.RoundState_ROUND_STATE_PUBLISHED)
+	tc.waitServed("cnn", 1)
+	_, w, _, err := tc.nodes[0].FSM().ModelVersion("cnn", 1, false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	local, err := model.Build(spec, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := local.SetFlat(w); err != nil {
+		t.Fatal(err)
+	}
+	img := make([]float32, 784)
+	if dir, err := dataset.MNISTDir(); err == nil {
+		if _, test, err := dataset.LoadMNIST(dir); err == nil {
+			img = slices.Clone(test.X[:784])
+		}
+	}
+	return &servedCNN{tc: tc, local: local, img: img}
+}
+
+func (s *servedCNN) restBase() string { return "http://" + s.tc.nodes[0].HTTPAddr() }
+
+func (s *servedCNN) grpcClient(t testing.TB) oip.GRPCInferenceServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(s.tc.cfgs[0].GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return oip.NewGRPCInferenceServiceClient(conn)
+}
+
+// restInferBody is a REST infer request body with one FP32 input.
+func restInferBody(x []float32, shape []int, datatype string) map[string]any {
+	return map[string]any{"inputs": []map[string]any{{"name": "input", "shape": shape, "datatype": datatype, "data": x}}}
+}
+
+// TestNodeRefusesMalformedRequests sends malformed inference requests to a coordinator
+// node's HTTP and gRPC ports: wrong shape, wrong datatype, missing input, NaN, a 100 MiB
+// body, an unknown model or version. Each gets the protocol's error (HTTP 400 or 404, gRPC
+// InvalidArgument or NotFound; a 100 MiB gRPC message is over the port's message limit,
+// which gRPC itself answers ResourceExhausted) with a message saying what was wrong, and
+// a good request succeeds after each, on both ports.
+func TestNodeRefusesMalformedRequests(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	s := newServedCNN(t)
+	rest := newOIPREST(t, inferToken)
+	g := s.grpcClient(t)
+	ctx := bearer(testCtx(t), inferToken)
+	infer := s.restBase() + "/v2/models/cnn/infer"
+	img := s.img
+	_, want, err := rest.infer(s.restBase(), "cnn", img, 1, []int{28, 28, 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	p := s.local.Predict(img, 1)
+	if wantClass := int64(slices.Index(p, slices.Max(p))); want[0] != wantClass {
+		t.Fatalf("served class %d, in process %d", want[0], wantClass)
+	}
+	goodAfter := func(t *testing.T) {
+		t.Helper()
+		if _, cls, err := rest.infer(s.restBase(), "cnn", img, 1, []int{28, 28, 1}); err != nil || !slices.Equal(cls, want) {
+			t.Errorf("REST request after it: %v %v, want class %v", cls, err, want)
+		}
+		if _, cls, err := grpcInfer(ctx, g, "cnn", img, 1, []int{28, 28, 1}); err != nil || !slices.Equal(cls, want) {
+			t.Errorf("gRPC request after it: %v %v, want class %v", cls, err, want)
+		}
+	}
+
+	marshal := func(v any) []byte {
+		b, err := json.Marshal(v)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return b
+	}
+	good := marshal(restInferBody(img, []int{1, 28, 28, 1}, "FP32"))
+	nanBody := bytes.Replace(marshal(restInferBody(make([]float32, 784), []int{1, 784}, "FP32")), []byte("[0,"), []byte(`["NaN",`), 1)
+	huge := bytes.Repeat([]byte(" "), 100<<20)
+	copy(huge, `{"inputs":[{"name":"input","shape":[1,784],"datatype":"FP32","data":[`)
+	for _, tt := range []struct {
+		name, url string
+		body      []byte
+		code      int
+		msg       string
+	}{
+		{"wrong shape", infer, marshal(restInferBody(make([]float32, 784), []int{1, 28, 28}, "FP32")), 400, "want [N 28 28 1] or [N 784]"},
+		{"data does not fit the shape", infer, marshal(restInferBody(make([]float32, 700), []int{1, 784}, "FP32")), 400, "data has 700 values, shape needs 784"},
+		{"wrong datatype", infer, marshal(restInferBody(make([]float32, 784), []int{1, 784}, "BYTES")), 400, `datatype "BYTES"`},
+		{"missing input", infer, []byte(`{"inputs": []}`), 400, "0 inputs"},
+		{"no inputs field", infer, []byte(`{"id": "x"}`), 400, "0 inputs"},
+		{"NaN", infer, nanBody, 400, "NaN"},
+		{"bare NaN", infer, bytes.Replace(nanBody, []byte(`"NaN"`), []byte("NaN"), 1), 400, "NaN and Infinity are not JSON numbers"},
+		{"100 MiB body", infer, huge, 400, fmt.Sprintf("limit is %d", inference.DefaultConfig().MaxBodyBytes)},
+		{"unknown model", s.restBase() + "/v2/models/nope/infer", good, 404, `"nope"`},
+		{"unknown version", s.restBase() + "/v2/models/cnn/versions/7/infer", good, 404, "no loaded version 7"},
+		{"version 0", s.restBase() + "/v2/models/cnn/versions/0/infer", good, 404, "no loaded version 0"},
+	} {
+		t.Run("rest "+tt.name, func(t *testing.T) {
+			code, b, err := rest.send("POST", tt.url, tt.body)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var e struct {
+				Error string `json:"error"`
+			}
+			if code != tt.code || json.Unmarshal(b, &e) != nil || !strings.Contains(e.Error, tt.msg) {
+				t.Errorf("got HTTP %d %.300s, want %d with an error mentioning %q", code, b, tt.code, tt.msg)
+			}
+			goodAfter(t)
+		})
+	}
+
+	raw := func(x []float32) [][]byte {
+		b := make([]byte, 4*len(x))
+		for i, v := range x {
+			binary.LittleEndian.PutUint32(b[4*i:], math.Float32bits(v))
+		}
+		return [][]byte{b}
+	}
+	tensor := func(datatype string, shape ...int64) []*oip.ModelInferRequest_InferInputTensor {
+		return []*oip.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: datatype, Shape: shape}}
+	}
+	for _, tt := range []struct {
+		name string
+		req  *oip.ModelInferRequest
+		code codes.Code
+		msg  string
+	}{
+		{"wrong shape", &oip.ModelInferRequest{ModelName: "cnn", Inputs: tensor("FP32", 1, 28, 28), RawInputContents: raw(img)}, codes.InvalidArgument, "want [N 28 28 1] or [N 784]"},
+		{"wrong datatype", &oip.ModelInferRequest{ModelName: "cnn", Inputs: tensor("BYTES", 1, 784), RawInputContents: raw(img)}, codes.InvalidArgument, `datatype "BYTES"`},
+		{"contents in the wrong field", &oip.ModelInferRequest{ModelName: "cnn", Inputs: []*oip.ModelInferRequest_InferInputTensor{{Name: "input", Datatype: "FP32", Shape: []int64{1, 784}, Contents: &oip.InferTensorContents{Fp64Contents: make([]float64, 784)}}}}, codes.InvalidArgument, "fp32_contents"},
+		{"missing input", &oip.ModelInferRequest{ModelName: "cnn"}, codes.InvalidArgument, "0 inputs"},
+		{"NaN", &oip.ModelInferRequest{ModelName: "cnn", Inputs: tensor("FP32", 1, 784), RawInputContents: raw(append(make([]float32, 783), float32(math.NaN())))}, codes.InvalidArgument, "NaN"},
+		{"100 MiB message", &oip.ModelInferRequest{ModelName: "cnn", Inputs: tensor("FP32", 1, 784), RawInputContents: [][]byte{make([]byte, 100<<20)}}, codes.ResourceExhausted, "larger than max"},
+		{"unknown model", &oip.ModelInferRequest{ModelName: "nope", Inputs: tensor("FP32", 1, 784), RawInputContents: raw(img)}, codes.NotFound, `"nope"`},
+		{"unknown version", &oip.ModelInferRequest{ModelName: "cnn", ModelVersion: "7", Inputs: tensor("FP32", 1, 784), RawInputContents: raw(img)}, codes.NotFound, "no loaded version 7"},
+	} {
+		t.Run("grpc "+tt.name, func(t *testing.T) {
+			_, err := g.ModelInfer(ctx, tt.req)
+			if status.Code(err) != tt.code || !strings.Contains(status.Convert(err).Message(), tt.msg) {
+				t.Errorf("got %v, want %v mentioning %q", err, tt.code, tt.msg)
+			}
+			goodAfter(t)
+		})
+	}
+	s.tc.closeAll()
 }

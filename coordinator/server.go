@@ -153,6 +153,21 @@ func (s *federationServer) Enrol(ctx context.Context, req *pb.EnrolRequest) (*pb
 	return nil, status.Error(codes.Internal, "enrolment committed but not found")
 }
 
+// PinModel pins a model version for serving on every node, or removes the pin. Operators
+// only.
+func (s *federationServer) PinModel(ctx context.Context, req *pb.PinModelRequest) (*pb.Federation, error) {
+	if err := s.n.authorize(ctx, pki.RoleOperator, ""); err != nil {
+		return nil, s.n.toStatus(err)
+	}
+	if _, err := s.n.propose(ctx, &pb.Command{Cmd: &pb.Command_PinModel{PinModel: &pb.PinModelCmd{
+		Federation: req.Federation, Version: req.Version, Unpin: req.Unpin,
+	}}}); err != nil {
+		return nil, s.n.toStatus(err)
+	}
+	f, err := s.n.fsm.Federation(req.Federation)
+	return f, s.n.toStatus(err)
+}
+
 // ---- CeremonyService ----
 
 type ceremonyServer struct {

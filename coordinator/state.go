@@ -63,6 +63,7 @@ type federation struct {
 	Models    []*modelVersion
 	OptState  []byte // aggregation.ServerOptimizer state after the latest model
 	Envelopes []*envelope
+	Pinned    []uint64 // model versions pinned for serving, ascending
 
 	spec     *pb.FederationSpec
 	strategy aggregation.Strategy
@@ -260,10 +261,11 @@ func (m *modelVersion) info() *pb.ModelVersionInfo {
 
 func (f *federation) info() *pb.Federation {
 	out := &pb.Federation{
-		Spec:      cloneSpec(f.spec),
-		NumParams: uint64(f.NumParams),
-		Done:      f.done(),
-		Ceremony:  f.ceremonyInfo(false),
+		Spec:           cloneSpec(f.spec),
+		NumParams:      uint64(f.NumParams),
+		Done:           f.done(),
+		Ceremony:       f.ceremonyInfo(false),
+		PinnedVersions: slices.Clone(f.Pinned),
 	}
 	for _, c := range f.spec.Clients {
 		if e := f.Enrolled[c]; e != nil {

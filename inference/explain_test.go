@@ -166,6 +166,20 @@ func TestRegistryRetentionAndPins(t *testing.T) {
 	if _, err := old.Predict(context.Background(), make([]float32, 784), 1); err != nil {
 		t.Errorf("retired version in hand: %v", err)
 	}
+	// A version pinned before it is published stays, however old, and does not become the
+	// default.
+	if err := reg.Pin("mnist", 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Publish("mnist", 1, m, inference.ModelMeta{}); err != nil {
+		t.Fatal(err)
+	}
+	if vs, _ := reg.Versions("mnist"); fmtVersions(vs) != "[1 5 6]" {
+		t.Errorf("versions after publishing pinned version 1: %s, want [1 5 6]", fmtVersions(vs))
+	}
+	if sm, err := reg.Latest("mnist"); err != nil || sm.Version() != 6 {
+		t.Errorf("latest %v %v, want 6", sm, err)
+	}
 }
 
 func fmtVersions(vs []uint64) string { return fmt.Sprint(vs) }

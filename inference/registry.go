@@ -64,7 +64,6 @@ func (s *ServedModel) Predict(ctx context.Context, x []float32, n int) ([]float3
 // modelSet is the immutable state of one model name: its loaded versions, ascending.
 type modelSet struct {
 	versions []*ServedModel
-	pinned   map[uint64]bool
 }
 
 func (ms *modelSet) latest() *ServedModel { return ms.versions[len(ms.versions)-1] }
@@ -90,7 +89,8 @@ type Registry struct {
 	log     *slog.Logger
 	metrics *metrics
 
-	mu     sync.Mutex // serialises writers
+	mu     sync.Mutex                 // serialises writers
+	pins   map[string]map[uint64]bool // pinned versions by name; guarded by mu
 	closed atomic.Bool
 	models atomic.Pointer[map[string]*modelSet]
 	wg     sync.WaitGroup // batcher goroutines
@@ -104,7 +104,7 @@ func NewRegistry(cfg Config, logger *slog.Logger) (*Registry, error) {
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	r := &Registry{cfg: cfg.withDefaults(), log: logger, metrics: newMetrics()}
+	r := &Registry{cfg: cfg.withDefaults(), log: logger, metrics: newMetrics(), pins: map[string]map[uint64]bool{}}
 	empty := map[string]*modelSet{}
 	r.models.Store(&empty)
 	return r, nil
@@ -139,13 +139,12 @@ func (r *Registry) Publish(name string, version uint64, m *model.Sequential, met
 		return ErrClosed
 	}
 	old := *r.models.Load()
-	ms := &modelSet{pinned: map[uint64]bool{}}
+	ms := &modelSet{}
 	if prev := old[name]; prev != nil {
 		if prev.find(version) != nil {
 			return fmt.Errorf("%w: %s version %d", ErrVersionExists, name, version)
 		}
 		ms.versions = slices.Clone(prev.versions)
-		ms.pinned = maps.Clone(prev.pinned)
 	}
 	s := &ServedModel{
 		name: name, version: version, m: m, meta: meta, published: time.Now(),
@@ -159,11 +158,11 @@ func (r *Registry) Publish(name string, version uint64, m *model.Sequential, met
 	return nil
 }
 
-// retain retires versions beyond the newest Retain that are not pinned.
+// retain retires versions beyond the newest Retain that are not pinned. Callers hold r.mu.
 func (r *Registry) retain(name string, ms *modelSet) *modelSet {
 	keep := ms.versions[:0:0]
 	for i, s := range ms.versions {
-		if i >= len(ms.versions)-r.cfg.Retain || ms.pinned[s.version] {
+		if i >= len(ms.versions)-r.cfg.Retain || r.pins[name][s.version] {
 			keep = append(keep, s)
 			continue
 		}
@@ -181,33 +180,37 @@ func (r *Registry) store(old map[string]*modelSet, name string, ms *modelSet) {
 	r.models.Store(&next)
 }
 
-// Pin keeps version of name loaded however many newer versions are published.
+// Pin keeps version of name loaded however many newer versions are published. A version
+// may be pinned before it is published: Publish then keeps it even if it is older than the
+// Retain newest versions (that is how an older version is brought back). Pinning a retired
+// version does not reload it.
 func (r *Registry) Pin(name string, version uint64) error { return r.setPin(name, version, true) }
 
 // Unpin undoes Pin; the version is retired at once if it is outside the retention window.
+// Unpinning a version that is not pinned does nothing.
 func (r *Registry) Unpin(name string, version uint64) error { return r.setPin(name, version, false) }
 
 func (r *Registry) setPin(name string, version uint64, pin bool) error {
+	if name == "" {
+		return fmt.Errorf("%w: empty model name", ErrInvalidInput)
+	}
 	r.mu.Lock()
 	defer r.mu.Unlock()
 	if r.closed.Load() {
 		return ErrClosed
 	}
-	old := *r.models.Load()
-	prev := old[name]
-	if prev == nil {
-		return fmt.Errorf("%w: %q", ErrModelNotFound, name)
-	}
-	if prev.find(version) == nil {
-		return fmt.Errorf("%w: %s has no loaded version %d (loaded: %s)", ErrVersionNotFound, name, version, versionList(prev))
-	}
-	ms := &modelSet{versions: slices.Clone(prev.versions), pinned: maps.Clone(prev.pinned)}
 	if pin {
-		ms.pinned[version] = true
-	} else {
-		delete(ms.pinned, version)
+		if r.pins[name] == nil {
+			r.pins[name] = map[uint64]bool{}
+		}
+		r.pins[name][version] = true
+		return nil
 	}
-	r.store(old, name, r.retain(name, ms))
+	delete(r.pins[name], version)
+	old := *r.models.Load()
+	if prev := old[name]; prev != nil && prev.find(version) != nil {
+		r.store(old, name, r.retain(name, &modelSet{versions: slices.Clone(prev.versions)}))
+	}
 	return nil
 }
 

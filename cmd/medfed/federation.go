@@ -11,11 +11,15 @@ import (
 	"maps"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
 	"gopkg.in/yaml.v3"
 
+	"github.com/medfed/medfed/coordinator/coordclient"
 	"github.com/medfed/medfed/internal/pb"
 	"github.com/medfed/medfed/model"
 )
@@ -31,6 +35,8 @@ func runFederation(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return runFederationCmd(ctx, "create", args[1:], stdout, stderr)
 	case "show":
 		return runFederationCmd(ctx, "show", args[1:], stdout, stderr)
+	case "pin", "unpin":
+		return runFederationPin(ctx, args[0], args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		federationUsage(stderr)
 		return flag.ErrHelp
@@ -44,6 +50,12 @@ func federationUsage(w io.Writer) {
 	fmt.Fprint(w, `Usage:
   medfed federation create --coordinator ADDR[,ADDR...] --spec FILE [TLS flags] [--json]
   medfed federation show   --coordinator ADDR[,ADDR...] (--name NAME | --spec FILE) [TLS flags] [--json]
+  medfed federation pin    --coordinator ADDR[,ADDR...] --name NAME --version V [TLS flags] [--json]
+  medfed federation unpin  --coordinator ADDR[,ADDR...] --name NAME --version V [TLS flags] [--json]
+
+pin keeps a published model version served on every coordinator node (Open Inference
+Protocol, /v2/models/NAME/versions/V) however many newer rounds publish; unpin lets it be
+retired. Both need an operator certificate.
 
 The spec is YAML or JSON, for example:
 
@@ -61,7 +73,7 @@ The spec is YAML or JSON, for example:
   lr: 0.01
   dp: {clip_norm: 1.0, noise_multiplier: 1.1, epsilon_budget: 8, delta: 1e-5}
 
-Run 'medfed federation create -h' for the flags.
+Run 'medfed federation create -h' (or pin -h) for the flags.
 `)
 }
 
@@ -144,6 +156,7 @@ type federationView struct {
 	CeremonyDone bool        `json:"ceremony_complete"`
 	Done         bool        `json:"done"`
 	ModelVersion uint64      `json:"model_version"`
+	Pinned       []uint64    `json:"pinned_versions"`
 	RoundStates  []roundView `json:"round_states"`
 }
 
@@ -153,7 +166,7 @@ func federationViewOf(f *pb.Federation) federationView {
 		Name: s.GetName(), Dataset: s.GetDataset(), NumParams: f.NumParams, Clients: s.GetClients(),
 		Enrolled: []string{}, Rounds: max(s.GetRounds(), 1), MinClients: s.GetMinClients(), Threshold: s.GetThreshold(),
 		Strategy: cmpOr(s.GetStrategy(), "fedavg"), Secure: s.GetSecure(), CeremonyDone: f.GetCeremony().GetComplete(),
-		Done: f.Done, RoundStates: roundViews(f), ModelVersion: latestVersion(f),
+		Done: f.Done, RoundStates: roundViews(f), ModelVersion: latestVersion(f), Pinned: append([]uint64{}, f.PinnedVersions...),
 	}
 	for _, e := range f.Enrolled {
 		v.Enrolled = append(v.Enrolled, e.ClientId)
@@ -183,8 +196,95 @@ func printFederation(w io.Writer, v federationView) {
 		done = ", done"
 	}
 	fmt.Fprintf(w, "  rounds   %d planned, model version %d%s\n", v.Rounds, v.ModelVersion, done)
+	if len(v.Pinned) > 0 {
+		fmt.Fprintf(w, "  pinned   model versions %s (served beside the newest)\n", joinVersions(v.Pinned))
+	}
 	for _, r := range v.RoundStates {
 		fmt.Fprintf(w, "    round %d: %s, %d contributors %s\n", r.Round, r.State, len(r.Contributors), strings.Join(r.Contributors, ", "))
+	}
+}
+
+func joinVersions(vs []uint64) string {
+	s := make([]string, len(vs))
+	for i, v := range vs {
+		s[i] = strconv.FormatUint(v, 10)
+	}
+	return strings.Join(s, ", ")
+}
+
+// runFederationPin pins (sub "pin") or unpins a model version of a federation for serving.
+func runFederationPin(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	var cf coordinatorFlags
+	var name string
+	var version uint64
+	fs := flag.NewFlagSet("medfed federation "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf.register(fs)
+	fs.StringVar(&name, "name", "", "the federation (the served model's name) (required)")
+	fs.Uint64Var(&version, "version", 0, "the model version, a published round's number from 1 (required)")
+	jsonOut := fs.Bool("json", false, "print the federation as one JSON object on stdout, nothing else")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cf.check(fs); err != nil {
+		return err
+	}
+	switch {
+	case name == "":
+		return usageError(fs, "missing --name")
+	case version == 0:
+		return usageError(fs, "missing --version: a published model version, 1 or more (version 0, the initial model, is not served)")
+	}
+	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	f, err := pinModel(ctx, &cf, stderr, &pb.PinModelRequest{Federation: name, Version: version, Unpin: sub == "unpin"})
+	if err != nil {
+		return err
+	}
+	view := federationViewOf(f)
+	if *jsonOut {
+		return json.NewEncoder(stdout).Encode(view)
+	}
+	fmt.Fprintf(stdout, "federation %s: model version %d %sned; pinned versions: %s\n", name, version, sub, cmpOr(joinVersions(view.Pinned), "none"))
+	return nil
+}
+
+// pinModel calls FederationService.PinModel on the first node that takes it, moving on to
+// the next address (with a growing pause after each full pass) while nodes are unreachable
+// or have no leader, until ctx is done.
+func pinModel(ctx context.Context, cf *coordinatorFlags, stderr io.Writer, req *pb.PinModelRequest) (*pb.Federation, error) {
+	creds, err := cf.tls.clientCreds()
+	if err != nil {
+		return nil, err
+	}
+	if creds == nil {
+		fmt.Fprintln(stderr, "warning: talking to the coordinator WITHOUT TLS (--insecure)")
+		creds = insecure.NewCredentials()
+	}
+	backoff := 100 * time.Millisecond
+	var last error
+	for {
+		for _, addr := range cf.list() {
+			conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(creds))
+			if err != nil {
+				return nil, fmt.Errorf("coordinator %s: %w", addr, err)
+			}
+			f, err := pb.NewFederationServiceClient(conn).PinModel(ctx, req)
+			conn.Close()
+			if err == nil {
+				return f, nil
+			}
+			if !coordclient.Retryable(err) || ctx.Err() != nil {
+				return nil, err
+			}
+			last = fmt.Errorf("coordinator %s: %w", addr, err)
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("%w (last: %v)", ctx.Err(), last)
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 2*time.Second)
 	}
 }
 

@@ -124,6 +124,10 @@ func TestClientCommandsBadFlags(t *testing.T) {
 		{runFederation, []string{"show", "--coordinator", "127.0.0.1:1", "--insecure"}},
 		{runFederation, []string{"show", "--coordinator", "127.0.0.1:1", "--insecure", "--name", "a", "--spec", "b"}},
 		{runFederation, []string{"create", "--spec", "x.yaml", "--insecure"}},
+		{runFederation, []string{"pin", "--coordinator", "127.0.0.1:1", "--insecure", "--version", "1"}},
+		{runFederation, []string{"pin", "--coordinator", "127.0.0.1:1", "--insecure", "--name", "a"}},
+		{runFederation, []string{"unpin", "--coordinator", "127.0.0.1:1", "--insecure", "--name", "a", "--version", "0"}},
+		{runFederation, []string{"unpin", "--name", "a", "--version", "1", "--insecure"}},
 	} {
 		var stderr bytes.Buffer
 		if err := tt.run(context.Background(), tt.args, io.Discard, &stderr); !errors.Is(err, errUsage) {
@@ -330,5 +334,56 @@ func TestClusterByHand(t *testing.T) {
 	t.Log(out)
 	if !strings.Contains(out, fmt.Sprintf("leader: %s", st.Leader)) {
 		t.Errorf("status output:\n%s", out)
+	}
+	// Round 1 publishes; an operator pins model version 1 for serving, a hospital may not.
+	for _, h := range []string{"h1", "h2"} {
+		cfg, err := pki.ClientTLSConfig(filepath.Join(certs, h+".crt"), filepath.Join(certs, h+".key"), ca, "")
+		if err != nil {
+			t.Fatal(err)
+		}
+		c, err := coordclient.New(grpcAddrs, coordclient.Options{Creds: credentials.NewTLS(cfg)})
+		if err != nil {
+			t.Fatal(err)
+		}
+		uctx, ucancel := context.WithTimeout(context.Background(), 60*time.Second)
+		_, err = c.SubmitUpdate(uctx, coordclient.Update{Federation: "study", Round: 1, ClientID: h, Samples: 10,
+			Data: make([]byte, 4*fv.NumParams)})
+		ucancel()
+		c.Close()
+		if err != nil {
+			t.Fatalf("update from %s: %v", h, err)
+		}
+	}
+	for start := time.Now(); ; {
+		out, err := cli(runFederation, append([]string{"show", "--coordinator", coord, "--name", "study", "--json"}, tlsArgs("alice")...)...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := json.Unmarshal([]byte(out), &fv); err == nil && fv.ModelVersion == 1 {
+			break
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("round 1 never published:\n%s", out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	pinArgs := func(sub, who string, extra ...string) []string {
+		return append(append([]string{sub, "--coordinator", coord, "--name", "study", "--version", "1"}, extra...), tlsArgs(who)...)
+	}
+	if _, err := cli(runFederation, pinArgs("pin", "h1")...); err == nil || !strings.Contains(err.Error(), "PermissionDenied") {
+		t.Errorf("hospital pin: got %v, want PermissionDenied", err)
+	}
+	out, err = cli(runFederation, pinArgs("pin", "alice")...)
+	if err != nil || !strings.Contains(out, "model version 1 pinned; pinned versions: 1") {
+		t.Errorf("pin: %v\n%s", err, out)
+	}
+	out, err = cli(runFederation, append([]string{"show", "--coordinator", coord, "--name", "study"}, tlsArgs("alice")...)...)
+	if err != nil || !strings.Contains(out, "pinned   model versions 1") {
+		t.Errorf("show after pin: %v\n%s", err, out)
+	}
+	out, err = cli(runFederation, pinArgs("unpin", "alice", "--json")...)
+	fv = federationView{}
+	if err != nil || json.Unmarshal([]byte(out), &fv) != nil || fv.Name != "study" || len(fv.Pinned) != 0 {
+		t.Errorf("unpin --json: %+v %v\n%s", fv, err, out)
 	}
 }

@@ -96,6 +96,7 @@ type Command struct {
 	//	*Command_Ceremony
 	//	*Command_Envelope
 	//	*Command_SetNodeAddr
+	//	*Command_PinModel
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -262,6 +263,15 @@ func (x *Command) GetSetNodeAddr() *SetNodeAddrCmd {
 	return nil
 }
 
+func (x *Command) GetPinModel() *PinModelCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_PinModel); ok {
+			return x.PinModel
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -318,6 +328,10 @@ type Command_SetNodeAddr struct {
 	SetNodeAddr *SetNodeAddrCmd `protobuf:"bytes,22,opt,name=set_node_addr,json=setNodeAddr,proto3,oneof"`
 }
 
+type Command_PinModel struct {
+	PinModel *PinModelCmd `protobuf:"bytes,23,opt,name=pin_model,json=pinModel,proto3,oneof"`
+}
+
 func (*Command_CreateFederation) isCommand_Cmd() {}
 
 func (*Command_Enrol) isCommand_Cmd() {}
@@ -343,6 +357,8 @@ func (*Command_Ceremony) isCommand_Cmd() {}
 func (*Command_Envelope) isCommand_Cmd() {}
 
 func (*Command_SetNodeAddr) isCommand_Cmd() {}
+
+func (*Command_PinModel) isCommand_Cmd() {}
 
 // CreateFederationCmd creates a federation whose initial weights (version 0) were staged as
 // a blob.
@@ -1210,11 +1226,72 @@ func (x *SetNodeAddrCmd) GetGrpcAddr() string {
 	return ""
 }
 
+// PinModelCmd pins a federation's published model version for serving, or removes the pin.
+type PinModelCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Federation    string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Unpin         bool                   `protobuf:"varint,3,opt,name=unpin,proto3" json:"unpin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PinModelCmd) Reset() {
+	*x = PinModelCmd{}
+	mi := &file_command_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PinModelCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PinModelCmd) ProtoMessage() {}
+
+func (x *PinModelCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PinModelCmd.ProtoReflect.Descriptor instead.
+func (*PinModelCmd) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *PinModelCmd) GetFederation() string {
+	if x != nil {
+		return x.Federation
+	}
+	return ""
+}
+
+func (x *PinModelCmd) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PinModelCmd) GetUnpin() bool {
+	if x != nil {
+		return x.Unpin
+	}
+	return false
+}
+
 var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
-	"\rcommand.proto\x12\tmedfed.v1\x1a\fmedfed.proto\"\xcf\x06\n" +
+	"\rcommand.proto\x12\tmedfed.v1\x1a\fmedfed.proto\"\x86\a\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12M\n" +
 	"\x11create_federation\x18\n" +
@@ -1233,7 +1310,8 @@ const file_command_proto_rawDesc = "" +
 	"\rpublish_model\x18\x13 \x01(\v2\x1a.medfed.v1.PublishModelCmdH\x00R\fpublishModel\x124\n" +
 	"\bceremony\x18\x14 \x01(\v2\x16.medfed.v1.CeremonyCmdH\x00R\bceremony\x124\n" +
 	"\benvelope\x18\x15 \x01(\v2\x16.medfed.v1.EnvelopeCmdH\x00R\benvelope\x12?\n" +
-	"\rset_node_addr\x18\x16 \x01(\v2\x19.medfed.v1.SetNodeAddrCmdH\x00R\vsetNodeAddrB\x05\n" +
+	"\rset_node_addr\x18\x16 \x01(\v2\x19.medfed.v1.SetNodeAddrCmdH\x00R\vsetNodeAddr\x125\n" +
+	"\tpin_model\x18\x17 \x01(\v2\x16.medfed.v1.PinModelCmdH\x00R\bpinModelB\x05\n" +
 	"\x03cmd\"p\n" +
 	"\x13CreateFederationCmd\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.medfed.v1.FederationSpecR\x04spec\x12\x12\n" +
@@ -1315,7 +1393,13 @@ const file_command_proto_rawDesc = "" +
 	"\benvelope\x18\x01 \x01(\v2\x13.medfed.v1.EnvelopeR\benvelope\"=\n" +
 	"\x0eSetNodeAddrCmd\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x1b\n" +
-	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr*\x89\x01\n" +
+	"\tgrpc_addr\x18\x02 \x01(\tR\bgrpcAddr\"]\n" +
+	"\vPinModelCmd\x12\x1e\n" +
+	"\n" +
+	"federation\x18\x01 \x01(\tR\n" +
+	"federation\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05unpin\x18\x03 \x01(\bR\x05unpin*\x89\x01\n" +
 	"\fCeremonyStep\x12\x1d\n" +
 	"\x19CEREMONY_STEP_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CEREMONY_STEP_COMMITMENT\x10\x01\x12\x18\n" +
@@ -1335,7 +1419,7 @@ func file_command_proto_rawDescGZIP() []byte {
 }
 
 var file_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 14)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_command_proto_goTypes = []any{
 	(CeremonyStep)(0),           // 0: medfed.v1.CeremonyStep
 	(*Command)(nil),             // 1: medfed.v1.Command
@@ -1352,8 +1436,9 @@ var file_command_proto_goTypes = []any{
 	(*CeremonyCmd)(nil),         // 12: medfed.v1.CeremonyCmd
 	(*EnvelopeCmd)(nil),         // 13: medfed.v1.EnvelopeCmd
 	(*SetNodeAddrCmd)(nil),      // 14: medfed.v1.SetNodeAddrCmd
-	(*FederationSpec)(nil),      // 15: medfed.v1.FederationSpec
-	(*Envelope)(nil),            // 16: medfed.v1.Envelope
+	(*PinModelCmd)(nil),         // 15: medfed.v1.PinModelCmd
+	(*FederationSpec)(nil),      // 16: medfed.v1.FederationSpec
+	(*Envelope)(nil),            // 17: medfed.v1.Envelope
 }
 var file_command_proto_depIdxs = []int32{
 	2,  // 0: medfed.v1.Command.create_federation:type_name -> medfed.v1.CreateFederationCmd
@@ -1369,14 +1454,15 @@ var file_command_proto_depIdxs = []int32{
 	12, // 10: medfed.v1.Command.ceremony:type_name -> medfed.v1.CeremonyCmd
 	13, // 11: medfed.v1.Command.envelope:type_name -> medfed.v1.EnvelopeCmd
 	14, // 12: medfed.v1.Command.set_node_addr:type_name -> medfed.v1.SetNodeAddrCmd
-	15, // 13: medfed.v1.CreateFederationCmd.spec:type_name -> medfed.v1.FederationSpec
-	0,  // 14: medfed.v1.CeremonyCmd.step:type_name -> medfed.v1.CeremonyStep
-	16, // 15: medfed.v1.EnvelopeCmd.envelope:type_name -> medfed.v1.Envelope
-	16, // [16:16] is the sub-list for method output_type
-	16, // [16:16] is the sub-list for method input_type
-	16, // [16:16] is the sub-list for extension type_name
-	16, // [16:16] is the sub-list for extension extendee
-	0,  // [0:16] is the sub-list for field type_name
+	15, // 13: medfed.v1.Command.pin_model:type_name -> medfed.v1.PinModelCmd
+	16, // 14: medfed.v1.CreateFederationCmd.spec:type_name -> medfed.v1.FederationSpec
+	0,  // 15: medfed.v1.CeremonyCmd.step:type_name -> medfed.v1.CeremonyStep
+	17, // 16: medfed.v1.EnvelopeCmd.envelope:type_name -> medfed.v1.Envelope
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -1399,6 +1485,7 @@ func file_command_proto_init() {
 		(*Command_Ceremony)(nil),
 		(*Command_Envelope)(nil),
 		(*Command_SetNodeAddr)(nil),
+		(*Command_PinModel)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1406,7 +1493,7 @@ func file_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   14,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -820,16 +820,19 @@ func (x *CeremonyStatus) GetComplete() bool {
 }
 
 type Federation struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Spec          *FederationSpec        `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
-	Enrolled      []*Enrolment           `protobuf:"bytes,2,rep,name=enrolled,proto3" json:"enrolled,omitempty"`
-	Ceremony      *CeremonyStatus        `protobuf:"bytes,3,opt,name=ceremony,proto3" json:"ceremony,omitempty"`
-	Rounds        []*RoundInfo           `protobuf:"bytes,4,rep,name=rounds,proto3" json:"rounds,omitempty"`
-	Models        []*ModelVersionInfo    `protobuf:"bytes,5,rep,name=models,proto3" json:"models,omitempty"`
-	NumParams     uint64                 `protobuf:"varint,6,opt,name=num_params,json=numParams,proto3" json:"num_params,omitempty"`
-	Done          bool                   `protobuf:"varint,7,opt,name=done,proto3" json:"done,omitempty"` // every round has been run
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state     protoimpl.MessageState `protogen:"open.v1"`
+	Spec      *FederationSpec        `protobuf:"bytes,1,opt,name=spec,proto3" json:"spec,omitempty"`
+	Enrolled  []*Enrolment           `protobuf:"bytes,2,rep,name=enrolled,proto3" json:"enrolled,omitempty"`
+	Ceremony  *CeremonyStatus        `protobuf:"bytes,3,opt,name=ceremony,proto3" json:"ceremony,omitempty"`
+	Rounds    []*RoundInfo           `protobuf:"bytes,4,rep,name=rounds,proto3" json:"rounds,omitempty"`
+	Models    []*ModelVersionInfo    `protobuf:"bytes,5,rep,name=models,proto3" json:"models,omitempty"`
+	NumParams uint64                 `protobuf:"varint,6,opt,name=num_params,json=numParams,proto3" json:"num_params,omitempty"`
+	Done      bool                   `protobuf:"varint,7,opt,name=done,proto3" json:"done,omitempty"` // every round has been run
+	// Model versions the operator pinned (PinModel): every node keeps serving them however
+	// many newer versions are published. Ascending.
+	PinnedVersions []uint64 `protobuf:"varint,8,rep,packed,name=pinned_versions,json=pinnedVersions,proto3" json:"pinned_versions,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *Federation) Reset() {
@@ -909,6 +912,13 @@ func (x *Federation) GetDone() bool {
 		return x.Done
 	}
 	return false
+}
+
+func (x *Federation) GetPinnedVersions() []uint64 {
+	if x != nil {
+		return x.PinnedVersions
+	}
+	return nil
 }
 
 type CreateFederationRequest struct {
@@ -1079,6 +1089,69 @@ func (x *ListFederationsResponse) GetFederations() []*Federation {
 	return nil
 }
 
+// PinModelRequest pins a published model version of a federation for serving, or removes
+// the pin (unpin). Version 0, the initial random model, is never served and cannot be
+// pinned. Pinning a pinned version, or unpinning one that is not pinned, changes nothing.
+type PinModelRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Federation    string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
+	Version       uint64                 `protobuf:"varint,2,opt,name=version,proto3" json:"version,omitempty"`
+	Unpin         bool                   `protobuf:"varint,3,opt,name=unpin,proto3" json:"unpin,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PinModelRequest) Reset() {
+	*x = PinModelRequest{}
+	mi := &file_medfed_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PinModelRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PinModelRequest) ProtoMessage() {}
+
+func (x *PinModelRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_medfed_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PinModelRequest.ProtoReflect.Descriptor instead.
+func (*PinModelRequest) Descriptor() ([]byte, []int) {
+	return file_medfed_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PinModelRequest) GetFederation() string {
+	if x != nil {
+		return x.Federation
+	}
+	return ""
+}
+
+func (x *PinModelRequest) GetVersion() uint64 {
+	if x != nil {
+		return x.Version
+	}
+	return 0
+}
+
+func (x *PinModelRequest) GetUnpin() bool {
+	if x != nil {
+		return x.Unpin
+	}
+	return false
+}
+
 type EnrolRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Federation    string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
@@ -1090,7 +1163,7 @@ type EnrolRequest struct {
 
 func (x *EnrolRequest) Reset() {
 	*x = EnrolRequest{}
-	mi := &file_medfed_proto_msgTypes[11]
+	mi := &file_medfed_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1102,7 +1175,7 @@ func (x *EnrolRequest) String() string {
 func (*EnrolRequest) ProtoMessage() {}
 
 func (x *EnrolRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[11]
+	mi := &file_medfed_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1115,7 +1188,7 @@ func (x *EnrolRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use EnrolRequest.ProtoReflect.Descriptor instead.
 func (*EnrolRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{11}
+	return file_medfed_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *EnrolRequest) GetFederation() string {
@@ -1151,7 +1224,7 @@ type CeremonyMessage struct {
 
 func (x *CeremonyMessage) Reset() {
 	*x = CeremonyMessage{}
-	mi := &file_medfed_proto_msgTypes[12]
+	mi := &file_medfed_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1163,7 +1236,7 @@ func (x *CeremonyMessage) String() string {
 func (*CeremonyMessage) ProtoMessage() {}
 
 func (x *CeremonyMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[12]
+	mi := &file_medfed_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1176,7 +1249,7 @@ func (x *CeremonyMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CeremonyMessage.ProtoReflect.Descriptor instead.
 func (*CeremonyMessage) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{12}
+	return file_medfed_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *CeremonyMessage) GetFederation() string {
@@ -1209,7 +1282,7 @@ type GetCeremonyRequest struct {
 
 func (x *GetCeremonyRequest) Reset() {
 	*x = GetCeremonyRequest{}
-	mi := &file_medfed_proto_msgTypes[13]
+	mi := &file_medfed_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1221,7 +1294,7 @@ func (x *GetCeremonyRequest) String() string {
 func (*GetCeremonyRequest) ProtoMessage() {}
 
 func (x *GetCeremonyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[13]
+	mi := &file_medfed_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1234,7 +1307,7 @@ func (x *GetCeremonyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCeremonyRequest.ProtoReflect.Descriptor instead.
 func (*GetCeremonyRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{13}
+	return file_medfed_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *GetCeremonyRequest) GetFederation() string {
@@ -1258,7 +1331,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_medfed_proto_msgTypes[14]
+	mi := &file_medfed_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1270,7 +1343,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[14]
+	mi := &file_medfed_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1283,7 +1356,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{14}
+	return file_medfed_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Envelope) GetFederation() string {
@@ -1322,7 +1395,7 @@ type SendEnvelopeResponse struct {
 
 func (x *SendEnvelopeResponse) Reset() {
 	*x = SendEnvelopeResponse{}
-	mi := &file_medfed_proto_msgTypes[15]
+	mi := &file_medfed_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1334,7 +1407,7 @@ func (x *SendEnvelopeResponse) String() string {
 func (*SendEnvelopeResponse) ProtoMessage() {}
 
 func (x *SendEnvelopeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[15]
+	mi := &file_medfed_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1347,7 +1420,7 @@ func (x *SendEnvelopeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendEnvelopeResponse.ProtoReflect.Descriptor instead.
 func (*SendEnvelopeResponse) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{15}
+	return file_medfed_proto_rawDescGZIP(), []int{16}
 }
 
 type FetchEnvelopesRequest struct {
@@ -1360,7 +1433,7 @@ type FetchEnvelopesRequest struct {
 
 func (x *FetchEnvelopesRequest) Reset() {
 	*x = FetchEnvelopesRequest{}
-	mi := &file_medfed_proto_msgTypes[16]
+	mi := &file_medfed_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1372,7 +1445,7 @@ func (x *FetchEnvelopesRequest) String() string {
 func (*FetchEnvelopesRequest) ProtoMessage() {}
 
 func (x *FetchEnvelopesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[16]
+	mi := &file_medfed_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1385,7 +1458,7 @@ func (x *FetchEnvelopesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchEnvelopesRequest.ProtoReflect.Descriptor instead.
 func (*FetchEnvelopesRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{16}
+	return file_medfed_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *FetchEnvelopesRequest) GetFederation() string {
@@ -1411,7 +1484,7 @@ type FetchEnvelopesResponse struct {
 
 func (x *FetchEnvelopesResponse) Reset() {
 	*x = FetchEnvelopesResponse{}
-	mi := &file_medfed_proto_msgTypes[17]
+	mi := &file_medfed_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1496,7 @@ func (x *FetchEnvelopesResponse) String() string {
 func (*FetchEnvelopesResponse) ProtoMessage() {}
 
 func (x *FetchEnvelopesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[17]
+	mi := &file_medfed_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1509,7 @@ func (x *FetchEnvelopesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchEnvelopesResponse.ProtoReflect.Descriptor instead.
 func (*FetchEnvelopesResponse) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{17}
+	return file_medfed_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FetchEnvelopesResponse) GetEnvelopes() []*Envelope {
@@ -1455,7 +1528,7 @@ type WatchRoundsRequest struct {
 
 func (x *WatchRoundsRequest) Reset() {
 	*x = WatchRoundsRequest{}
-	mi := &file_medfed_proto_msgTypes[18]
+	mi := &file_medfed_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1540,7 @@ func (x *WatchRoundsRequest) String() string {
 func (*WatchRoundsRequest) ProtoMessage() {}
 
 func (x *WatchRoundsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[18]
+	mi := &file_medfed_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1553,7 @@ func (x *WatchRoundsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRoundsRequest.ProtoReflect.Descriptor instead.
 func (*WatchRoundsRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{18}
+	return file_medfed_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *WatchRoundsRequest) GetFederation() string {
@@ -1500,7 +1573,7 @@ type GetRoundRequest struct {
 
 func (x *GetRoundRequest) Reset() {
 	*x = GetRoundRequest{}
-	mi := &file_medfed_proto_msgTypes[19]
+	mi := &file_medfed_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1512,7 +1585,7 @@ func (x *GetRoundRequest) String() string {
 func (*GetRoundRequest) ProtoMessage() {}
 
 func (x *GetRoundRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[19]
+	mi := &file_medfed_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1525,7 +1598,7 @@ func (x *GetRoundRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRoundRequest.ProtoReflect.Descriptor instead.
 func (*GetRoundRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{19}
+	return file_medfed_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *GetRoundRequest) GetFederation() string {
@@ -1561,7 +1634,7 @@ type UploadHeader struct {
 
 func (x *UploadHeader) Reset() {
 	*x = UploadHeader{}
-	mi := &file_medfed_proto_msgTypes[20]
+	mi := &file_medfed_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1573,7 +1646,7 @@ func (x *UploadHeader) String() string {
 func (*UploadHeader) ProtoMessage() {}
 
 func (x *UploadHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[20]
+	mi := &file_medfed_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1586,7 +1659,7 @@ func (x *UploadHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadHeader.ProtoReflect.Descriptor instead.
 func (*UploadHeader) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{20}
+	return file_medfed_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *UploadHeader) GetFederation() string {
@@ -1653,7 +1726,7 @@ type UploadChunk struct {
 
 func (x *UploadChunk) Reset() {
 	*x = UploadChunk{}
-	mi := &file_medfed_proto_msgTypes[21]
+	mi := &file_medfed_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1738,7 @@ func (x *UploadChunk) String() string {
 func (*UploadChunk) ProtoMessage() {}
 
 func (x *UploadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[21]
+	mi := &file_medfed_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1751,7 @@ func (x *UploadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadChunk.ProtoReflect.Descriptor instead.
 func (*UploadChunk) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{21}
+	return file_medfed_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UploadChunk) GetMsg() isUploadChunk_Msg {
@@ -1734,7 +1807,7 @@ type UpdateAck struct {
 
 func (x *UpdateAck) Reset() {
 	*x = UpdateAck{}
-	mi := &file_medfed_proto_msgTypes[22]
+	mi := &file_medfed_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1746,7 +1819,7 @@ func (x *UpdateAck) String() string {
 func (*UpdateAck) ProtoMessage() {}
 
 func (x *UpdateAck) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[22]
+	mi := &file_medfed_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1759,7 +1832,7 @@ func (x *UpdateAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAck.ProtoReflect.Descriptor instead.
 func (*UpdateAck) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{22}
+	return file_medfed_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UpdateAck) GetFederation() string {
@@ -1795,7 +1868,7 @@ type ShareAck struct {
 
 func (x *ShareAck) Reset() {
 	*x = ShareAck{}
-	mi := &file_medfed_proto_msgTypes[23]
+	mi := &file_medfed_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1807,7 +1880,7 @@ func (x *ShareAck) String() string {
 func (*ShareAck) ProtoMessage() {}
 
 func (x *ShareAck) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[23]
+	mi := &file_medfed_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1820,7 +1893,7 @@ func (x *ShareAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareAck.ProtoReflect.Descriptor instead.
 func (*ShareAck) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{23}
+	return file_medfed_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *ShareAck) GetFederation() string {
@@ -1861,7 +1934,7 @@ type FetchAggregateRequest struct {
 
 func (x *FetchAggregateRequest) Reset() {
 	*x = FetchAggregateRequest{}
-	mi := &file_medfed_proto_msgTypes[24]
+	mi := &file_medfed_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1873,7 +1946,7 @@ func (x *FetchAggregateRequest) String() string {
 func (*FetchAggregateRequest) ProtoMessage() {}
 
 func (x *FetchAggregateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[24]
+	mi := &file_medfed_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1886,7 +1959,7 @@ func (x *FetchAggregateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchAggregateRequest.ProtoReflect.Descriptor instead.
 func (*FetchAggregateRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{24}
+	return file_medfed_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FetchAggregateRequest) GetFederation() string {
@@ -1916,7 +1989,7 @@ type FetchModelRequest struct {
 
 func (x *FetchModelRequest) Reset() {
 	*x = FetchModelRequest{}
-	mi := &file_medfed_proto_msgTypes[25]
+	mi := &file_medfed_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1928,7 +2001,7 @@ func (x *FetchModelRequest) String() string {
 func (*FetchModelRequest) ProtoMessage() {}
 
 func (x *FetchModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[25]
+	mi := &file_medfed_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1941,7 +2014,7 @@ func (x *FetchModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchModelRequest.ProtoReflect.Descriptor instead.
 func (*FetchModelRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{25}
+	return file_medfed_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FetchModelRequest) GetFederation() string {
@@ -1982,7 +2055,7 @@ type DownloadHeader struct {
 
 func (x *DownloadHeader) Reset() {
 	*x = DownloadHeader{}
-	mi := &file_medfed_proto_msgTypes[26]
+	mi := &file_medfed_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1994,7 +2067,7 @@ func (x *DownloadHeader) String() string {
 func (*DownloadHeader) ProtoMessage() {}
 
 func (x *DownloadHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[26]
+	mi := &file_medfed_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2007,7 +2080,7 @@ func (x *DownloadHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadHeader.ProtoReflect.Descriptor instead.
 func (*DownloadHeader) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{26}
+	return file_medfed_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *DownloadHeader) GetTotalLength() uint64 {
@@ -2080,7 +2153,7 @@ type DownloadChunk struct {
 
 func (x *DownloadChunk) Reset() {
 	*x = DownloadChunk{}
-	mi := &file_medfed_proto_msgTypes[27]
+	mi := &file_medfed_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2092,7 +2165,7 @@ func (x *DownloadChunk) String() string {
 func (*DownloadChunk) ProtoMessage() {}
 
 func (x *DownloadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[27]
+	mi := &file_medfed_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2105,7 +2178,7 @@ func (x *DownloadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadChunk.ProtoReflect.Descriptor instead.
 func (*DownloadChunk) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{27}
+	return file_medfed_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DownloadChunk) GetMsg() isDownloadChunk_Msg {
@@ -2165,7 +2238,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_medfed_proto_msgTypes[28]
+	mi := &file_medfed_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2177,7 +2250,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[28]
+	mi := &file_medfed_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2190,7 +2263,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{28}
+	return file_medfed_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -2236,7 +2309,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_medfed_proto_msgTypes[29]
+	mi := &file_medfed_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2248,7 +2321,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[29]
+	mi := &file_medfed_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2261,7 +2334,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{29}
+	return file_medfed_proto_rawDescGZIP(), []int{30}
 }
 
 type ClusterStatus struct {
@@ -2280,7 +2353,7 @@ type ClusterStatus struct {
 
 func (x *ClusterStatus) Reset() {
 	*x = ClusterStatus{}
-	mi := &file_medfed_proto_msgTypes[30]
+	mi := &file_medfed_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2292,7 +2365,7 @@ func (x *ClusterStatus) String() string {
 func (*ClusterStatus) ProtoMessage() {}
 
 func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[30]
+	mi := &file_medfed_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2305,7 +2378,7 @@ func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatus.ProtoReflect.Descriptor instead.
 func (*ClusterStatus) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{30}
+	return file_medfed_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *ClusterStatus) GetNodeId() string {
@@ -2375,7 +2448,7 @@ type AddNodeRequest struct {
 
 func (x *AddNodeRequest) Reset() {
 	*x = AddNodeRequest{}
-	mi := &file_medfed_proto_msgTypes[31]
+	mi := &file_medfed_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2387,7 +2460,7 @@ func (x *AddNodeRequest) String() string {
 func (*AddNodeRequest) ProtoMessage() {}
 
 func (x *AddNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[31]
+	mi := &file_medfed_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2400,7 +2473,7 @@ func (x *AddNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNodeRequest.ProtoReflect.Descriptor instead.
 func (*AddNodeRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{31}
+	return file_medfed_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *AddNodeRequest) GetId() string {
@@ -2433,7 +2506,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_medfed_proto_msgTypes[32]
+	mi := &file_medfed_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2445,7 +2518,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[32]
+	mi := &file_medfed_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2458,7 +2531,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{32}
+	return file_medfed_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -2478,7 +2551,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_medfed_proto_msgTypes[33]
+	mi := &file_medfed_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2490,7 +2563,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[33]
+	mi := &file_medfed_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2503,7 +2576,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{33}
+	return file_medfed_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -2522,7 +2595,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_medfed_proto_msgTypes[34]
+	mi := &file_medfed_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2534,7 +2607,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[34]
+	mi := &file_medfed_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2547,7 +2620,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{34}
+	return file_medfed_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -2642,7 +2715,7 @@ const file_medfed_proto_rawDesc = "" +
 	"\vcommitments\x18\x05 \x03(\fR\vcommitments\x12\x18\n" +
 	"\areveals\x18\x06 \x03(\fR\areveals\x122\n" +
 	"\x15collective_public_key\x18\a \x01(\fR\x13collectivePublicKey\x12\x1a\n" +
-	"\bcomplete\x18\b \x01(\bR\bcomplete\"\xba\x02\n" +
+	"\bcomplete\x18\b \x01(\bR\bcomplete\"\xe3\x02\n" +
 	"\n" +
 	"Federation\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.medfed.v1.FederationSpecR\x04spec\x120\n" +
@@ -2652,14 +2725,21 @@ const file_medfed_proto_rawDesc = "" +
 	"\x06models\x18\x05 \x03(\v2\x1b.medfed.v1.ModelVersionInfoR\x06models\x12\x1d\n" +
 	"\n" +
 	"num_params\x18\x06 \x01(\x04R\tnumParams\x12\x12\n" +
-	"\x04done\x18\a \x01(\bR\x04done\"H\n" +
+	"\x04done\x18\a \x01(\bR\x04done\x12'\n" +
+	"\x0fpinned_versions\x18\b \x03(\x04R\x0epinnedVersions\"H\n" +
 	"\x17CreateFederationRequest\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.medfed.v1.FederationSpecR\x04spec\"*\n" +
 	"\x14GetFederationRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"\x18\n" +
 	"\x16ListFederationsRequest\"R\n" +
 	"\x17ListFederationsResponse\x127\n" +
-	"\vfederations\x18\x01 \x03(\v2\x15.medfed.v1.FederationR\vfederations\"p\n" +
+	"\vfederations\x18\x01 \x03(\v2\x15.medfed.v1.FederationR\vfederations\"a\n" +
+	"\x0fPinModelRequest\x12\x1e\n" +
+	"\n" +
+	"federation\x18\x01 \x01(\tR\n" +
+	"federation\x12\x18\n" +
+	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
+	"\x05unpin\x18\x03 \x01(\bR\x05unpin\"p\n" +
 	"\fEnrolRequest\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
@@ -2789,12 +2869,13 @@ const file_medfed_proto_rawDesc = "" +
 	"\x12ROUND_STATE_SEALED\x10\x02\x12\x1a\n" +
 	"\x16ROUND_STATE_DECRYPTING\x10\x03\x12\x19\n" +
 	"\x15ROUND_STATE_PUBLISHED\x10\x04\x12\x17\n" +
-	"\x13ROUND_STATE_ABORTED\x10\x052\xbd\x02\n" +
+	"\x13ROUND_STATE_ABORTED\x10\x052\xfc\x02\n" +
 	"\x11FederationService\x12M\n" +
 	"\x10CreateFederation\x12\".medfed.v1.CreateFederationRequest\x1a\x15.medfed.v1.Federation\x12G\n" +
 	"\rGetFederation\x12\x1f.medfed.v1.GetFederationRequest\x1a\x15.medfed.v1.Federation\x12X\n" +
 	"\x0fListFederations\x12!.medfed.v1.ListFederationsRequest\x1a\".medfed.v1.ListFederationsResponse\x126\n" +
-	"\x05Enrol\x12\x17.medfed.v1.EnrolRequest\x1a\x14.medfed.v1.Enrolment2\xe0\x03\n" +
+	"\x05Enrol\x12\x17.medfed.v1.EnrolRequest\x1a\x14.medfed.v1.Enrolment\x12=\n" +
+	"\bPinModel\x12\x1a.medfed.v1.PinModelRequest\x1a\x15.medfed.v1.Federation2\xe0\x03\n" +
 	"\x0fCeremonyService\x12M\n" +
 	"\x14SubmitSeedCommitment\x12\x1a.medfed.v1.CeremonyMessage\x1a\x19.medfed.v1.CeremonyStatus\x12I\n" +
 	"\x10SubmitSeedReveal\x12\x1a.medfed.v1.CeremonyMessage\x1a\x19.medfed.v1.CeremonyStatus\x12M\n" +
@@ -2830,7 +2911,7 @@ func file_medfed_proto_rawDescGZIP() []byte {
 }
 
 var file_medfed_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_medfed_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
+var file_medfed_proto_msgTypes = make([]protoimpl.MessageInfo, 36)
 var file_medfed_proto_goTypes = []any{
 	(RoundState)(0),                 // 0: medfed.v1.RoundState
 	(*FederationSpec)(nil),          // 1: medfed.v1.FederationSpec
@@ -2844,30 +2925,31 @@ var file_medfed_proto_goTypes = []any{
 	(*GetFederationRequest)(nil),    // 9: medfed.v1.GetFederationRequest
 	(*ListFederationsRequest)(nil),  // 10: medfed.v1.ListFederationsRequest
 	(*ListFederationsResponse)(nil), // 11: medfed.v1.ListFederationsResponse
-	(*EnrolRequest)(nil),            // 12: medfed.v1.EnrolRequest
-	(*CeremonyMessage)(nil),         // 13: medfed.v1.CeremonyMessage
-	(*GetCeremonyRequest)(nil),      // 14: medfed.v1.GetCeremonyRequest
-	(*Envelope)(nil),                // 15: medfed.v1.Envelope
-	(*SendEnvelopeResponse)(nil),    // 16: medfed.v1.SendEnvelopeResponse
-	(*FetchEnvelopesRequest)(nil),   // 17: medfed.v1.FetchEnvelopesRequest
-	(*FetchEnvelopesResponse)(nil),  // 18: medfed.v1.FetchEnvelopesResponse
-	(*WatchRoundsRequest)(nil),      // 19: medfed.v1.WatchRoundsRequest
-	(*GetRoundRequest)(nil),         // 20: medfed.v1.GetRoundRequest
-	(*UploadHeader)(nil),            // 21: medfed.v1.UploadHeader
-	(*UploadChunk)(nil),             // 22: medfed.v1.UploadChunk
-	(*UpdateAck)(nil),               // 23: medfed.v1.UpdateAck
-	(*ShareAck)(nil),                // 24: medfed.v1.ShareAck
-	(*FetchAggregateRequest)(nil),   // 25: medfed.v1.FetchAggregateRequest
-	(*FetchModelRequest)(nil),       // 26: medfed.v1.FetchModelRequest
-	(*DownloadHeader)(nil),          // 27: medfed.v1.DownloadHeader
-	(*DownloadChunk)(nil),           // 28: medfed.v1.DownloadChunk
-	(*NodeStatus)(nil),              // 29: medfed.v1.NodeStatus
-	(*StatusRequest)(nil),           // 30: medfed.v1.StatusRequest
-	(*ClusterStatus)(nil),           // 31: medfed.v1.ClusterStatus
-	(*AddNodeRequest)(nil),          // 32: medfed.v1.AddNodeRequest
-	(*RemoveNodeRequest)(nil),       // 33: medfed.v1.RemoveNodeRequest
-	(*ProposeRequest)(nil),          // 34: medfed.v1.ProposeRequest
-	(*ProposeResponse)(nil),         // 35: medfed.v1.ProposeResponse
+	(*PinModelRequest)(nil),         // 12: medfed.v1.PinModelRequest
+	(*EnrolRequest)(nil),            // 13: medfed.v1.EnrolRequest
+	(*CeremonyMessage)(nil),         // 14: medfed.v1.CeremonyMessage
+	(*GetCeremonyRequest)(nil),      // 15: medfed.v1.GetCeremonyRequest
+	(*Envelope)(nil),                // 16: medfed.v1.Envelope
+	(*SendEnvelopeResponse)(nil),    // 17: medfed.v1.SendEnvelopeResponse
+	(*FetchEnvelopesRequest)(nil),   // 18: medfed.v1.FetchEnvelopesRequest
+	(*FetchEnvelopesResponse)(nil),  // 19: medfed.v1.FetchEnvelopesResponse
+	(*WatchRoundsRequest)(nil),      // 20: medfed.v1.WatchRoundsRequest
+	(*GetRoundRequest)(nil),         // 21: medfed.v1.GetRoundRequest
+	(*UploadHeader)(nil),            // 22: medfed.v1.UploadHeader
+	(*UploadChunk)(nil),             // 23: medfed.v1.UploadChunk
+	(*UpdateAck)(nil),               // 24: medfed.v1.UpdateAck
+	(*ShareAck)(nil),                // 25: medfed.v1.ShareAck
+	(*FetchAggregateRequest)(nil),   // 26: medfed.v1.FetchAggregateRequest
+	(*FetchModelRequest)(nil),       // 27: medfed.v1.FetchModelRequest
+	(*DownloadHeader)(nil),          // 28: medfed.v1.DownloadHeader
+	(*DownloadChunk)(nil),           // 29: medfed.v1.DownloadChunk
+	(*NodeStatus)(nil),              // 30: medfed.v1.NodeStatus
+	(*StatusRequest)(nil),           // 31: medfed.v1.StatusRequest
+	(*ClusterStatus)(nil),           // 32: medfed.v1.ClusterStatus
+	(*AddNodeRequest)(nil),          // 33: medfed.v1.AddNodeRequest
+	(*RemoveNodeRequest)(nil),       // 34: medfed.v1.RemoveNodeRequest
+	(*ProposeRequest)(nil),          // 35: medfed.v1.ProposeRequest
+	(*ProposeResponse)(nil),         // 36: medfed.v1.ProposeResponse
 }
 var file_medfed_proto_depIdxs = []int32{
 	0,  // 0: medfed.v1.RoundInfo.state:type_name -> medfed.v1.RoundState
@@ -2879,53 +2961,55 @@ var file_medfed_proto_depIdxs = []int32{
 	5,  // 6: medfed.v1.Federation.models:type_name -> medfed.v1.ModelVersionInfo
 	1,  // 7: medfed.v1.CreateFederationRequest.spec:type_name -> medfed.v1.FederationSpec
 	7,  // 8: medfed.v1.ListFederationsResponse.federations:type_name -> medfed.v1.Federation
-	15, // 9: medfed.v1.FetchEnvelopesResponse.envelopes:type_name -> medfed.v1.Envelope
-	21, // 10: medfed.v1.UploadChunk.header:type_name -> medfed.v1.UploadHeader
+	16, // 9: medfed.v1.FetchEnvelopesResponse.envelopes:type_name -> medfed.v1.Envelope
+	22, // 10: medfed.v1.UploadChunk.header:type_name -> medfed.v1.UploadHeader
 	3,  // 11: medfed.v1.UpdateAck.contribution:type_name -> medfed.v1.Contribution
-	27, // 12: medfed.v1.DownloadChunk.header:type_name -> medfed.v1.DownloadHeader
-	29, // 13: medfed.v1.ClusterStatus.nodes:type_name -> medfed.v1.NodeStatus
+	28, // 12: medfed.v1.DownloadChunk.header:type_name -> medfed.v1.DownloadHeader
+	30, // 13: medfed.v1.ClusterStatus.nodes:type_name -> medfed.v1.NodeStatus
 	8,  // 14: medfed.v1.FederationService.CreateFederation:input_type -> medfed.v1.CreateFederationRequest
 	9,  // 15: medfed.v1.FederationService.GetFederation:input_type -> medfed.v1.GetFederationRequest
 	10, // 16: medfed.v1.FederationService.ListFederations:input_type -> medfed.v1.ListFederationsRequest
-	12, // 17: medfed.v1.FederationService.Enrol:input_type -> medfed.v1.EnrolRequest
-	13, // 18: medfed.v1.CeremonyService.SubmitSeedCommitment:input_type -> medfed.v1.CeremonyMessage
-	13, // 19: medfed.v1.CeremonyService.SubmitSeedReveal:input_type -> medfed.v1.CeremonyMessage
-	13, // 20: medfed.v1.CeremonyService.SubmitPublicKeyShare:input_type -> medfed.v1.CeremonyMessage
-	14, // 21: medfed.v1.CeremonyService.GetCeremony:input_type -> medfed.v1.GetCeremonyRequest
-	15, // 22: medfed.v1.CeremonyService.SendEnvelope:input_type -> medfed.v1.Envelope
-	17, // 23: medfed.v1.CeremonyService.FetchEnvelopes:input_type -> medfed.v1.FetchEnvelopesRequest
-	19, // 24: medfed.v1.RoundService.WatchRounds:input_type -> medfed.v1.WatchRoundsRequest
-	20, // 25: medfed.v1.RoundService.GetRound:input_type -> medfed.v1.GetRoundRequest
-	22, // 26: medfed.v1.RoundService.SubmitUpdate:input_type -> medfed.v1.UploadChunk
-	25, // 27: medfed.v1.RoundService.FetchAggregate:input_type -> medfed.v1.FetchAggregateRequest
-	22, // 28: medfed.v1.RoundService.SubmitDecryptionShare:input_type -> medfed.v1.UploadChunk
-	26, // 29: medfed.v1.RoundService.FetchModel:input_type -> medfed.v1.FetchModelRequest
-	30, // 30: medfed.v1.ClusterService.Status:input_type -> medfed.v1.StatusRequest
-	32, // 31: medfed.v1.ClusterService.AddNode:input_type -> medfed.v1.AddNodeRequest
-	33, // 32: medfed.v1.ClusterService.RemoveNode:input_type -> medfed.v1.RemoveNodeRequest
-	34, // 33: medfed.v1.ClusterService.Propose:input_type -> medfed.v1.ProposeRequest
-	7,  // 34: medfed.v1.FederationService.CreateFederation:output_type -> medfed.v1.Federation
-	7,  // 35: medfed.v1.FederationService.GetFederation:output_type -> medfed.v1.Federation
-	11, // 36: medfed.v1.FederationService.ListFederations:output_type -> medfed.v1.ListFederationsResponse
-	2,  // 37: medfed.v1.FederationService.Enrol:output_type -> medfed.v1.Enrolment
-	6,  // 38: medfed.v1.CeremonyService.SubmitSeedCommitment:output_type -> medfed.v1.CeremonyStatus
-	6,  // 39: medfed.v1.CeremonyService.SubmitSeedReveal:output_type -> medfed.v1.CeremonyStatus
-	6,  // 40: medfed.v1.CeremonyService.SubmitPublicKeyShare:output_type -> medfed.v1.CeremonyStatus
-	6,  // 41: medfed.v1.CeremonyService.GetCeremony:output_type -> medfed.v1.CeremonyStatus
-	16, // 42: medfed.v1.CeremonyService.SendEnvelope:output_type -> medfed.v1.SendEnvelopeResponse
-	18, // 43: medfed.v1.CeremonyService.FetchEnvelopes:output_type -> medfed.v1.FetchEnvelopesResponse
-	4,  // 44: medfed.v1.RoundService.WatchRounds:output_type -> medfed.v1.RoundInfo
-	4,  // 45: medfed.v1.RoundService.GetRound:output_type -> medfed.v1.RoundInfo
-	23, // 46: medfed.v1.RoundService.SubmitUpdate:output_type -> medfed.v1.UpdateAck
-	28, // 47: medfed.v1.RoundService.FetchAggregate:output_type -> medfed.v1.DownloadChunk
-	24, // 48: medfed.v1.RoundService.SubmitDecryptionShare:output_type -> medfed.v1.ShareAck
-	28, // 49: medfed.v1.RoundService.FetchModel:output_type -> medfed.v1.DownloadChunk
-	31, // 50: medfed.v1.ClusterService.Status:output_type -> medfed.v1.ClusterStatus
-	31, // 51: medfed.v1.ClusterService.AddNode:output_type -> medfed.v1.ClusterStatus
-	31, // 52: medfed.v1.ClusterService.RemoveNode:output_type -> medfed.v1.ClusterStatus
-	35, // 53: medfed.v1.ClusterService.Propose:output_type -> medfed.v1.ProposeResponse
-	34, // [34:54] is the sub-list for method output_type
-	14, // [14:34] is the sub-list for method input_type
+	13, // 17: medfed.v1.FederationService.Enrol:input_type -> medfed.v1.EnrolRequest
+	12, // 18: medfed.v1.FederationService.PinModel:input_type -> medfed.v1.PinModelRequest
+	14, // 19: medfed.v1.CeremonyService.SubmitSeedCommitment:input_type -> medfed.v1.CeremonyMessage
+	14, // 20: medfed.v1.CeremonyService.SubmitSeedReveal:input_type -> medfed.v1.CeremonyMessage
+	14, // 21: medfed.v1.CeremonyService.SubmitPublicKeyShare:input_type -> medfed.v1.CeremonyMessage
+	15, // 22: medfed.v1.CeremonyService.GetCeremony:input_type -> medfed.v1.GetCeremonyRequest
+	16, // 23: medfed.v1.CeremonyService.SendEnvelope:input_type -> medfed.v1.Envelope
+	18, // 24: medfed.v1.CeremonyService.FetchEnvelopes:input_type -> medfed.v1.FetchEnvelopesRequest
+	20, // 25: medfed.v1.RoundService.WatchRounds:input_type -> medfed.v1.WatchRoundsRequest
+	21, // 26: medfed.v1.RoundService.GetRound:input_type -> medfed.v1.GetRoundRequest
+	23, // 27: medfed.v1.RoundService.SubmitUpdate:input_type -> medfed.v1.UploadChunk
+	26, // 28: medfed.v1.RoundService.FetchAggregate:input_type -> medfed.v1.FetchAggregateRequest
+	23, // 29: medfed.v1.RoundService.SubmitDecryptionShare:input_type -> medfed.v1.UploadChunk
+	27, // 30: medfed.v1.RoundService.FetchModel:input_type -> medfed.v1.FetchModelRequest
+	31, // 31: medfed.v1.ClusterService.Status:input_type -> medfed.v1.StatusRequest
+	33, // 32: medfed.v1.ClusterService.AddNode:input_type -> medfed.v1.AddNodeRequest
+	34, // 33: medfed.v1.ClusterService.RemoveNode:input_type -> medfed.v1.RemoveNodeRequest
+	35, // 34: medfed.v1.ClusterService.Propose:input_type -> medfed.v1.ProposeRequest
+	7,  // 35: medfed.v1.FederationService.CreateFederation:output_type -> medfed.v1.Federation
+	7,  // 36: medfed.v1.FederationService.GetFederation:output_type -> medfed.v1.Federation
+	11, // 37: medfed.v1.FederationService.ListFederations:output_type -> medfed.v1.ListFederationsResponse
+	2,  // 38: medfed.v1.FederationService.Enrol:output_type -> medfed.v1.Enrolment
+	7,  // 39: medfed.v1.FederationService.PinModel:output_type -> medfed.v1.Federation
+	6,  // 40: medfed.v1.CeremonyService.SubmitSeedCommitment:output_type -> medfed.v1.CeremonyStatus
+	6,  // 41: medfed.v1.CeremonyService.SubmitSeedReveal:output_type -> medfed.v1.CeremonyStatus
+	6,  // 42: medfed.v1.CeremonyService.SubmitPublicKeyShare:output_type -> medfed.v1.CeremonyStatus
+	6,  // 43: medfed.v1.CeremonyService.GetCeremony:output_type -> medfed.v1.CeremonyStatus
+	17, // 44: medfed.v1.CeremonyService.SendEnvelope:output_type -> medfed.v1.SendEnvelopeResponse
+	19, // 45: medfed.v1.CeremonyService.FetchEnvelopes:output_type -> medfed.v1.FetchEnvelopesResponse
+	4,  // 46: medfed.v1.RoundService.WatchRounds:output_type -> medfed.v1.RoundInfo
+	4,  // 47: medfed.v1.RoundService.GetRound:output_type -> medfed.v1.RoundInfo
+	24, // 48: medfed.v1.RoundService.SubmitUpdate:output_type -> medfed.v1.UpdateAck
+	29, // 49: medfed.v1.RoundService.FetchAggregate:output_type -> medfed.v1.DownloadChunk
+	25, // 50: medfed.v1.RoundService.SubmitDecryptionShare:output_type -> medfed.v1.ShareAck
+	29, // 51: medfed.v1.RoundService.FetchModel:output_type -> medfed.v1.DownloadChunk
+	32, // 52: medfed.v1.ClusterService.Status:output_type -> medfed.v1.ClusterStatus
+	32, // 53: medfed.v1.ClusterService.AddNode:output_type -> medfed.v1.ClusterStatus
+	32, // 54: medfed.v1.ClusterService.RemoveNode:output_type -> medfed.v1.ClusterStatus
+	36, // 55: medfed.v1.ClusterService.Propose:output_type -> medfed.v1.ProposeResponse
+	35, // [35:56] is the sub-list for method output_type
+	14, // [14:35] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -2936,11 +3020,11 @@ func file_medfed_proto_init() {
 	if File_medfed_proto != nil {
 		return
 	}
-	file_medfed_proto_msgTypes[21].OneofWrappers = []any{
+	file_medfed_proto_msgTypes[22].OneofWrappers = []any{
 		(*UploadChunk_Header)(nil),
 		(*UploadChunk_Data)(nil),
 	}
-	file_medfed_proto_msgTypes[27].OneofWrappers = []any{
+	file_medfed_proto_msgTypes[28].OneofWrappers = []any{
 		(*DownloadChunk_Header)(nil),
 		(*DownloadChunk_Data)(nil),
 	}
@@ -2950,7 +3034,7 @@ func file_medfed_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_medfed_proto_rawDesc), len(file_medfed_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   35,
+			NumMessages:   36,
 			NumExtensions: 0,
 			NumServices:   4,
 		},

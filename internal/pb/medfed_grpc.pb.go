@@ -30,6 +30,7 @@ const (
 	FederationService_GetFederation_FullMethodName    = "/medfed.v1.FederationService/GetFederation"
 	FederationService_ListFederations_FullMethodName  = "/medfed.v1.FederationService/ListFederations"
 	FederationService_Enrol_FullMethodName            = "/medfed.v1.FederationService/Enrol"
+	FederationService_PinModel_FullMethodName         = "/medfed.v1.FederationService/PinModel"
 )
 
 // FederationServiceClient is the client API for FederationService service.
@@ -42,6 +43,9 @@ type FederationServiceClient interface {
 	GetFederation(ctx context.Context, in *GetFederationRequest, opts ...grpc.CallOption) (*Federation, error)
 	ListFederations(ctx context.Context, in *ListFederationsRequest, opts ...grpc.CallOption) (*ListFederationsResponse, error)
 	Enrol(ctx context.Context, in *EnrolRequest, opts ...grpc.CallOption) (*Enrolment, error)
+	// PinModel keeps a model version served on every coordinator node beyond the nodes'
+	// retention window, or removes the pin. Operators only.
+	PinModel(ctx context.Context, in *PinModelRequest, opts ...grpc.CallOption) (*Federation, error)
 }
 
 type federationServiceClient struct {
@@ -92,6 +96,16 @@ func (c *federationServiceClient) Enrol(ctx context.Context, in *EnrolRequest, o
 	return out, nil
 }
 
+func (c *federationServiceClient) PinModel(ctx context.Context, in *PinModelRequest, opts ...grpc.CallOption) (*Federation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Federation)
+	err := c.cc.Invoke(ctx, FederationService_PinModel_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FederationServiceServer is the server API for FederationService service.
 // All implementations must embed UnimplementedFederationServiceServer
 // for forward compatibility.
@@ -102,6 +116,9 @@ type FederationServiceServer interface {
 	GetFederation(context.Context, *GetFederationRequest) (*Federation, error)
 	ListFederations(context.Context, *ListFederationsRequest) (*ListFederationsResponse, error)
 	Enrol(context.Context, *EnrolRequest) (*Enrolment, error)
+	// PinModel keeps a model version served on every coordinator node beyond the nodes'
+	// retention window, or removes the pin. Operators only.
+	PinModel(context.Context, *PinModelRequest) (*Federation, error)
 	mustEmbedUnimplementedFederationServiceServer()
 }
 
@@ -123,6 +140,9 @@ func (UnimplementedFederationServiceServer) ListFederations(context.Context, *Li
 }
 func (UnimplementedFederationServiceServer) Enrol(context.Context, *EnrolRequest) (*Enrolment, error) {
 	return nil, status.Error(codes.Unimplemented, "method Enrol not implemented")
+}
+func (UnimplementedFederationServiceServer) PinModel(context.Context, *PinModelRequest) (*Federation, error) {
+	return nil, status.Error(codes.Unimplemented, "method PinModel not implemented")
 }
 func (UnimplementedFederationServiceServer) mustEmbedUnimplementedFederationServiceServer() {}
 func (UnimplementedFederationServiceServer) testEmbeddedByValue()                           {}
@@ -217,6 +237,24 @@ func _FederationService_Enrol_Handler(srv interface{}, ctx context.Context, dec 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FederationService_PinModel_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PinModelRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FederationServiceServer).PinModel(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FederationService_PinModel_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FederationServiceServer).PinModel(ctx, req.(*PinModelRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FederationService_ServiceDesc is the grpc.ServiceDesc for FederationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -239,6 +277,10 @@ var FederationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Enrol",
 			Handler:    _FederationService_Enrol_Handler,
+		},
+		{
+			MethodName: "PinModel",
+			Handler:    _FederationService_PinModel_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
