@@ -35,6 +35,9 @@
 //     it checks the replicated round state first: the round must be decrypting, hold at
 //     least min_clients contributions, and the downloaded aggregate must count exactly
 //     those contributions and their samples. It refuses otherwise (ErrRefused, logged).
+//  6. Returns nil once the federation has published all its rounds, or ErrFederation
+//     once Config.MaxAbortedRounds rounds in a row aborted (too few hospitals left for
+//     min_clients), with the coordinator's reason.
 //
 // # State and restarts
 //

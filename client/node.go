@@ -83,6 +83,9 @@ type Node struct {
 	// hook, if set (tests), is called at named points: "update-saved" after an update is
 	// on disk and before it is sent, "share-saved" likewise for a decryption share.
 	hook func(point string, round uint64)
+	// sawUpdate, if set (tests), is called with the locally trained weights and the
+	// update (clipped, noised, scaled) just before the update is encrypted or encoded.
+	sawUpdate func(round uint64, local, update []float32)
 }
 
 func (n *Node) at(point string, round uint64) {
@@ -136,7 +139,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.st, err = newStore(n.cfg); err != nil {
 		return err
 	}
-	opts := coordclient.Options{MinBackoff: n.cfg.MinBackoff, MaxBackoff: n.cfg.MaxBackoff, MaxAttempts: n.cfg.MaxAttempts}
+	opts := coordclient.Options{MinBackoff: n.cfg.MinBackoff, MaxBackoff: n.cfg.MaxBackoff, MaxAttempts: n.cfg.MaxAttempts, DialOptions: n.cfg.DialOptions}
 	if !n.cfg.Insecure {
 		opts.Creds = credentials.NewTLS(n.cfg.TLS)
 	}
@@ -374,6 +377,10 @@ func (n *Node) loop(ctx context.Context) error {
 					n.noteOutcome(fed)
 					return n.finalOutcome(fed)
 				}
+				if err := n.checkProgress(fed); err != nil && n.cfg.Exit == ExitWhenDone {
+					n.noteOutcome(fed)
+					return err
+				}
 			}
 			n.noteOutcome(fed)
 		}
@@ -419,6 +426,26 @@ func (n *Node) finalOutcome(fed *pb.Federation) error {
 	}
 	n.log.Info("federation done", "rounds", len(fed.Rounds), "model_version", last.PublishedVersion)
 	return nil
+}
+
+// checkProgress returns an error wrapping ErrFederation once the federation's last
+// Config.MaxAbortedRounds finished rounds all aborted: the hospitals it needs (min_clients
+// contributions, t decryption shares) are not there, and waiting longer will not help.
+func (n *Node) checkProgress(fed *pb.Federation) error {
+	rounds := fed.Rounds
+	if k := len(rounds); k > 0 && !terminal(rounds[k-1].State) {
+		rounds = rounds[:k-1] // the round in progress says nothing yet
+	}
+	aborted := 0
+	for i := len(rounds) - 1; i >= 0 && rounds[i].State == pb.RoundState_ROUND_STATE_ABORTED; i-- {
+		aborted++
+	}
+	if aborted == 0 || aborted < n.cfg.MaxAbortedRounds {
+		return nil
+	}
+	last := rounds[len(rounds)-1]
+	return fmt.Errorf("%w: the federation is not making progress: %d rounds in a row aborted (rounds %d to %d), the last because %s",
+		ErrFederation, aborted, last.Round-uint64(aborted)+1, last.Round, last.Reason)
 }
 
 // handleRound does what the current round needs from this node.
@@ -608,7 +635,6 @@ func (n *Node) makeUpdate(ctx context.Context, ri *pb.RoundInfo, rep *RoundRepor
 		}
 		rep.ClipFactor = f
 	}
-	var out []byte
 	if n.spec.Secure {
 		// The encryption accepts |value| <= MaxAbs: scale an outsized update down rather
 		// than fail the round (clip_norm is the proper bound).
@@ -620,6 +646,12 @@ func (n *Node) makeUpdate(ctx context.Context, ri *pb.RoundInfo, rep *RoundRepor
 			rep.ClipFactor *= float64(f)
 			n.log.Warn("update exceeds the encryption profile's value bound; scaled down", "max_abs", m, "bound", maxAbs)
 		}
+	}
+	if n.sawUpdate != nil {
+		n.sawUpdate(ri.Round, n.m.Flat(nil), slices.Clone(delta))
+	}
+	var out []byte
+	if n.spec.Secure {
 		v, err := he.NewEncryptor(n.params, n.pk).EncryptFloat32(delta, float64(weight))
 		if err != nil {
 			return nil, 0, fmt.Errorf("encrypting the update: %w", err)

@@ -38,6 +38,10 @@ type Options struct {
 	// MaxAttempts bounds the attempts of one call (default 30); the call's context also
 	// bounds it.
 	MaxAttempts int
+	// DialOptions are added, after the transport credentials, to the options of every
+	// connection: interceptors or stats handlers that observe the calls (tracing, or a
+	// test that inspects what a client sends).
+	DialOptions []grpc.DialOption
 }
 
 // Client talks to a coordinator cluster.
@@ -68,7 +72,8 @@ func New(addrs []string, opts Options) (*Client, error) {
 	}
 	c := &Client{opts: opts}
 	for _, a := range addrs {
-		conn, err := grpc.NewClient(a, grpc.WithTransportCredentials(opts.Creds))
+		dial := append([]grpc.DialOption{grpc.WithTransportCredentials(opts.Creds)}, opts.DialOptions...)
+		conn, err := grpc.NewClient(a, dial...)
 		if err != nil {
 			c.Close()
 			return nil, fmt.Errorf("coordclient: %s: %w", a, err)
