@@ -699,7 +699,7 @@ func (n *Node) decryptionShare(ctx context.Context, ri *pb.RoundInfo) error {
 	rep := n.report(ri.Round)
 	t0 := time.Now()
 	var sb []byte
-	if rs.ShareDigest != nil {
+	if rs.ShareDigest != nil && (rs.ShareActive == nil || slices.Equal(rs.ShareActive, ri.ActiveParties)) {
 		b, err := n.st.read(shareFile(ri.Round))
 		if err != nil {
 			return err
@@ -726,7 +726,8 @@ func (n *Node) decryptionShare(ctx context.Context, ri *pb.RoundInfo) error {
 		if err := n.st.write(shareFile(ri.Round), sb); err != nil {
 			return err
 		}
-		n.state.Party, rs.ShareDigest = pb, d[:]
+		n.state.Party, rs.ShareDigest, rs.ShareActive = pb, d[:], slices.Clone(ri.ActiveParties)
+		rs.ShareAcked = false
 		if err := n.save(); err != nil {
 			return err
 		}

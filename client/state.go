@@ -50,7 +50,11 @@ type roundState struct {
 	Skipped string `json:"skipped,omitempty"`
 	// ShareDigest is the SHA-256 of the decryption share kept in round-R.share.age.
 	ShareDigest []byte `json:"share_digest,omitempty"`
-	ShareAcked  bool   `json:"share_acked,omitempty"`
+	// ShareActive is the active set that share was made for. The coordinator may replace
+	// a stalled active set, with a rerandomised aggregate; the node then makes a new share
+	// (he.Party refuses a second active set for the same ciphertext).
+	ShareActive []uint32 `json:"share_active,omitempty"`
+	ShareAcked  bool     `json:"share_acked,omitempty"`
 }
 
 // store reads and writes age-encrypted files in the state directory. Every write is

@@ -115,6 +115,11 @@ type Config struct {
 	// RoundTimeout is how long a round stays open when its federation does not say
 	// (default 10 minutes).
 	RoundTimeout time.Duration
+	// DecryptionTimeout is how long the leader waits for the decryption shares of a
+	// secure round's active set (default 2 minutes). Then it chooses another set from
+	// the round's contributors, leaving out those that did not answer, and rerandomises
+	// the aggregate for it; with fewer than the threshold left it aborts the round.
+	DecryptionTimeout time.Duration
 	// DriverInterval is how often the leader checks whether a round should open, seal or
 	// publish (default 250ms; it also reacts to every applied entry).
 	DriverInterval time.Duration
@@ -145,11 +150,12 @@ type Config struct {
 // DefaultConfig returns the defaults that New fills into zero fields.
 func DefaultConfig() Config {
 	return Config{
-		ChunkBytes:     MaxChunkBytes,
-		MaxUploadBytes: 1 << 30,
-		RoundTimeout:   10 * time.Minute,
-		DriverInterval: 250 * time.Millisecond,
-		ApplyTimeout:   30 * time.Second,
+		ChunkBytes:        MaxChunkBytes,
+		MaxUploadBytes:    1 << 30,
+		RoundTimeout:      10 * time.Minute,
+		DecryptionTimeout: 2 * time.Minute,
+		DriverInterval:    250 * time.Millisecond,
+		ApplyTimeout:      30 * time.Second,
 	}
 }
 
@@ -163,6 +169,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.RoundTimeout == 0 {
 		c.RoundTimeout = d.RoundTimeout
+	}
+	if c.DecryptionTimeout == 0 {
+		c.DecryptionTimeout = d.DecryptionTimeout
 	}
 	if c.DriverInterval == 0 {
 		c.DriverInterval = d.DriverInterval
@@ -192,7 +201,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coordinator config: ChunkBytes %d, expected 1 to %d", c.ChunkBytes, MaxChunkBytes)
 	case c.MaxUploadBytes < 0 || c.MaxUploadBytes > MaxBlobBytes:
 		return fmt.Errorf("coordinator config: MaxUploadBytes %d, expected 1 to %d", c.MaxUploadBytes, int64(MaxBlobBytes))
-	case c.RoundTimeout < 0, c.DriverInterval < 0, c.ApplyTimeout < 0:
+	case c.RoundTimeout < 0, c.DecryptionTimeout < 0, c.DriverInterval < 0, c.ApplyTimeout < 0:
 		return fmt.Errorf("coordinator config: negative duration")
 	}
 	if err := c.Inference.Validate(); err != nil {

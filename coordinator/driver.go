@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -107,8 +108,54 @@ func (n *Node) step(ctx context.Context, a action) error {
 		return err
 	case actPublish:
 		return n.publish(ctx, a.fed, a.round)
+	case actReselect:
+		if now.UnixNano() < a.started+n.cfg.DecryptionTimeout.Nanoseconds() {
+			return nil
+		}
+		active, silent, ok := reselect(a)
+		if !ok {
+			return n.abort(ctx, a.fed, a.round, fmt.Sprintf(
+				"decryption stalled: parties %v did not send decryption shares within %v, leaving %d responsive contributors of %d; threshold is %d",
+				silent, n.cfg.DecryptionTimeout, len(a.contributors)-len(silent), len(a.contributors), a.threshold))
+		}
+		_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_StartDecryption{StartDecryption: &pb.StartDecryptionCmd{
+			Federation: a.fed, Round: a.round, ActiveParties: active,
+		}}})
+		if err == nil {
+			n.log.Warn("decryption restarted with a new active set", "federation", a.fed, "round", a.round,
+				"silent", silent, "active", active, "timeout", n.cfg.DecryptionTimeout)
+		}
+		return err
 	}
 	return nil
+}
+
+// reselect picks the next active set of a decrypting round whose shares stopped
+// arriving: the parties of the current set that did not answer join the excluded ones
+// (silent, sorted), and the new set is t of the remaining contributors, those that
+// answered first (they were online moments ago), then the others in roster order. ok is
+// false when fewer than t remain.
+func reselect(a action) (active, silent []uint32, ok bool) {
+	silent = slices.Clone(a.excluded)
+	for _, p := range a.active {
+		if !slices.Contains(a.answered, p) && !slices.Contains(silent, p) {
+			silent = append(silent, p)
+		}
+	}
+	slices.Sort(silent)
+	active = slices.Clone(a.answered)
+	for _, p := range a.contributors {
+		if len(active) == a.threshold {
+			break
+		}
+		if !slices.Contains(silent, p) && !slices.Contains(active, p) {
+			active = append(active, p)
+		}
+	}
+	if len(active) < a.threshold {
+		return nil, silent, false
+	}
+	return active, silent, true
 }
 
 func (n *Node) abort(ctx context.Context, fed string, r uint64, reason string) error {

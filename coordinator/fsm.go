@@ -90,7 +90,7 @@ func (f *FSM) apply(idx uint64, c *pb.Command) error {
 	case *pb.Command_AbortRound:
 		return f.abortRound(idx, x.AbortRound)
 	case *pb.Command_StartDecryption:
-		return f.startDecryption(idx, x.StartDecryption)
+		return f.startDecryption(idx, t, x.StartDecryption)
 	case *pb.Command_CommitShare:
 		return f.commitShare(idx, x.CommitShare)
 	case *pb.Command_PublishModel:
@@ -624,7 +624,15 @@ func (r *round) freeAggregate() {
 	r.Sum, r.Updates, r.EncSum, r.enc, r.Shares = nil, nil, nil, nil, nil
 }
 
-func (f *FSM) startDecryption(idx uint64, c *pb.StartDecryptionCmd) error {
+// startDecryption chooses the round's active set. On a sealed round it starts the
+// decryption. On a decrypting round still short of t shares it replaces the active set
+// (the leader does so when shares stop arriving): the members of the old set that did not
+// answer are excluded for the rest of the round, the new set must be t contributors none
+// of whom is excluded, and the aggregate is rerandomised (he.Vector.Rerandomize, seeded
+// from the log index) so the new set decrypts a new ciphertext. A hospital never answers
+// one ciphertext for two active sets; this is how one that already answered can answer
+// again.
+func (f *FSM) startDecryption(idx uint64, t int64, c *pb.StartDecryptionCmd) error {
 	fd, rd, err := f.roundFor(c.Federation, c.Round)
 	if err != nil {
 		return err
@@ -632,11 +640,14 @@ func (f *FSM) startDecryption(idx uint64, c *pb.StartDecryptionCmd) error {
 	if !fd.spec.Secure {
 		return fmt.Errorf("%w: federation %q is not in secure mode", ErrRoundState, c.Federation)
 	}
-	if rd.State != pb.RoundState_ROUND_STATE_SEALED {
-		return fmt.Errorf("%w: round %d is %s, not sealed", ErrRoundState, rd.Number, stateName(rd.State))
+	thr := int(fd.spec.Threshold)
+	reselect := rd.State == pb.RoundState_ROUND_STATE_DECRYPTING && len(rd.Shares) < thr
+	if rd.State != pb.RoundState_ROUND_STATE_SEALED && !reselect {
+		return fmt.Errorf("%w: round %d is %s with %d of %d shares; an active set is chosen when it is sealed, or again while shares are missing",
+			ErrRoundState, rd.Number, stateName(rd.State), len(rd.Shares), thr)
 	}
-	if len(c.ActiveParties) != int(fd.spec.Threshold) {
-		return fmt.Errorf("%w: active set of %d parties, threshold is %d", ErrInvalid, len(c.ActiveParties), fd.spec.Threshold)
+	if len(c.ActiveParties) != thr {
+		return fmt.Errorf("%w: active set of %d parties, threshold is %d", ErrInvalid, len(c.ActiveParties), thr)
 	}
 	seen := map[uint32]bool{}
 	for _, p := range c.ActiveParties {
@@ -646,10 +657,47 @@ func (f *FSM) startDecryption(idx uint64, c *pb.StartDecryptionCmd) error {
 		}
 		seen[p] = true
 	}
+	if !reselect {
+		rd.Active = slices.Clone(c.ActiveParties)
+		rd.State = pb.RoundState_ROUND_STATE_DECRYPTING
+		rd.Shares = map[string]*share{}
+		rd.DecryptStarted = t
+		rd.Changed = idx
+		return nil
+	}
+	excluded := slices.Clone(rd.Excluded)
+	for _, p := range rd.Active {
+		if rd.Shares[fd.clientOfParty(p)] == nil && !slices.Contains(excluded, p) {
+			excluded = append(excluded, p)
+		}
+	}
+	for _, p := range c.ActiveParties {
+		cl := fd.clientOfParty(p)
+		if rd.Contribs[cl] == nil {
+			return fmt.Errorf("%w: new active party %d (%q) did not contribute to round %d", ErrInvalid, p, cl, rd.Number)
+		}
+		if slices.Contains(excluded, p) {
+			return fmt.Errorf("%w: new active party %d (%q) did not answer an earlier active set of round %d", ErrInvalid, p, cl, rd.Number)
+		}
+	}
+	if rd.enc == nil || fd.pk == nil {
+		return fmt.Errorf("%w: round %d has no aggregate or no collective key", ErrRoundState, rd.Number)
+	}
+	seed := sha256.New()
+	fmt.Fprintf(seed, "medfed/coordinator/rerandomize/v1\x00%s\x00%d\x00%d\x00", c.Federation, c.Round, idx)
+	d := rd.enc.Digest()
+	seed.Write(d[:])
+	if err := rd.enc.Rerandomize(fd.pk, [32]byte(seed.Sum(nil))); err != nil {
+		return fmt.Errorf("%w: rerandomising the aggregate of round %d: %v", ErrInvalid, rd.Number, err)
+	}
+	slices.Sort(excluded)
+	rd.Excluded = excluded
 	rd.Active = slices.Clone(c.ActiveParties)
-	rd.State = pb.RoundState_ROUND_STATE_DECRYPTING
 	rd.Shares = map[string]*share{}
+	rd.DecryptStarted = t
+	rd.Reselections++
 	rd.Changed = idx
+	f.dropBlobs(roundBlobPrefixes(c.Federation, c.Round)[1])
 	return nil
 }
 

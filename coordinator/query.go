@@ -258,6 +258,14 @@ type action struct {
 	minClients    int
 	allIn         bool
 	active        []uint32
+	// for reselect: when the current active set was chosen, which of its parties
+	// answered, the round's contributors in roster order and the parties excluded
+	// so far
+	started      int64
+	answered     []uint32
+	contributors []uint32
+	excluded     []uint32
+	threshold    int
 }
 
 type actionKind int
@@ -267,6 +275,7 @@ const (
 	actSealOrAbort
 	actStartDecryption
 	actPublish
+	actReselect
 )
 
 // pendingActions lists, for every federation, what should happen next.
@@ -313,6 +322,20 @@ func (f *FSM) pendingActions() []action {
 		case cur.State == pb.RoundState_ROUND_STATE_SEALED,
 			cur.State == pb.RoundState_ROUND_STATE_DECRYPTING && len(cur.Shares) >= int(fd.spec.Threshold):
 			out = append(out, action{fed: name, round: cur.Number, kind: actPublish})
+		case cur.State == pb.RoundState_ROUND_STATE_DECRYPTING:
+			a := action{fed: name, round: cur.Number, kind: actReselect, started: cur.DecryptStarted,
+				active: slices.Clone(cur.Active), excluded: slices.Clone(cur.Excluded), threshold: int(fd.spec.Threshold)}
+			for _, p := range cur.Active {
+				if cur.Shares[fd.clientOfParty(p)] != nil {
+					a.answered = append(a.answered, p)
+				}
+			}
+			for _, c := range fd.spec.Clients {
+				if cur.Contribs[c] != nil {
+					a.contributors = append(a.contributors, fd.partyOf(c))
+				}
+			}
+			out = append(out, a)
 		}
 	}
 	return out

@@ -114,6 +114,13 @@ type round struct {
 	EncSum []byte
 	Active []uint32
 	Shares map[string]*share
+	// DecryptStarted is when the current active set was chosen (proposer's clock); the
+	// leader picks another set DecryptionTimeout later if shares are missing. Excluded
+	// lists the parties of earlier active sets that did not answer, and Reselections
+	// counts how often the aggregate was rerandomised for a new set.
+	DecryptStarted int64
+	Excluded       []uint32
+	Reselections   int
 
 	Published uint64
 	Reason    string

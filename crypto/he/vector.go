@@ -9,6 +9,7 @@ import (
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
 	"github.com/tuneinsight/lattigo/v5/ring"
+	"github.com/tuneinsight/lattigo/v5/utils/sampling"
 )
 
 // Vector is an encrypted float vector: ceil(Len/Slots) ciphertexts, each
@@ -326,4 +327,52 @@ func powMod(b, e, q uint64) uint64 {
 		b = mulMod(b, b, q)
 	}
 	return r
+}
+
+// Rerandomize adds an encryption of zero under pk to v, so v decrypts to the same
+// values but is a new ciphertext: its Digest changes, and a Party answers it as a new
+// request. Use it to ask a different active set to decrypt an aggregate whose first
+// active set did not finish, since a Party refuses a second active set for the same
+// ciphertext (ErrShareConflict). Contributions and Weight are unchanged.
+//
+// The encryption of zero is a deterministic function of pk, v's length and seed, so
+// every replica of a coordinator that applies the same seed reaches the same vector.
+// Whoever knows the seed knows that randomness; a Party's flooding stays fresh because it
+// is keyed by the new digest. Each call adds the noise of one fresh encryption without
+// raising the flooding bound, which is sized for Contributions: after k calls on an
+// aggregate of c contributions the statistical margin shrinks by at most
+// log2(1+k/c)/2 bits (half a bit while k <= c).
+func (v *Vector) Rerandomize(pk *PublicKey, seed [32]byte) error {
+	if pk.params.fingerprint != v.params.fingerprint {
+		return fmt.Errorf("%w: public key of profile %q, vector of profile %q", ErrProfileMismatch, pk.params.profile.Name, v.params.profile.Name)
+	}
+	p := v.params
+	prng, err := sampling.NewKeyedPRNG(append([]byte("medfed/he/rerandomize/v1\x00"), seed[:]...))
+	if err != nil {
+		return fmt.Errorf("he: rerandomize: %w", err)
+	}
+	rq := p.fhe.RingQ()
+	xs, err := ring.NewSampler(prng, rq, p.fhe.Xs(), false)
+	if err != nil {
+		return fmt.Errorf("he: rerandomize: %w", err)
+	}
+	xe, err := ring.NewSampler(prng, rq, p.fhe.Xe(), false)
+	if err != nil {
+		return fmt.Errorf("he: rerandomize: %w", err)
+	}
+	u, e, tmp := rq.NewPoly(), rq.NewPoly(), rq.NewPoly()
+	for _, ct := range v.cts {
+		// (u*pk0 + e0, u*pk1 + e1), in the NTT domain like every ciphertext of v.
+		xs.Read(u)
+		rq.NTT(u, u)
+		for j := 0; j < 2; j++ {
+			rq.MulCoeffsMontgomery(u, pk.pk.Value[j].Q, tmp)
+			xe.Read(e)
+			rq.NTT(e, e)
+			rq.Add(tmp, e, tmp)
+			rq.Add(ct.Value[j], tmp, ct.Value[j])
+		}
+	}
+	v.digest.Store(nil)
+	return nil
 }
