@@ -45,8 +45,14 @@
 // optimizer state. In secure mode the FSM adds the CKKS ciphertexts (crypto/he), the leader
 // starts collective decryption with the first t contributors as the active set, the
 // hospitals send decryption shares, and the leader combines t of them, decodes the
-// weighted average and publishes as in plaintext mode. The FSM accepts one publication
-// per round, so a new leader that resumes a round cannot publish it twice.
+// weighted average and publishes as in plaintext mode. If a member of the active set sends
+// no share within Config.DecryptionTimeout, the leader picks a new set from the responsive
+// contributors and every replica re-randomises the aggregate (an encryption of zero from a
+// seed derived from the log index, he.Vector.Rerandomize), so the new set decrypts a new
+// ciphertext and no hospital ever answers one ciphertext for two active sets; with fewer
+// than t responsive contributors the round aborts with a reason naming the silent parties.
+// The FSM accepts one publication per round, so a new leader that resumes a round cannot
+// publish it twice.
 //
 // # Transport
 //
