@@ -32,6 +32,7 @@ type batcher struct {
 	maxDelay        time.Duration
 	onBatch         func(samples int)
 	waiting         atomic.Int64 // callers between submitting a job and receiving its result
+	inputs          sync.Pool    // *[]float32: the merged inputs of a batch, reused
 
 	mu     sync.RWMutex // held for reading while sending to in, for writing to close
 	closed bool
@@ -207,10 +208,15 @@ func (b *batcher) run(batch []*job) {
 	}
 	x := batch[0].x
 	if len(batch) > 1 {
-		x = make([]float32, 0, n*b.inSize)
+		p, _ := b.inputs.Get().(*[]float32)
+		if p == nil {
+			p = new([]float32)
+		}
+		x = (*p)[:0]
 		for _, j := range batch {
 			x = append(x, j.x...)
 		}
+		defer func() { *p = x; b.inputs.Put(p) }() // Predict keeps no reference to x
 	}
 	y := b.m.Predict(x, n)
 	if b.onBatch != nil {

@@ -9,6 +9,7 @@ import (
 	"io"
 	"math"
 	"net/http"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -180,24 +181,40 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) (int, error) {
 type restRequest struct {
 	ID         string                     `json:"id"`
 	Parameters map[string]json.RawMessage `json:"parameters"`
-	Inputs     []struct {
-		Name     string          `json:"name"`
-		Shape    []int64         `json:"shape"`
-		Datatype string          `json:"datatype"`
-		Data     json.RawMessage `json:"data"`
-	} `json:"inputs"`
-	Outputs []struct {
-		Name string `json:"name"`
-	} `json:"outputs"`
+	Inputs     []restInput                `json:"inputs"`
+	Outputs    []restOutput               `json:"outputs"`
 }
 
-// decodeREST reads and validates a request body for model version sm.
+// restInput is one input tensor of a restRequest. It and restOutput are aliases of unnamed
+// struct types, as the fields were declared before: encoding/json names a struct type in
+// its error messages ("Go struct field .inputs.shape"), which clients see.
+type restInput = struct {
+	Name     string          `json:"name"`
+	Shape    []int64         `json:"shape"`
+	Datatype string          `json:"datatype"`
+	Data     json.RawMessage `json:"data"`
+}
+
+// restOutput is one requested output of a restRequest.
+type restOutput = struct {
+	Name string `json:"name"`
+}
+
+// decodeREST reads and validates a request body for model version sm. The returned
+// samples come from s.floats; a caller that is done with them may return them with
+// putFloats.
 func (s *Server) decodeREST(w http.ResponseWriter, r *http.Request, sm *ServedModel, maxN int) (*restRequest, []float32, int, []string, error) {
 	limit := s.cfg.MaxBodyBytes
 	if r.ContentLength > limit {
 		return nil, nil, 0, nil, fmt.Errorf("%w: body of %d bytes, the limit is %d", ErrTooLarge, r.ContentLength, limit)
 	}
-	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+	buf := s.getBytes()
+	defer s.putBytes(buf)
+	if r.ContentLength > 0 { // room for the body and io.EOF; a larger claim grows as it arrives
+		*buf = slices.Grow(*buf, int(min(r.ContentLength, maxPooledBytes))+1)
+	}
+	body, err := readAll(*buf, http.MaxBytesReader(w, r.Body, limit))
+	*buf = body
 	if err != nil {
 		if _, ok := errors.AsType[*http.MaxBytesError](err); ok {
 			return nil, nil, 0, nil, fmt.Errorf("%w: body over the limit of %d bytes", ErrTooLarge, limit)
@@ -205,13 +222,24 @@ func (s *Server) decodeREST(w http.ResponseWriter, r *http.Request, sm *ServedMo
 		return nil, nil, 0, nil, fmt.Errorf("%w: reading the body: %v", ErrInvalidInput, err)
 	}
 	var req restRequest
-	if err := json.Unmarshal(body, &req); err != nil {
-		hint := ""
-		if bytes.Contains(body, []byte("NaN")) || bytes.Contains(body, []byte("Infinity")) {
-			hint = " (NaN and Infinity are not JSON numbers, and inputs must be finite)"
+	x := s.getFloats()
+	values, ok := parseInferRequest(body, &req, x)
+	if !ok {
+		req, values = restRequest{}, nil
+		if err := json.Unmarshal(body, &req); err != nil {
+			hint := ""
+			if bytes.Contains(body, []byte("NaN")) || bytes.Contains(body, []byte("Infinity")) {
+				hint = " (NaN and Infinity are not JSON numbers, and inputs must be finite)"
+			}
+			return nil, nil, 0, nil, fmt.Errorf("%w: body is not a JSON inference request: %v%s", ErrInvalidInput, err, hint)
 		}
-		return nil, nil, 0, nil, fmt.Errorf("%w: body is not a JSON inference request: %v%s", ErrInvalidInput, err, hint)
 	}
+	// The fast path's Data point into buf, which goes back to the pool on return.
+	defer func() {
+		for i := range req.Inputs {
+			req.Inputs[i].Data = nil
+		}
+	}()
 	if len(req.Inputs) != 1 {
 		return nil, nil, 0, nil, fmt.Errorf("%w: request has %d inputs, model %s takes exactly one (%q, shape %v, FP32)", ErrInvalidInput, len(req.Inputs), sm.name, InputName, sm.inShape)
 	}
@@ -226,8 +254,9 @@ func (s *Server) decodeREST(w http.ResponseWriter, r *http.Request, sm *ServedMo
 	if len(in.Data) == 0 {
 		return nil, nil, 0, nil, fmt.Errorf("%w: input %q has no data", ErrInvalidInput, in.Name)
 	}
-	x, err := decodeJSONData(in.Name, in.Data, in.Datatype, n*sm.inSize)
-	if err != nil {
+	if len(values) == n*sm.inSize { // converted already, all of them
+		x = values
+	} else if x, err = decodeJSONData(x, in.Name, in.Data, in.Datatype, n*sm.inSize); err != nil {
 		return nil, nil, 0, nil, err
 	}
 	var names []string
@@ -235,6 +264,23 @@ func (s *Server) decodeREST(w http.ResponseWriter, r *http.Request, sm *ServedMo
 		names = append(names, o.Name)
 	}
 	return &req, x, n, names, nil
+}
+
+// readAll is io.ReadAll appending to b.
+func readAll(b []byte, r io.Reader) ([]byte, error) {
+	for {
+		if len(b) == cap(b) {
+			b = append(b, 0)[:len(b)]
+		}
+		n, err := r.Read(b[len(b):cap(b)])
+		b = b[:len(b)+n]
+		if err != nil {
+			if err == io.EOF {
+				err = nil
+			}
+			return b, err
+		}
+	}
 }
 
 func (s *Server) inferREST(w http.ResponseWriter, r *http.Request) (int, error) {
@@ -248,13 +294,18 @@ func (s *Server) inferREST(w http.ResponseWriter, r *http.Request) (int, error) 
 	}
 	outs, err := selectOutputs(names, []string{OutputProbabilities, OutputPredictedClass})
 	if err != nil {
+		s.putFloats(x)
 		return 0, err
 	}
 	probs, classes, err := s.infer(r.Context(), sm, x, n)
 	if err != nil {
+		// x may still be queued in the batcher (a cancelled request): leave it to the GC.
 		return 0, err
 	}
-	b := make([]byte, 0, 64+n*sm.classes*12)
+	s.putFloats(x) // the batch that read x has run
+	buf := s.getBytes()
+	defer s.putBytes(buf)
+	b := slices.Grow((*buf)[:0], 64+n*sm.classes*12)
 	b = appendResponseHead(b, sm, req.ID)
 	for i, o := range outs {
 		if i > 0 {
@@ -263,7 +314,9 @@ func (s *Server) inferREST(w http.ResponseWriter, r *http.Request) (int, error) 
 		b = appendOutput(b, o, sm, n, probs, classes, nil)
 	}
 	b = append(b, "]}\n"...)
+	*buf = b
 	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 	w.Write(b)
 	return n, nil
 }

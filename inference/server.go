@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"runtime/debug"
+	"sync"
 	"time"
 )
 
@@ -20,6 +21,46 @@ type Server struct {
 	lim    *limiter
 	log    *slog.Logger
 	m      *metrics
+
+	// Buffers reused across REST requests: bodies and responses, and decoded samples.
+	bufs   sync.Pool // *[]byte
+	floats sync.Pool // *[]float32
+}
+
+// Pooled buffers over these sizes are left to the garbage collector, so one large request
+// does not keep its memory alive.
+const (
+	maxPooledBytes  = 1 << 20
+	maxPooledFloats = 1 << 18
+)
+
+func (s *Server) getBytes() *[]byte {
+	if b, ok := s.bufs.Get().(*[]byte); ok {
+		*b = (*b)[:0]
+		return b
+	}
+	return new([]byte)
+}
+
+func (s *Server) putBytes(b *[]byte) {
+	if cap(*b) <= maxPooledBytes {
+		s.bufs.Put(b)
+	}
+}
+
+// getFloats returns an empty slice, with capacity if the pool has one.
+func (s *Server) getFloats() []float32 {
+	if x, ok := s.floats.Get().(*[]float32); ok {
+		return (*x)[:0]
+	}
+	return nil
+}
+
+// putFloats hands x back for reuse; nothing may read or write x afterwards.
+func (s *Server) putFloats(x []float32) {
+	if cap(x) > 0 && cap(x) <= maxPooledFloats {
+		s.floats.Put(&x)
+	}
 }
 
 // NewServer serves reg. Callers authenticate with a client certificate from the consortium

@@ -111,10 +111,20 @@ func convert(name string, i int, dt string, v float64) (float32, error) {
 }
 
 // decodeJSONData reads the "data" of a REST input tensor: numbers, flat or nested in arrays
-// (row-major, nesting is ignored), exactly want of them. The strings "NaN", "Infinity" and
-// "-Infinity", which some encoders emit for non-finite floats, are recognised and refused.
-func decodeJSONData(name string, raw []byte, dt string, want int) ([]float32, error) {
-	x := make([]float32, want)
+// (row-major, nesting is ignored), exactly want of them, into dst when it has the capacity
+// (a new slice otherwise). The strings "NaN", "Infinity" and "-Infinity", which some
+// encoders emit for non-finite floats, are recognised and refused.
+func decodeJSONData(dst []float32, name string, raw []byte, dt string, want int) ([]float32, error) {
+	var x []float32
+	if cap(dst) >= want {
+		x = dst[:want]
+	} else {
+		x = make([]float32, want)
+	}
+	bits := 64
+	if dt == "FP32" {
+		bits = 32
+	}
 	count := 0
 	for i := 0; i < len(raw); {
 		c := raw[i]
@@ -125,38 +135,34 @@ func decodeJSONData(name string, raw []byte, dt string, want int) ([]float32, er
 		case '{', 't', 'f', 'n':
 			return nil, fmt.Errorf("%w: input %q: data holds %s at value %d, want numbers (flat or nested arrays)", ErrInvalidInput, name, tokenKind(c), count)
 		}
-		var tok string
+		var tok []byte
 		if c == '"' {
 			j := i + 1
 			for j < len(raw) && raw[j] != '"' {
 				j++
 			}
-			tok = string(raw[i+1 : min(j, len(raw))])
+			tok = raw[i+1 : min(j, len(raw))]
 			i = j + 1
-			switch strings.ToLower(tok) {
+			switch strings.ToLower(string(tok)) {
 			case "nan", "infinity", "+infinity", "-infinity", "inf", "+inf", "-inf":
 			default:
-				return nil, fmt.Errorf("%w: input %q: value %d is the string %q, want a number", ErrInvalidInput, name, count, tok)
+				return nil, fmt.Errorf("%w: input %q: value %d is the string %q, want a number", ErrInvalidInput, name, count, string(tok))
 			}
 		} else {
 			j := i
 			for j < len(raw) && raw[j] != ',' && raw[j] != ']' && raw[j] != ' ' && raw[j] != '\n' && raw[j] != '\t' && raw[j] != '\r' {
 				j++
 			}
-			tok = string(raw[i:j])
+			tok = raw[i:j]
 			i = j
 		}
 		if count >= want {
 			count++
 			continue // count the rest for the error message
 		}
-		bits := 64
-		if dt == "FP32" {
-			bits = 32
-		}
-		v, err := strconv.ParseFloat(tok, bits)
-		if err != nil && !strings.Contains(strings.ToLower(tok), "inf") {
-			return nil, fmt.Errorf("%w: input %q: value %d is %q, want a number", ErrInvalidInput, name, count, tok)
+		v, ok := parseNumber(tok, bits)
+		if !ok && !strings.Contains(strings.ToLower(string(tok)), "inf") {
+			return nil, fmt.Errorf("%w: input %q: value %d is %q, want a number", ErrInvalidInput, name, count, string(tok))
 		}
 		f, err := convert(name, count, dt, v)
 		if err != nil {
@@ -169,6 +175,47 @@ func decodeJSONData(name string, raw []byte, dt string, want int) ([]float32, er
 		return nil, fmt.Errorf("%w: input %q: data has %d values, shape needs %d", ErrInvalidInput, name, count, want)
 	}
 	return x, nil
+}
+
+// parseNumber is strconv.ParseFloat(tok, bits), and whether it succeeded. Even when it
+// fails, v is ParseFloat's (±Inf out of range, 0 for a syntax error).
+func parseNumber(tok []byte, bits int) (v float64, ok bool) {
+	if v, ok := parseSmallInt(tok, bits); ok {
+		return v, true
+	}
+	// string(tok) as an argument does not escape: no allocation for short numbers.
+	v, err := strconv.ParseFloat(string(tok), bits)
+	return v, err == nil
+}
+
+// parseSmallInt is strconv.ParseFloat(tok, bits) for the tokens it reads exactly without
+// rounding: an optional minus sign and up to 15 decimal digits whose value fits the
+// mantissa (2^24 for bits 32, 2^53 for 64). It keeps the sign of "-0". ok is false for
+// every other token.
+func parseSmallInt(tok []byte, bits int) (v float64, ok bool) {
+	neg := len(tok) > 0 && tok[0] == '-'
+	digits := tok
+	if neg {
+		digits = tok[1:]
+	}
+	if len(digits) == 0 || len(digits) > 15 {
+		return 0, false
+	}
+	var m uint64
+	for _, c := range digits {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		m = m*10 + uint64(c-'0')
+	}
+	if bits == 32 && m > 1<<24 {
+		return 0, false
+	}
+	v = float64(m)
+	if neg {
+		v = -v
+	}
+	return v, true
 }
 
 func tokenKind(c byte) string {
