@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"github.com/medfed/medfed/dataset"
 	"maps"
 	"slices"
 	"strings"
@@ -163,11 +164,25 @@ func (n *Node) publishVersion(fed string, v uint64) error {
 	if err := m.SetFlat(w); err != nil {
 		return err
 	}
-	if err := n.reg.Publish(fed, v, m, inference.ModelMeta{}); err != nil && !errors.Is(err, inference.ErrVersionExists) {
+	if err := n.reg.Publish(fed, v, m, servedMeta(spec.Dataset, m)); err != nil && !errors.Is(err, inference.ErrVersionExists) {
 		return err
 	}
 	n.log.Debug("model version served", "federation", fed, "version", v)
 	return nil
+}
+
+// servedMeta names the inputs and classes of a model trained on one of MedFed's built-in
+// data sets, so that explanations of a tabular model come back by feature name. Other data
+// sets, or a model whose input does not match, get no names.
+func servedMeta(datasetName string, m *model.Sequential) inference.ModelMeta {
+	if datasetName != "breast-cancer" {
+		return inference.ModelMeta{}
+	}
+	s, err := dataset.LoadBreastCancer("")
+	if err != nil || len(m.InputShape()) != 1 || m.InputShape()[0] != len(s.Features) || len(m.OutputShape()) != 1 || m.OutputShape()[0] != len(s.ClassNames) {
+		return inference.ModelMeta{}
+	}
+	return inference.ModelMeta{FeatureNames: s.Features, ClassNames: s.ClassNames}
 }
 
 // Registry returns the node's inference registry: the model versions it serves.

@@ -898,3 +898,34 @@ func TestNodeRefusesMalformedRequests(t *testing.T) {
 	}
 	s.tc.closeAll()
 }
+
+// TestServedMetaNamesTableFeatures checks that a breast-cancer model is served with the
+// table's feature and class names (explanations by feature name), and other models without.
+func TestServedMetaNamesTableFeatures(t *testing.T) {
+	spec, err := model.Architecture("mlp", []int{30}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Build(spec, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	meta := servedMeta("breast-cancer", m)
+	if len(meta.FeatureNames) != 30 || meta.FeatureNames[0] != "radius_mean" || len(meta.ClassNames) != 2 {
+		t.Errorf("breast-cancer meta: %d features (first %q), classes %v; want 30 starting with radius_mean, 2 classes", len(meta.FeatureNames), first(meta.FeatureNames), meta.ClassNames)
+	}
+	if got := servedMeta("mnist", m); got.FeatureNames != nil {
+		t.Errorf("mnist model got feature names %v", got.FeatureNames)
+	}
+	other, _ := model.Build(model.Spec{Input: []int{12}, Layers: []model.LayerSpec{{Type: "dense", Units: 2, Activation: "softmax"}}}, 1)
+	if got := servedMeta("breast-cancer", other); got.FeatureNames != nil {
+		t.Errorf("a 12-input model got the table's 30 feature names")
+	}
+}
+
+func first(s []string) string {
+	if len(s) == 0 {
+		return ""
+	}
+	return s[0]
+}
