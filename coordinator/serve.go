@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"github.com/medfed/medfed/dataset"
 	"maps"
 	"slices"
 	"strings"
@@ -15,6 +14,7 @@ import (
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/status"
 
+	"github.com/medfed/medfed/dataset"
 	"github.com/medfed/medfed/inference"
 	"github.com/medfed/medfed/internal/pb"
 	"github.com/medfed/medfed/internal/pb/oip"
