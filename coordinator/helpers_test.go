@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 
@@ -67,26 +68,45 @@ func testConfig(id, dir string) Config {
 
 func startCluster(t testing.TB, n int) *testCluster { return startClusterWith(t, n, nil) }
 
-// startClusterWith starts n nodes, letting tune adjust each node's configuration.
+// startClusterWith starts n nodes, letting tune adjust each node's configuration. Ports come
+// from freeAddr, which another process (the e2e tests run in parallel) can take before a node
+// binds it; then the whole cluster starts again on fresh ports.
 func startClusterWith(t testing.TB, n int, tune func(*Config)) *testCluster {
 	t.Helper()
+	for attempt := 1; ; attempt++ {
+		tc, err := tryStartCluster(t, n, tune)
+		if err == nil {
+			t.Cleanup(tc.closeAll)
+			return tc
+		}
+		tc.closeAll()
+		if attempt == 3 || !strings.Contains(err.Error(), "address already in use") {
+			t.Fatal(err)
+		}
+		t.Logf("attempt %d: %v; retrying on fresh ports", attempt, err)
+	}
+}
+
+func tryStartCluster(t testing.TB, n int, tune func(*Config)) (*testCluster, error) {
 	var peers []Peer
 	for i := range n {
 		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: freeAddr(t), GRPCAddr: freeAddr(t)})
 	}
 	tc := &testCluster{t: t}
-	for i, p := range peers {
+	for _, p := range peers {
 		cfg := testConfig(p.ID, filepath.Join(t.TempDir(), p.ID))
 		cfg.RaftAddr, cfg.GRPCAddr, cfg.Peers = p.RaftAddr, p.GRPCAddr, peers
 		if tune != nil {
 			tune(&cfg)
 		}
 		tc.cfgs = append(tc.cfgs, cfg)
-		tc.nodes = append(tc.nodes, nil)
-		tc.start(i)
+		node, err := New(cfg, nil)
+		if err != nil {
+			return tc, fmt.Errorf("start %s: %w", cfg.NodeID, err)
+		}
+		tc.nodes = append(tc.nodes, node)
 	}
-	t.Cleanup(tc.closeAll)
-	return tc
+	return tc, nil
 }
 
 func (tc *testCluster) start(i int) {

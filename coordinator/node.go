@@ -83,9 +83,12 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n = &Node{cfg: cfg, log: logger, fsm: NewFSM(logger), metrics: &metrics{}, ctx: ctx, cancel: cancel, conns: map[string]*grpc.ClientConn{}}
+	// On failure, close what was started: the named result is nil by then ("return nil,
+	// err"), so the deferred call keeps its own reference.
+	started := n
 	defer func() {
 		if err != nil {
-			n.Close()
+			started.Close()
 		}
 	}()
 
