@@ -24,7 +24,7 @@ func commands() []command {
 		{"train", "train one model locally on one data set (the seed example)", runTrain},
 		{"coordinator", "run one node of the Raft-replicated coordinator", runCoordinator},
 		{"client", "run a hospital client node", runClient},
-		{"federation", "create or show a federation on a coordinator cluster", runFederation},
+		{"federation", "create, show, pin or unpin a federation on a coordinator cluster", runFederation},
 		{"status", "show the coordinator cluster, its federations and rounds", runStatus},
 		{"partition", "split a data set into per-hospital folders", runPartition},
 		{"pki", "consortium CA and mTLS certificates (init, issue)", runPKI},
@@ -75,7 +75,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 func usage(w io.Writer) {
 	fmt.Fprintln(w, "Usage: medfed <command> [flags]\n\nCommands:")
 	for _, c := range commands() {
-		fmt.Fprintf(w, "  %-10s %s\n", c.name, c.summary)
+		fmt.Fprintf(w, "  %-12s %s\n", c.name, c.summary)
 	}
 	fmt.Fprintln(w, "\nRun 'medfed <command> -h' for the flags of a command.")
 }
