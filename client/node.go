@@ -245,13 +245,11 @@ func (n *Node) setup(fed *pb.Federation) error {
 }
 
 func heProfile(name string) (he.Profile, error) {
-	switch name {
-	case "", "default":
-		return he.DefaultProfile(), nil
-	case "compact":
-		return he.CompactProfile(), nil
+	p, err := he.ProfileByName(name)
+	if err != nil {
+		return he.Profile{}, fmt.Errorf("%w: he_profile: %v", ErrFederation, err)
 	}
-	return he.Profile{}, fmt.Errorf("%w: he_profile %q: expected default or compact", ErrFederation, name)
+	return p, nil
 }
 
 func (n *Node) loadOrInitState() error {
@@ -638,13 +636,9 @@ func (n *Node) makeUpdate(ctx context.Context, ri *pb.RoundInfo, rep *RoundRepor
 	if n.spec.Secure {
 		// The encryption accepts |value| <= MaxAbs: scale an outsized update down rather
 		// than fail the round (clip_norm is the proper bound).
-		if maxAbs, m := n.params.Profile().MaxAbs, maxAbsOf(delta); m > maxAbs {
-			f := float32(maxAbs / m * (1 - 1e-6))
-			for i := range delta {
-				delta[i] *= f
-			}
+		if f := n.params.FitToRange(delta); f != 1 {
 			rep.ClipFactor *= float64(f)
-			n.log.Warn("update exceeds the encryption profile's value bound; scaled down", "max_abs", m, "bound", maxAbs)
+			n.log.Warn("update exceeds the encryption profile's value bound; scaled down", "factor", f, "bound", n.params.Profile().MaxAbs)
 		}
 	}
 	if n.sawUpdate != nil {
@@ -672,14 +666,6 @@ func lossFor(s model.Spec) string {
 		return model.BinaryCrossentropy
 	}
 	return model.SparseCategoricalCrossentropy
-}
-
-func maxAbsOf(v []float32) float64 {
-	var m float64
-	for _, x := range v {
-		m = max(m, math.Abs(float64(x)))
-	}
-	return m
 }
 
 // decryptionShare sends this node's share for the round's sealed aggregate. It refuses

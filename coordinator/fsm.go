@@ -115,13 +115,11 @@ func cloneSpec(s *pb.FederationSpec) *pb.FederationSpec { return proto.Clone(s).
 
 // heProfile returns the CKKS profile a federation names.
 func heProfile(name string) (he.Profile, error) {
-	switch name {
-	case "", "default":
-		return he.DefaultProfile(), nil
-	case "compact":
-		return he.CompactProfile(), nil
+	p, err := he.ProfileByName(name)
+	if err != nil {
+		return he.Profile{}, fmt.Errorf("%w: he_profile: %v", ErrInvalid, err)
 	}
-	return he.Profile{}, fmt.Errorf("%w: he_profile %q: expected default or compact", ErrInvalid, name)
+	return p, nil
 }
 
 // validateSpec checks a federation spec and returns its strategy and parameter count.

@@ -347,6 +347,23 @@ func (n *Node) receiveBlob(stream uploadStream, key string, h *pb.UploadHeader) 
 	return st.finish(ctx)
 }
 
+// openUpload reads a hospital upload's header, checks that the caller's certificate is the
+// hospital the header names, and waits until this node has applied the log up to the
+// leader's commit, so that checks against the round state see every accepted upload.
+func (n *Node) openUpload(stream uploadStream) (*pb.UploadHeader, error) {
+	h, err := n.recvHeader(stream)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.authorize(stream.Context(), pki.RoleHospital, h.ClientId); err != nil {
+		return nil, err
+	}
+	if err := n.catchUp(stream.Context()); err != nil {
+		return nil, err
+	}
+	return h, nil
+}
+
 func (s *roundServer) SubmitUpdate(stream grpc.ClientStreamingServer[pb.UploadChunk, pb.UpdateAck]) error {
 	ack, err := s.n.submitUpdate(stream)
 	if err != nil {
@@ -358,14 +375,8 @@ func (s *roundServer) SubmitUpdate(stream grpc.ClientStreamingServer[pb.UploadCh
 
 func (n *Node) submitUpdate(stream uploadStream) (*pb.UpdateAck, error) {
 	ctx := stream.Context()
-	h, err := n.recvHeader(stream)
+	h, err := n.openUpload(stream)
 	if err != nil {
-		return nil, err
-	}
-	if err := n.authorize(ctx, pki.RoleHospital, h.ClientId); err != nil {
-		return nil, err
-	}
-	if err := n.catchUp(ctx); err != nil {
 		return nil, err
 	}
 	ack := func(c *pb.Contribution) *pb.UpdateAck {
@@ -407,14 +418,8 @@ func (s *roundServer) SubmitDecryptionShare(stream grpc.ClientStreamingServer[pb
 
 func (n *Node) submitShare(stream uploadStream) (*pb.ShareAck, error) {
 	ctx := stream.Context()
-	h, err := n.recvHeader(stream)
+	h, err := n.openUpload(stream)
 	if err != nil {
-		return nil, err
-	}
-	if err := n.authorize(ctx, pki.RoleHospital, h.ClientId); err != nil {
-		return nil, err
-	}
-	if err := n.catchUp(ctx); err != nil {
 		return nil, err
 	}
 	ri, err := n.fsm.Round(h.Federation, h.Round)

@@ -6,7 +6,6 @@ import (
 	"encoding"
 	"encoding/base64"
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"strings"
 	"time"
@@ -187,13 +186,7 @@ func (h *hospital) train(ctx context.Context, ri *pb.RoundInfo) ([]byte, uint64,
 	}
 	var out []byte
 	if h.cfg.Secure {
-		if bound, m := h.params.Profile().MaxAbs, maxAbs(delta); m > bound {
-			f := float32(bound / m * (1 - 1e-6))
-			for i := range delta {
-				delta[i] *= f
-			}
-			rep.ClipFactor *= float64(f)
-		}
+		rep.ClipFactor *= float64(h.params.FitToRange(delta))
 		v, err := he.NewEncryptor(h.params, h.pk).EncryptFloat32(delta, float64(weight))
 		if err != nil {
 			return nil, 0, rep, fmt.Errorf("%s: encrypt: %w", h.id, err)
@@ -258,14 +251,6 @@ func (h *hospital) share(ctx context.Context, ri *pb.RoundInfo, rep *hospitalRou
 	rep.UpBytes += int64(len(sb))
 	rep.Share = time.Since(t0)
 	return nil
-}
-
-func maxAbs(v []float32) float64 {
-	var m float64
-	for _, x := range v {
-		m = max(m, math.Abs(float64(x)))
-	}
-	return m
 }
 
 // applyAttack turns an honest update into a Byzantine one.

@@ -604,9 +604,9 @@ func runVirtualHospitals(ctx context.Context, cfg Config, op *coordclient.Client
 		}
 	}
 	if cfg.Secure {
-		prof := he.DefaultProfile()
-		if cfg.HEProfile == "compact" {
-			prof = he.CompactProfile()
+		prof, err := he.ProfileByName(cfg.HEProfile)
+		if err != nil {
+			return 0, err
 		}
 		params, err := he.NewParams(prof)
 		if err != nil {

@@ -91,6 +91,36 @@ func CompactProfile() Profile {
 	}
 }
 
+// ProfileByName returns the named profile: "default" (or "") or "compact".
+func ProfileByName(name string) (Profile, error) {
+	switch name {
+	case "", "default":
+		return DefaultProfile(), nil
+	case "compact":
+		return CompactProfile(), nil
+	}
+	return Profile{}, fmt.Errorf("%w: profile %q, expected default or compact", ErrInvalidProfile, name)
+}
+
+// FitToRange scales v in place so that every |value| is within the profile's MaxAbs, which
+// the encryptor requires, and returns the factor applied (1 when v already fits). Norm
+// clipping is the proper bound on an update; this only keeps an outsized one encryptable.
+func (p Params) FitToRange(v []float32) float32 {
+	var m float64
+	for _, x := range v {
+		m = max(m, math.Abs(float64(x)))
+	}
+	bound := p.Profile().MaxAbs
+	if m <= bound {
+		return 1
+	}
+	f := float32(bound / m * (1 - 1e-6))
+	for i := range v {
+		v[i] *= f
+	}
+	return f
+}
+
 // Validate reports the first field of p that is out of range. It does not
 // generate primes; NewParams checks the resulting modulus as well.
 func (p Profile) Validate() error {
