@@ -11,8 +11,11 @@
 //   - [WriteIDX] / [SaveIDX] and [WriteCSV] to write a Set back in the formats above (for
 //     example one data folder per virtual hospital), exactly round-tripping what the
 //     loaders produce.
-//   - [Set.Split], [Set.Shuffled] and [Set.Subset] to partition a [Set]; [FitStandardizer] to
-//     scale table features using statistics of the training part only.
+//   - [Set.Split] for a seeded train/test split that is stratified, like scikit-learn's
+//     train_test_split(stratify=y): every class keeps its share in both parts to within one
+//     sample. It is how tables are split for training (medfed train, medfed partition).
+//     [Set.Shuffled] and [Set.Subset] to reorder or pick samples; [FitStandardizer] to scale
+//     table features using statistics of the training part only.
 //   - [Set.Sequence] to view [H W 1] images as H time steps of W features (sequential MNIST)
 //     for the recurrent layers.
 //

@@ -3,6 +3,7 @@ package dataset
 import (
 	"errors"
 	"math"
+	"math/rand/v2"
 	"slices"
 	"strings"
 	"testing"
@@ -145,6 +146,66 @@ func TestSplit(t *testing.T) {
 			}()
 		}
 	})
+}
+
+// TestSplitStratifiedImbalanced checks stratification where it matters, on unequal classes:
+// the Breast Cancer table (357 benign, 212 malignant) and sets with random class sizes, small
+// classes included. For every class c, each part holds its share of c to within one sample
+// (|test_c - f·n_c| <= 1), the test part has round(f·n) samples, and the parts cover the set.
+func TestSplitStratifiedImbalanced(t *testing.T) {
+	check := func(t *testing.T, s *Set, f float64, seed int64) {
+		t.Helper()
+		train, test := s.Split(f, seed)
+		if want := int(math.Round(f * float64(s.Len()))); test.Len() != want || train.Len() != s.Len()-want {
+			t.Errorf("Split(%v, %d) of %d: %d train, %d test; want %d, %d", f, seed, s.Len(), train.Len(), test.Len(), s.Len()-want, want)
+		}
+		all, tr, te := s.ClassCounts(), train.ClassCounts(), test.ClassCounts()
+		for c, n := range all {
+			if tr[c]+te[c] != n {
+				t.Errorf("Split(%v, %d) class %d: %d train + %d test, want %d in all", f, seed, c, tr[c], te[c], n)
+			}
+			if exact := f * float64(n); math.Abs(float64(te[c])-exact) > 1 {
+				t.Errorf("Split(%v, %d) class %d of %d samples: %d in test, want within one of %.2f", f, seed, c, n, te[c], exact)
+			}
+		}
+	}
+	bc, err := LoadBreastCancer("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, want := bc.ClassCounts(), []int{357, 212}; !slices.Equal(got, want) {
+		t.Fatalf("breast cancer ClassCounts() = %v, want %v", got, want)
+	}
+	for _, f := range []float64{0.1, 0.2, 0.25, 1.0 / 3, 0.5} {
+		for seed := int64(1); seed <= 3; seed++ {
+			check(t, bc, f, seed)
+		}
+	}
+	// The default 20% split of the table, as localtrain makes it: 455 and 114 patients.
+	train, test := bc.Split(0.2, 1)
+	if got, want := test.ClassCounts(), []int{71, 43}; !slices.Equal(got, want) {
+		t.Errorf("breast cancer Split(0.2, 1): test ClassCounts() = %v, want %v", got, want)
+	}
+	if got, want := train.ClassCounts(), []int{286, 169}; !slices.Equal(got, want) {
+		t.Errorf("breast cancer Split(0.2, 1): train ClassCounts() = %v, want %v", got, want)
+	}
+
+	rng := rand.New(rand.NewPCG(5, 5))
+	for trial := range 200 {
+		classes := 2 + rng.IntN(6)
+		var y []float32
+		for c := range classes {
+			for range rng.IntN(150) {
+				y = append(y, float32(c))
+			}
+		}
+		s := &Set{Name: "random", Shape: []int{1}, Classes: classes, X: make([]float32, len(y)), Y: y}
+		for i := range s.X {
+			s.X[i] = float32(i)
+		}
+		shuffled := s.Shuffled(int64(trial))
+		check(t, shuffled, rng.Float64(), int64(trial))
+	}
 }
 
 func TestSequence(t *testing.T) {

@@ -561,3 +561,72 @@ func TestRecurrentMatchesKerasEquations(t *testing.T) {
 		}
 	}
 }
+
+// TestOrthogonal checks the initialiser on its own, for square, tall and wide matrices: the
+// result has orthonormal columns (tall, square) or rows (wide) to 1e-5, it is Keras's
+// construction (Q of the QR decomposition of the Gaussian matrix drawn from the seed, with
+// the signs making R's diagonal positive), and it depends only on the seed.
+func TestOrthogonal(t *testing.T) {
+	tests := []struct{ rows, cols int }{{1, 1}, {6, 6}, {128, 128}, {20, 7}, {7, 20}, {128, 384}}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%dx%d", tt.rows, tt.cols), func(t *testing.T) {
+			rows, cols := tt.rows, tt.cols
+			gen := func(seed uint64) []float32 {
+				w := make([]float32, rows*cols)
+				orthogonal(rand.New(rand.NewPCG(seed, 3)), w, rows, cols)
+				return w
+			}
+			w := gen(1)
+			if again := gen(1); !slices.Equal(w, again) {
+				t.Errorf("two matrices from seed 1 differ")
+			}
+			if rows*cols > 1 && slices.Equal(w, gen(2)) {
+				t.Errorf("seeds 1 and 2 gave the same matrix")
+			}
+			// q is the long×short factor: w itself when tall, its transpose when wide.
+			long, short := max(rows, cols), min(rows, cols)
+			q := func(i, j int) float64 {
+				if rows >= cols {
+					return float64(w[i*cols+j])
+				}
+				return float64(w[j*cols+i])
+			}
+			for a := range short {
+				for b := range short {
+					var dot float64
+					for i := range long {
+						dot += q(i, a) * q(i, b)
+					}
+					want := 0.0
+					if a == b {
+						want = 1
+					}
+					if math.Abs(dot-want) > 1e-5 {
+						t.Fatalf("(QᵀQ)[%d][%d] = %v, want %v", a, b, dot, want)
+					}
+				}
+			}
+			// R = QᵀA for the long×short Gaussian A drawn row-major from the same seed is upper
+			// triangular with a positive diagonal.
+			rng := rand.New(rand.NewPCG(1, 3))
+			a := make([]float64, long*short)
+			for i := range a {
+				a[i] = rng.NormFloat64()
+			}
+			for k := range short {
+				for j := range short {
+					var r float64
+					for i := range long {
+						r += q(i, k) * a[i*short+j]
+					}
+					switch {
+					case k == j && r <= 0:
+						t.Fatalf("R[%d][%d] = %v, want > 0 (sign correction)", k, j, r)
+					case k > j && math.Abs(r) > 1e-4:
+						t.Fatalf("R[%d][%d] = %v below the diagonal, want 0", k, j, r)
+					}
+				}
+			}
+		})
+	}
+}

@@ -2,8 +2,10 @@ package localtrain
 
 import (
 	"context"
+	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/medfed/medfed/model"
@@ -70,6 +72,36 @@ func TestBreastCancerAcrossSeeds(t *testing.T) {
 	}
 	if mean := sum / seeds; mean < 0.95 {
 		t.Errorf("mean test accuracy over %d seeds %.4f, want >= 0.95", seeds, mean)
+	}
+}
+
+// TestLoadSplitsTablesStratified checks that a table is split by default as scikit-learn's
+// train_test_split(test_size=0.2, stratify=y) would: each class keeps its share in both parts
+// to within one sample, and the split depends only on the seed.
+func TestLoadSplitsTablesStratified(t *testing.T) {
+	for seed := uint64(1); seed <= 3; seed++ {
+		train, test, err := Load(Config{Dataset: "breast-cancer", Seed: seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if train.Len() != 455 || test.Len() != 114 {
+			t.Errorf("seed %d: %d train, %d test patients; want 455, 114", seed, train.Len(), test.Len())
+		}
+		for c, n := range []int{357, 212} { // benign, malignant in the whole table
+			if got, exact := test.ClassCounts()[c], 0.2*float64(n); math.Abs(float64(got)-exact) > 1 {
+				t.Errorf("seed %d: %d test patients of class %d, want within one of %.1f", seed, got, c, exact)
+			}
+			if got, exact := train.ClassCounts()[c], 0.8*float64(n); math.Abs(float64(got)-exact) > 1 {
+				t.Errorf("seed %d: %d training patients of class %d, want within one of %.1f", seed, got, c, exact)
+			}
+		}
+		again, _, err := Load(Config{Dataset: "breast-cancer", Seed: seed})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !slices.Equal(train.X, again.X) || !slices.Equal(train.Y, again.Y) {
+			t.Errorf("seed %d: two loads gave different training sets", seed)
+		}
 	}
 }
 
