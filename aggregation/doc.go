@@ -1,6 +1,7 @@
-// Package aggregation combines the hospitals' model updates into the next global model: FedAvg,
-// the adaptive server optimizers FedAdam, FedYogi and FedAdagrad, the Byzantine-robust
-// aggregators (coordinate-wise median, trimmed mean, Multi-Krum) and update norm clipping.
+// Package aggregation combines the hospitals' model updates into the next global model: FedAvg
+// (in the clear or over ciphertexts), the adaptive server optimizers FedAdam, FedYogi and
+// FedAdagrad, the Byzantine-robust aggregators (coordinate-wise median, trimmed mean,
+// Multi-Krum) and update norm clipping.
 //
 // Everything here is a pure function over float32 parameter vectors in the model's flat order
 // (model.Sequential.Flat): no I/O, no goroutines, no package state. Sums are accumulated in
@@ -18,6 +19,12 @@
 // only the weighted sum, so FedAvg, FedProx and the adaptive optimizers qualify, while Median,
 // TrimmedMean and Krum need each update in the clear and run in plaintext mode only. In
 // encrypted mode the defence against outsized updates is ClipNorm on the client.
+//
+// EncryptedWeightedSum is FedAvg under encryption: it adds the hospitals' crypto/he
+// ciphertexts (each of samples·delta, with its sample count as weight) without any key, and
+// CheckEncrypted is the per-update check a coordinator runs before accepting one. The
+// result decrypts, with t hospitals' shares, to the same weighted mean WeightedMean
+// computes in the clear.
 //
 // Differential privacy (DPConfig, ClipAndNoise, Accountant) is DP-FedAvg at the hospital
 // level: each hospital clips its update to norm C, adds its 1/min_clients share of Gaussian

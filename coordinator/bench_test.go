@@ -74,21 +74,38 @@ func (sinkServer) SubmitUpdate(stream grpc.ClientStreamingServer[pb.UploadChunk,
 }
 
 // BenchmarkIngest measures the ingest throughput of encrypted updates: each operation is
-// one round in which 4 hospitals upload, concurrently, a 65,536-value CKKS update (16
-// ciphertexts, 2 MiB) to the leader of a 3-node loopback cluster, until every upload is
-// acknowledged, that is committed by a quorum and added to the round's encrypted sum.
-// The rounds are then decrypted and published with the timer stopped. Afterwards the same
-// uploads (same client code, bytes, chunking and concurrency) go to a trivial gRPC sink on
-// loopback. It reports both rates in MiB/s and their ratio (target >= 0.5). Both sides
-// run without TLS.
+// one round in which 4 hospitals upload, concurrently, a CKKS update to the leader of a
+// 3-node loopback cluster, until every upload is acknowledged: checked (digest,
+// aggregation.CheckEncrypted), stored on a majority of nodes (the leader and one follower,
+// copied over the Raft port while it arrives) and its digest committed through Raft. The
+// rounds are then aggregated, decrypted and published with the timer stopped. Afterwards
+// the same uploads (same client code, bytes, chunking and concurrency) go to a trivial
+// gRPC sink on loopback. It reports both rates in MiB/s and their ratio (target >= 0.5).
+// Both sides run without TLS. Sub-benchmarks: the update size (65,536 values, 16
+// ciphertexts, 2 MiB; 524,288 values, 16 MiB, about the seed CNN's 347k parameters
+// rounded up to whole ciphertexts), and whether the nodes flush each update to disk
+// before acknowledging it (Config.SyncUpdates; "pagecache" is the default).
 func BenchmarkIngest(b *testing.B) {
+	for _, values := range []int{1 << 16, 1 << 19} {
+		for _, sync := range []bool{false, true} {
+			mode := "pagecache"
+			if sync {
+				mode = "fsync"
+			}
+			b.Run(fmt.Sprintf("%dMiB/%s", values/(1<<15), mode), func(b *testing.B) { benchmarkIngest(b, values, sync) })
+		}
+	}
+}
+
+func benchmarkIngest(b *testing.B, values int, syncUpdates bool) {
 	const hospitals = 4
-	tc := startClusterWith(b, 3, benchTune)
+	tc := startClusterWith(b, 3, func(c *Config) { benchTune(c); c.SyncUpdates = syncUpdates })
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	leader := tc.leader()
 	c := newClient(b, []string{tc.cfgs[leader].GRPCAddr})
-	spec, err := json.Marshal(model.Spec{Input: []int{511}, Layers: []model.LayerSpec{{Type: "dense", Units: 128, Activation: "softmax"}}})
+	// A dense layer from values/128-1 inputs to 128 units has values parameters.
+	spec, err := json.Marshal(model.Spec{Input: []int{values/128 - 1}, Layers: []model.LayerSpec{{Type: "dense", Units: 128, Activation: "softmax"}}})
 	if err != nil {
 		b.Fatal(err)
 	}

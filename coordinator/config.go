@@ -78,9 +78,11 @@ type Config struct {
 	// NodeID is the node's Raft server ID; it must be one of Peers (or the node waits to be
 	// added with AddNode).
 	NodeID string
-	// DataDir holds the Raft log (raft.db, bolt) and snapshots. A node restarts from it.
+	// DataDir holds the Raft log (raft.db, bolt), snapshots and the stored update blobs
+	// (blobs/). A node restarts from it.
 	DataDir string
-	// RaftAddr is the address the Raft transport listens on and advertises.
+	// RaftAddr is the address the Raft transport listens on and advertises. The same port
+	// carries the copies of update bytes between nodes.
 	RaftAddr string
 	// GRPCAddr is the address the gRPC services listen on.
 	GRPCAddr string
@@ -127,6 +129,19 @@ type Config struct {
 	// 30s).
 	ApplyTimeout time.Duration
 
+	// SyncUpdates makes every node that stores an update's bytes flush them to disk before
+	// the upload is acknowledged. By default an update is acknowledged once a majority of
+	// nodes hold it (written, in the page cache) and its digest is committed through Raft
+	// (which is flushed); the blob files are flushed in the background a moment later.
+	// That survives the loss of any minority of nodes; SyncUpdates also survives a
+	// simultaneous power loss of a majority, at the cost of disk bandwidth on the ingest
+	// path (see BenchmarkIngest).
+	SyncUpdates bool
+	// BlobGrace is how long a stored blob that no round references is kept before it is
+	// deleted: an upload in flight, or a copy of an update whose commit failed (default
+	// 10 minutes). Blobs of published or aborted rounds are deleted right away.
+	BlobGrace time.Duration
+
 	// Inference tunes the model serving every node does (batching, limits, rate limit,
 	// Inference.Retain: how many of each federation's newest model versions stay loaded).
 	// Zero fields mean inference.DefaultConfig's values.
@@ -156,6 +171,7 @@ func DefaultConfig() Config {
 		DecryptionTimeout: 2 * time.Minute,
 		DriverInterval:    250 * time.Millisecond,
 		ApplyTimeout:      30 * time.Second,
+		BlobGrace:         10 * time.Minute,
 	}
 }
 
@@ -179,6 +195,9 @@ func (c Config) withDefaults() Config {
 	if c.ApplyTimeout == 0 {
 		c.ApplyTimeout = d.ApplyTimeout
 	}
+	if c.BlobGrace == 0 {
+		c.BlobGrace = d.BlobGrace
+	}
 	return c
 }
 
@@ -201,7 +220,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coordinator config: ChunkBytes %d, expected 1 to %d", c.ChunkBytes, MaxChunkBytes)
 	case c.MaxUploadBytes < 0 || c.MaxUploadBytes > MaxBlobBytes:
 		return fmt.Errorf("coordinator config: MaxUploadBytes %d, expected 1 to %d", c.MaxUploadBytes, int64(MaxBlobBytes))
-	case c.RoundTimeout < 0, c.DecryptionTimeout < 0, c.DriverInterval < 0, c.ApplyTimeout < 0:
+	case c.RoundTimeout < 0, c.DecryptionTimeout < 0, c.DriverInterval < 0, c.ApplyTimeout < 0, c.BlobGrace < 0:
 		return fmt.Errorf("coordinator config: negative duration")
 	}
 	if err := c.Inference.Validate(); err != nil {

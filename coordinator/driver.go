@@ -11,6 +11,7 @@ import (
 
 	"github.com/medfed/medfed/aggregation"
 	"github.com/medfed/medfed/crypto/he"
+	"github.com/medfed/medfed/internal/blobstore"
 	"github.com/medfed/medfed/internal/pb"
 )
 
@@ -108,6 +109,8 @@ func (n *Node) step(ctx context.Context, a action) error {
 		return err
 	case actPublish:
 		return n.publish(ctx, a.fed, a.round)
+	case actAggregate:
+		return n.aggregate(ctx, a.fed, a.round)
 	case actReselect:
 		if now.UnixNano() < a.started+n.cfg.DecryptionTimeout.Nanoseconds() {
 			return nil
@@ -172,7 +175,7 @@ func (n *Node) publish(ctx context.Context, fed string, r uint64) error {
 	if err != nil {
 		return err
 	}
-	mean, err := roundMean(p)
+	mean, err := roundMean(p, func(d blobstore.Digest) ([]byte, error) { return n.blob(ctx, d) })
 	if err != nil {
 		if errors.Is(err, aggregation.ErrTooFewUpdates) || errors.Is(err, aggregation.ErrParameter) {
 			return n.abort(ctx, fed, r, err.Error())
@@ -214,9 +217,52 @@ func (n *Node) publish(ctx context.Context, fed string, r uint64) error {
 	return err
 }
 
+// aggregate computes the encrypted sum of a sealed secure round from its contributions'
+// blobs (fetching from peers those this node lacks) and commits it.
+func (n *Node) aggregate(ctx context.Context, fed string, r uint64) error {
+	in, err := n.fsm.aggregationInput(fed, r)
+	if err != nil {
+		return err
+	}
+	sum, err := aggregation.NewEncryptedSum(in.params, in.numParams)
+	if err != nil {
+		return err
+	}
+	for _, c := range in.contribs {
+		data, err := n.blob(ctx, c.digest)
+		if err != nil {
+			return fmt.Errorf("contribution of %q: %w", c.client, err)
+		}
+		if err := sum.Add(aggregation.EncryptedUpdate{Client: c.client, Data: data, Samples: int(c.samples)}); err != nil {
+			// Checked when it was accepted; a failure here is a bug or a corrupted store.
+			return n.abort(ctx, fed, r, err.Error())
+		}
+	}
+	v, err := sum.Vector()
+	if err != nil {
+		return n.abort(ctx, fed, r, err.Error())
+	}
+	data, err := v.MarshalBinary()
+	if err != nil {
+		return err
+	}
+	digest := sha(data)
+	key := aggregateBlobKey(fed, r, digest)
+	if err := n.stageBlob(ctx, key, data, digest); err != nil {
+		return err
+	}
+	_, err = n.propose(ctx, &pb.Command{Cmd: &pb.Command_SetAggregate{SetAggregate: &pb.SetAggregateCmd{
+		Federation: fed, Round: r, Blob: key, Digest: digest,
+	}}})
+	if err == nil {
+		n.log.Info("round aggregated", "federation", fed, "round", r, "contributions", len(in.contribs))
+	}
+	return err
+}
+
 // roundMean is the round's aggregated update: the weighted mean of the deltas, a robust
-// aggregate, or the decrypted weighted average.
-func roundMean(p *publication) ([]float32, error) {
+// aggregate, or the decrypted weighted average. load reads a plaintext contribution's blob.
+func roundMean(p *publication, load func(blobstore.Digest) ([]byte, error)) ([]float32, error) {
 	mean := make([]float32, p.numParams)
 	if p.params != nil {
 		agg, err := he.DecodeVector(*p.params, p.enc)
@@ -241,29 +287,58 @@ func roundMean(p *publication) ([]float32, error) {
 		}
 		return mean, nil
 	}
+	// Plaintext: the deltas, read one at a time; the robust aggregators need them all.
+	var updates []aggregation.Update
+	var sum []float64
+	for _, c := range p.contribs {
+		data, err := load(c.digest)
+		if err != nil {
+			return nil, fmt.Errorf("contribution of %q: %w", c.client, err)
+		}
+		delta, err := DecodeFloat32s(data)
+		if err != nil {
+			return nil, err
+		}
+		if len(delta) != p.numParams {
+			return nil, fmt.Errorf("%w: contribution of %q has %d values, the model %d", aggregation.ErrParameter, c.client, len(delta), p.numParams)
+		}
+		if p.strategy.Aggregator != aggregation.AggregatorWeightedMean {
+			updates = append(updates, aggregation.Update{Client: c.client, Delta: delta, Samples: int(c.samples)})
+			continue
+		}
+		if sum == nil {
+			sum = make([]float64, p.numParams)
+		}
+		w := float64(c.samples)
+		for i, d := range delta {
+			// The explicit conversion forbids fusing into an FMA, so a new leader that
+			// recomputes the round on another architecture rounds the same way.
+			sum[i] += float64(w * float64(d))
+		}
+	}
 	switch p.strategy.Aggregator {
 	case aggregation.AggregatorWeightedMean:
-		if p.total == 0 || len(p.sum) != p.numParams {
+		if p.total == 0 || len(sum) != p.numParams {
 			return nil, fmt.Errorf("%w: round has no samples", aggregation.ErrNoUpdates)
 		}
-		for i, s := range p.sum {
+		for i, s := range sum {
 			mean[i] = float32(s / float64(p.total))
 		}
 		return mean, nil
 	case aggregation.AggregatorMedian:
-		return aggregation.Median(p.updates)
+		return aggregation.Median(updates)
 	case aggregation.AggregatorTrimmedMean:
 		beta := p.spec.TrimmedBeta
 		if beta == 0 {
 			beta = 0.1
 		}
-		return aggregation.TrimmedMean(p.updates, beta)
+		return aggregation.TrimmedMean(updates, beta)
 	case aggregation.AggregatorKrum:
 		m := int(p.spec.KrumM)
 		if m == 0 {
 			m = 1
 		}
-		v, _, err := aggregation.Krum(p.updates, int(p.spec.KrumF), m)
+		v, _, err := aggregation.Krum(updates, int(p.spec.KrumF), m)
 		return v, err
 	}
 	return nil, fmt.Errorf("%w: aggregator %q", aggregation.ErrUnknownStrategy, p.strategy.Aggregator)

@@ -101,6 +101,8 @@ func (f *FSM) apply(idx uint64, c *pb.Command) error {
 		return f.envelope(x.Envelope)
 	case *pb.Command_PinModel:
 		return f.pinModel(x.PinModel)
+	case *pb.Command_SetAggregate:
+		return f.setAggregate(idx, x.SetAggregate)
 	case *pb.Command_SetNodeAddr:
 		if err := checkName("node id", x.SetNodeAddr.Id); err != nil {
 			return err
@@ -371,8 +373,8 @@ func (f *FSM) dropBlobs(prefix string) {
 }
 
 // Blob keys. Names cannot contain '/', so prefixes are unambiguous.
-func updateBlobKey(fed string, round uint64, client string, digest []byte) string {
-	return fmt.Sprintf("u/%s/%d/%s/%s", fed, round, client, hex.EncodeToString(digest))
+func aggregateBlobKey(fed string, round uint64, digest []byte) string {
+	return fmt.Sprintf("a/%s/%d/%s", fed, round, hex.EncodeToString(digest))
 }
 func shareBlobKey(fed string, round uint64, client string, digest []byte) string {
 	return fmt.Sprintf("s/%s/%d/%s/%s", fed, round, client, hex.EncodeToString(digest))
@@ -384,7 +386,7 @@ func createBlobKey(fed string, digest []byte) string {
 	return fmt.Sprintf("f/%s/%s", fed, hex.EncodeToString(digest))
 }
 func roundBlobPrefixes(fed string, round uint64) []string {
-	return []string{fmt.Sprintf("u/%s/%d/", fed, round), fmt.Sprintf("s/%s/%d/", fed, round), fmt.Sprintf("m/%s/%d/", fed, round)}
+	return []string{fmt.Sprintf("a/%s/%d/", fed, round), fmt.Sprintf("s/%s/%d/", fed, round), fmt.Sprintf("m/%s/%d/", fed, round)}
 }
 
 // ---- rounds ----
@@ -478,57 +480,9 @@ func (f *FSM) commitUpdate(idx uint64, t int64, c *pb.CommitUpdateCmd) error {
 	if err != nil || dup != nil {
 		return err
 	}
-	key := updateBlobKey(c.Federation, c.Round, c.ClientId, c.Digest)
-	if c.Blob != key {
-		return fmt.Errorf("%w: update blob %q, expected %q", ErrInvalid, c.Blob, key)
-	}
-	data, err := f.takeBlob(key, c.Digest)
-	if err != nil {
-		return err
-	}
-	if fd.spec.Secure {
-		if rd.enc == nil {
-			v, err := he.NewAggregate(*fd.params, fd.NumParams)
-			if err != nil {
-				return fmt.Errorf("%w: %v", ErrInvalid, err)
-			}
-			rd.enc = v
-		}
-		v, err := he.DecodeVector(*fd.params, data)
-		if err != nil {
-			return fmt.Errorf("%w: encrypted update from %q: %v", ErrInvalid, c.ClientId, err)
-		}
-		// The weight travels inside the vector too; it must be the sample count in clear.
-		if v.Weight() != float64(c.Samples) || v.Contributions() != 1 {
-			return fmt.Errorf("%w: encrypted update from %q has weight %v and %d contributions, expected weight %d and 1", ErrInvalid, c.ClientId, v.Weight(), v.Contributions(), c.Samples)
-		}
-		if err := rd.enc.Add(v); err != nil {
-			return fmt.Errorf("%w: encrypted update from %q: %v", ErrInvalid, c.ClientId, err)
-		}
-	} else {
-		if len(data) != 4*fd.NumParams {
-			return fmt.Errorf("%w: update of %d values, the model has %d", ErrLength, len(data)/4, fd.NumParams)
-		}
-		delta, err := DecodeFloat32s(data)
-		if err != nil {
-			return err
-		}
-		if rd.Sum == nil {
-			rd.Sum = make([]float64, fd.NumParams)
-		}
-		w := float64(c.Samples)
-		for i, d := range delta {
-			// The explicit conversion forbids fusing into an FMA, so every replica rounds the
-			// same way.
-			rd.Sum[i] += float64(w * float64(d))
-		}
-		if fd.strategy.Aggregator != aggregation.AggregatorWeightedMean {
-			if rd.Updates == nil {
-				rd.Updates = map[string][]float32{}
-			}
-			rd.Updates[c.ClientId] = delta
-		}
-	}
+	// The bytes are in the blob stores of a majority of nodes, checked by the node that
+	// received them (length, digest, and for ciphertexts CheckEncrypted); the log carries
+	// only the digest.
 	if rd.Contribs == nil {
 		rd.Contribs = map[string]*contribution{}
 	}
@@ -536,7 +490,6 @@ func (f *FSM) commitUpdate(idx uint64, t int64, c *pb.CommitUpdateCmd) error {
 	rd.Order = append(rd.Order, c.ClientId)
 	rd.TotalSamples += c.Samples
 	rd.Changed = idx
-	delete(f.st.Blobs, key)
 	return nil
 }
 
@@ -596,7 +549,45 @@ func (f *FSM) sealRound(idx uint64, c *pb.SealRoundCmd) error {
 	}
 	rd.State = pb.RoundState_ROUND_STATE_SEALED
 	rd.Changed = idx
-	f.dropBlobs(roundBlobPrefixes(c.Federation, c.Round)[0])
+	return nil
+}
+
+// setAggregate records the encrypted sum of a sealed secure round, which the leader
+// computed from the contributions' blobs (aggregation.EncryptedWeightedSum) and staged.
+// It must hold every contribution: their count and total weight are checked.
+func (f *FSM) setAggregate(idx uint64, c *pb.SetAggregateCmd) error {
+	fd, rd, err := f.roundFor(c.Federation, c.Round)
+	if err != nil {
+		return err
+	}
+	if !fd.spec.Secure || rd.State != pb.RoundState_ROUND_STATE_SEALED {
+		return fmt.Errorf("%w: round %d is %s; an aggregate is recorded for a sealed secure round", ErrRoundState, rd.Number, stateName(rd.State))
+	}
+	key := aggregateBlobKey(c.Federation, c.Round, c.Digest)
+	if c.Blob != key {
+		return fmt.Errorf("%w: aggregate blob %q, expected %q", ErrInvalid, c.Blob, key)
+	}
+	if rd.enc != nil {
+		if bytes.Equal(rd.AggDigest, c.Digest) {
+			return nil
+		}
+		return fmt.Errorf("%w: round %d already has another aggregate", ErrExists, rd.Number)
+	}
+	data, err := f.takeBlob(key, c.Digest)
+	if err != nil {
+		return err
+	}
+	v, err := he.DecodeVector(*fd.params, data)
+	if err != nil {
+		return fmt.Errorf("%w: aggregate of round %d: %v", ErrInvalid, rd.Number, err)
+	}
+	if v.Len() != fd.NumParams || v.Contributions() != len(rd.Contribs) || v.Weight() != float64(rd.TotalSamples) {
+		return fmt.Errorf("%w: aggregate of round %d holds %d values, %d contributions of weight %v; the round has %d, %d and %d",
+			ErrInvalid, rd.Number, v.Len(), v.Contributions(), v.Weight(), fd.NumParams, len(rd.Contribs), rd.TotalSamples)
+	}
+	rd.enc, rd.AggDigest = v, slices.Clone(c.Digest)
+	rd.Changed = idx
+	delete(f.st.Blobs, key)
 	return nil
 }
 
@@ -619,7 +610,7 @@ func (f *FSM) abortRound(idx uint64, c *pb.AbortRoundCmd) error {
 }
 
 func (r *round) freeAggregate() {
-	r.Sum, r.Updates, r.EncSum, r.enc, r.Shares = nil, nil, nil, nil, nil
+	r.EncSum, r.enc, r.Shares = nil, nil, nil
 }
 
 // startDecryption chooses the round's active set. On a sealed round it starts the

@@ -11,6 +11,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/medfed/medfed/aggregation"
+	"github.com/medfed/medfed/internal/blobstore"
 	"github.com/medfed/medfed/internal/pb"
 )
 
@@ -62,12 +63,24 @@ func populate(t testing.TB, h *fsmHarness, strategy string) {
 	h.must(&pb.Command{Cmd: &pb.Command_OpenRound{OpenRound: &pb.OpenRoundCmd{Federation: "f", Round: 1, Selected: spec.Clients, DeadlineUnixNano: 99}}})
 	for k, c := range []string{"a", "b"} {
 		data := EncodeFloat32s(delta(k))
-		key := updateBlobKey("f", 1, c, digestOf(data))
-		h.stage(key, data)
-		h.must(&pb.Command{Cmd: &pb.Command_CommitUpdate{CommitUpdate: &pb.CommitUpdateCmd{Federation: "f", Round: 1, ClientId: c, Samples: uint64(k + 1), Digest: digestOf(data), Blob: key}}})
+		h.must(&pb.Command{Cmd: &pb.Command_CommitUpdate{CommitUpdate: &pb.CommitUpdateCmd{Federation: "f", Round: 1, ClientId: c, Samples: uint64(k + 1), Digest: digestOf(data)}}})
 	}
 	data := EncodeFloat32s(delta(2))
-	h.must(&pb.Command{Cmd: &pb.Command_Chunk{Chunk: &pb.ChunkCmd{Blob: updateBlobKey("f", 1, "c", digestOf(data)), Digest: digestOf(data), TotalLength: uint64(len(data)), Data: data[:50]}}})
+	h.must(&pb.Command{Cmd: &pb.Command_Chunk{Chunk: &pb.ChunkCmd{Blob: partialKey, Digest: digestOf(data), TotalLength: uint64(len(data)), Data: data[:50]}}})
+}
+
+// partialKey is a blob populate leaves half staged.
+const partialKey = "m/f/1/partial"
+
+// deltaBlobs stands in for the nodes' blob stores: the update bytes populate and
+// TestSnapshotRestore commit, by digest.
+func deltaBlobs(d blobstore.Digest) ([]byte, error) {
+	for k := range 3 {
+		if b := EncodeFloat32s(delta(k)); blobstore.Sum(b) == d {
+			return b, nil
+		}
+	}
+	return nil, blobstore.ErrNotFound
 }
 
 func snapshotBytes(t *testing.T, f *FSM) []byte {
@@ -99,9 +112,8 @@ func TestSnapshotRestore(t *testing.T) {
 			h2 := &fsmHarness{t: t, f: g, idx: h.idx}
 			for _, hh := range []*fsmHarness{h, h2} {
 				data := EncodeFloat32s(delta(2))
-				key := updateBlobKey("f", 1, "c", digestOf(data))
-				hh.must(&pb.Command{Cmd: &pb.Command_Chunk{Chunk: &pb.ChunkCmd{Blob: key, Digest: digestOf(data), TotalLength: uint64(len(data)), Offset: 50, Data: data[50:]}}})
-				hh.must(&pb.Command{Cmd: &pb.Command_CommitUpdate{CommitUpdate: &pb.CommitUpdateCmd{Federation: "f", Round: 1, ClientId: "c", Samples: 3, Digest: digestOf(data), Blob: key}}})
+				hh.must(&pb.Command{Cmd: &pb.Command_Chunk{Chunk: &pb.ChunkCmd{Blob: partialKey, Digest: digestOf(data), TotalLength: uint64(len(data)), Offset: 50, Data: data[50:]}}})
+				hh.must(&pb.Command{Cmd: &pb.Command_CommitUpdate{CommitUpdate: &pb.CommitUpdateCmd{Federation: "f", Round: 1, ClientId: "c", Samples: 3, Digest: digestOf(data)}}})
 				hh.must(&pb.Command{Cmd: &pb.Command_SealRound{SealRound: &pb.SealRoundCmd{Federation: "f", Round: 1}}})
 			}
 			p1, err := h.f.publicationInput("f", 1)
@@ -109,11 +121,11 @@ func TestSnapshotRestore(t *testing.T) {
 				t.Fatal(err)
 			}
 			p2, _ := g.publicationInput("f", 1)
-			m1, err := roundMean(p1)
+			m1, err := roundMean(p1, deltaBlobs)
 			if err != nil {
 				t.Fatal(err)
 			}
-			m2, _ := roundMean(p2)
+			m2, _ := roundMean(p2, deltaBlobs)
 			for i := range m1 {
 				if m1[i] != m2[i] {
 					t.Fatalf("mean[%d]: %v before snapshot, %v after", i, m1[i], m2[i])
@@ -174,7 +186,7 @@ func publishRound1(h *fsmHarness) error {
 	if err != nil {
 		return err
 	}
-	mean, _ := roundMean(p)
+	mean, _ := roundMean(p, deltaBlobs)
 	o, _ := aggregation.NewServerOptimizer(aggregation.ServerConfig{}, testNumParams)
 	o.Apply(p.global, mean)
 	st, _ := o.MarshalBinary()
@@ -259,6 +271,7 @@ func FuzzApply(f *testing.F) {
 	seed(&pb.Command{Cmd: &pb.Command_Enrol{Enrol: &pb.EnrolCmd{Federation: "f", ClientId: "zz"}}})
 	seed(&pb.Command{Cmd: &pb.Command_OpenRound{OpenRound: &pb.OpenRoundCmd{Federation: "f", Round: 2}}})
 	seed(&pb.Command{Cmd: &pb.Command_PinModel{PinModel: &pb.PinModelCmd{Federation: "f", Version: 0}}})
+	seed(&pb.Command{Cmd: &pb.Command_SetAggregate{SetAggregate: &pb.SetAggregateCmd{Federation: "f", Round: 1, Blob: "a/f/1/00", Digest: make([]byte, 32)}}})
 	f.Add([]byte{})
 	f.Add([]byte{2, 1, 2, 3})
 	base := &fsmHarness{t: f, f: NewFSM(nil)}

@@ -27,6 +27,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/medfed/medfed/inference"
+	"github.com/medfed/medfed/internal/blobstore"
 	"github.com/medfed/medfed/internal/pb"
 )
 
@@ -45,6 +46,9 @@ type Node struct {
 	raft      *raft.Raft
 	store     *raftboltdb.BoltStore
 	transport *raft.NetworkTransport
+	blobs     *blobstore.Store // the bytes of updates, by digest
+	streams   raft.StreamLayer // the Raft port's TLS or TCP layer, for blob connections
+	blobConns blobConns
 
 	grpcSrv *grpc.Server
 	grpcLn  net.Listener
@@ -91,6 +95,10 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 			started.Close()
 		}
 	}()
+
+	if n.blobs, err = blobstore.Open(filepath.Join(cfg.DataDir, "blobs")); err != nil {
+		return nil, err
+	}
 
 	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: &slogWriter{log: logger}})
 	rc := raft.DefaultConfig()
@@ -143,17 +151,18 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 		return nil, fmt.Errorf("raft address %s: the other nodes dial this address, so it must name this host, not a wildcard", cfg.RaftAddr)
 	}
 	if cfg.Insecure {
-		n.transport, err = raft.NewTCPTransportWithLogger(cfg.RaftAddr, adv, 3, 10*time.Second, hl)
+		ln, err := net.Listen("tcp", cfg.RaftAddr)
 		if err != nil {
 			return nil, fmt.Errorf("raft transport: %w", err)
 		}
+		n.streams = &tcpStreamLayer{Listener: ln, advertise: adv}
 	} else {
-		sl, err := newTLSStreamLayer(cfg.RaftAddr, adv, cfg.ServerTLS, cfg.ClientTLS, logger)
-		if err != nil {
+		if n.streams, err = newTLSStreamLayer(cfg.RaftAddr, adv, cfg.ServerTLS, cfg.ClientTLS, logger); err != nil {
 			return nil, fmt.Errorf("raft transport: %w", err)
 		}
-		n.transport = raft.NewNetworkTransportWithLogger(sl, 3, 10*time.Second, hl)
 	}
+	// The Raft port also carries the copies of update blobs between nodes (blobwire.go).
+	n.transport = raft.NewNetworkTransportWithLogger(newMuxLayer(n.streams, n.serveBlobConn, logger), 3, 10*time.Second, hl)
 	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.store, snaps, n.transport)
 	if err != nil {
 		return nil, fmt.Errorf("raft: %w", err)
@@ -189,6 +198,7 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 	pb.RegisterCeremonyServiceServer(n.grpcSrv, &ceremonyServer{n: n})
 	pb.RegisterRoundServiceServer(n.grpcSrv, &roundServer{n: n})
 	pb.RegisterClusterServiceServer(n.grpcSrv, &clusterServer{n: n})
+	pb.RegisterBlobServiceServer(n.grpcSrv, &blobServer{n: n})
 	n.inf.RegisterGRPC(n.grpcSrv)
 	if n.grpcLn, err = net.Listen("tcp", cfg.GRPCAddr); err != nil {
 		return nil, fmt.Errorf("grpc listen: %w", err)
@@ -229,6 +239,11 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 	go func() {
 		defer n.wg.Done()
 		n.publishModels(n.ctx)
+	}()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.collectBlobs(n.ctx)
 	}()
 	logger.Info("coordinator node started", "raft", cfg.RaftAddr, "grpc", n.grpcLn.Addr().String(), "insecure", cfg.Insecure)
 	return n, nil
@@ -279,6 +294,7 @@ func (n *Node) Close() error {
 		if n.store != nil {
 			errs = append(errs, n.store.Close())
 		}
+		n.blobConns.close()
 		n.connMu.Lock()
 		for _, c := range n.conns {
 			c.Close()
@@ -286,6 +302,9 @@ func (n *Node) Close() error {
 		n.conns = nil
 		n.connMu.Unlock()
 		n.wg.Wait()
+		if n.blobs != nil {
+			errs = append(errs, n.blobs.Close())
+		}
 		if n.reg != nil {
 			// The servers have stopped, so no request is left to answer.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)

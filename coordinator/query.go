@@ -10,6 +10,7 @@ import (
 
 	"github.com/medfed/medfed/aggregation"
 	"github.com/medfed/medfed/crypto/he"
+	"github.com/medfed/medfed/internal/blobstore"
 	"github.com/medfed/medfed/internal/pb"
 )
 
@@ -131,6 +132,33 @@ func (f *FSM) CheckUpload(h *pb.UploadHeader) (*pb.Contribution, error) {
 		return nil, fmt.Errorf("%w: encrypted update of %d bytes, limit %d", ErrTooLarge, h.TotalLength, fd.params.MaxWireSize())
 	}
 	return nil, nil
+}
+
+// updateCheck returns the check an update's bytes must pass before a node accepts it into
+// a round of federation fed: finite float32 values in plaintext mode, and in secure mode a
+// well-formed ciphertext of the model's length with one contribution weighted by samples.
+func (f *FSM) updateCheck(fed, client string, samples uint64) (func([]byte) error, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd, err := f.fed(fed)
+	if err != nil {
+		return nil, err
+	}
+	n := fd.NumParams
+	if !fd.spec.Secure {
+		return func(b []byte) error {
+			_, err := DecodeFloat32s(b)
+			return err
+		}, nil
+	}
+	p := *fd.params
+	return func(b []byte) error {
+		u := aggregation.EncryptedUpdate{Client: client, Data: b, Samples: int(samples)}
+		if err := aggregation.CheckEncrypted(p, n, u); err != nil {
+			return fmt.Errorf("%w: encrypted update: %v", ErrInvalid, err)
+		}
+		return nil
+	}, nil
 }
 
 // ModelVersion returns a model version's lineage and weights; version 0 is the initial
@@ -276,6 +304,7 @@ const (
 	actStartDecryption
 	actPublish
 	actReselect
+	actAggregate
 )
 
 // pendingActions lists, for every federation, what should happen next.
@@ -309,6 +338,8 @@ func (f *FSM) pendingActions() []action {
 		case cur.State == pb.RoundState_ROUND_STATE_OPEN:
 			out = append(out, action{fed: name, round: cur.Number, kind: actSealOrAbort, deadline: cur.Deadline,
 				contributions: len(cur.Contribs), minClients: int(fd.spec.MinClients), allIn: len(cur.Contribs) == len(cur.Selected)})
+		case cur.State == pb.RoundState_ROUND_STATE_SEALED && fd.spec.Secure && cur.enc == nil:
+			out = append(out, action{fed: name, round: cur.Number, kind: actAggregate})
 		case cur.State == pb.RoundState_ROUND_STATE_SEALED && fd.spec.Secure:
 			// The active set: the first t contributors, in roster order; they were online
 			// moments ago.
@@ -349,10 +380,9 @@ type publication struct {
 	strategy  aggregation.Strategy
 	spec      *pb.FederationSpec
 	optState  []byte
-	// plaintext
-	sum     []float64
-	total   uint64
-	updates []aggregation.Update
+	// plaintext: the contributions, by client ID
+	total    uint64
+	contribs []contribRef
 	// secure
 	params *he.Params
 	group  he.Group
@@ -378,11 +408,7 @@ func (f *FSM) publicationInput(fed string, r uint64) (*publication, error) {
 		total:     rd.TotalSamples,
 	}
 	if !fd.spec.Secure {
-		p.sum = slices.Clone(rd.Sum)
-		clients := slices.Sorted(maps.Keys(rd.Updates))
-		for _, c := range clients {
-			p.updates = append(p.updates, aggregation.Update{Client: c, Delta: rd.Updates[c], Samples: int(rd.Contribs[c].Samples)})
-		}
+		p.contribs = contribRefs(rd)
 		return p, nil
 	}
 	p.params, p.group = fd.params, fd.group()
@@ -429,4 +455,81 @@ func (f *FSM) modelHeads() map[string]servedModels {
 		out[name] = servedModels{head: fd.latest().Version, pinned: slices.Clone(fd.Pinned)}
 	}
 	return out
+}
+
+// contribRef names one contribution's blob.
+type contribRef struct {
+	client  string
+	samples uint64
+	digest  blobstore.Digest
+}
+
+// contribRefs lists a round's contributions by client ID.
+func contribRefs(rd *round) []contribRef {
+	var out []contribRef
+	for _, c := range slices.Sorted(maps.Keys(rd.Contribs)) {
+		ct := rd.Contribs[c]
+		d, _ := blobstore.ParseDigest(ct.Digest) // checked when committed
+		out = append(out, contribRef{client: c, samples: ct.Samples, digest: d})
+	}
+	return out
+}
+
+// aggregationInput is what the leader needs to compute a sealed secure round's encrypted
+// sum.
+type aggregationInput struct {
+	params    he.Params
+	numParams int
+	contribs  []contribRef
+}
+
+func (f *FSM) aggregationInput(fed string, r uint64) (*aggregationInput, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd, rd, err := f.roundFor(fed, r)
+	if err != nil {
+		return nil, err
+	}
+	if !fd.spec.Secure || rd.State != pb.RoundState_ROUND_STATE_SEALED {
+		return nil, fmt.Errorf("%w: round %d is %s", ErrRoundState, r, stateName(rd.State))
+	}
+	return &aggregationInput{params: *fd.params, numParams: fd.NumParams, contribs: contribRefs(rd)}, nil
+}
+
+// endedRounds counts the published and aborted rounds of every federation.
+func (f *FSM) endedRounds() int {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	n := 0
+	for _, fd := range f.st.Federations {
+		if cur := fd.current(); cur != nil {
+			n += len(fd.Rounds)
+			if !terminal(cur.State) {
+				n--
+			}
+		}
+	}
+	return n
+}
+
+// blobRefs returns the digests of the contributions to rounds still in progress (live)
+// and to published or aborted rounds (done), over every federation.
+func (f *FSM) blobRefs() (live, done map[blobstore.Digest]bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	live, done = map[blobstore.Digest]bool{}, map[blobstore.Digest]bool{}
+	for _, fd := range f.st.Federations {
+		for _, rd := range fd.Rounds {
+			m := live
+			if terminal(rd.State) {
+				m = done
+			}
+			for _, c := range rd.Contribs {
+				if d, err := blobstore.ParseDigest(c.Digest); err == nil {
+					m[d] = true
+				}
+			}
+		}
+	}
+	return live, done
 }

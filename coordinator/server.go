@@ -389,13 +389,16 @@ func (n *Node) submitUpdate(stream uploadStream) (*pb.UpdateAck, error) {
 	if dup != nil {
 		return ack(dup), nil
 	}
-	key := updateBlobKey(h.Federation, h.Round, h.ClientId, h.Sha256)
-	if err := n.receiveBlob(stream, key, h); err != nil {
+	check, err := n.fsm.updateCheck(h.Federation, h.ClientId, h.Samples)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := n.receiveReplicated(stream, h, check); err != nil {
 		return nil, err
 	}
 	if _, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_CommitUpdate{CommitUpdate: &pb.CommitUpdateCmd{
 		Federation: h.Federation, Round: h.Round, ClientId: h.ClientId, ModelVersion: h.ModelVersion,
-		Samples: h.Samples, Digest: h.Sha256, Blob: key,
+		Samples: h.Samples, Digest: h.Sha256,
 	}}}); err != nil {
 		return nil, err
 	}

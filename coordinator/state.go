@@ -106,14 +106,13 @@ type round struct {
 	Contribs     map[string]*contribution
 	Order        []string // clients in commit order
 	TotalSamples uint64
-	// Plaintext mode: the running sum of samples*delta, and each delta when the strategy
-	// needs them individually (median, trimmed mean, Krum).
-	Sum     []float64
-	Updates map[string][]float32
-	// Secure mode: the encrypted running sum (he wire encoding, kept current in enc).
-	EncSum []byte
-	Active []uint32
-	Shares map[string]*share
+	// The contributions' bytes are in the nodes' blob stores, under their digests. Secure
+	// mode: the encrypted sum, recorded once the round is sealed (he wire encoding in
+	// snapshots, kept current in enc), and the digest of the blob it arrived as.
+	EncSum    []byte
+	AggDigest []byte
+	Active    []uint32
+	Shares    map[string]*share
 	// DecryptStarted is when the current active set was chosen (proposer's clock); the
 	// leader picks another set DecryptionTimeout later if shares are missing. Excluded
 	// lists the parties of earlier active sets that did not answer, and Reselections

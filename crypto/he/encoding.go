@@ -84,6 +84,38 @@ func DecodeVector(p Params, b []byte) (*Vector, error) {
 	return v, nil
 }
 
+// VectorInfo is what the header of an encoded Vector says.
+type VectorInfo struct {
+	Length        int
+	Contributions int
+	Weight        float64
+}
+
+// CheckVector checks an encoded Vector as DecodeVector does (header, exact size, every
+// coefficient below its modulus) without building it, and returns its header. A
+// coordinator runs it on each upload; it allocates one polynomial row, not the vector.
+func CheckVector(p Params, b []byte) (VectorInfo, error) {
+	length, contributions, weight, body, err := p.vectorHeader(b)
+	if err != nil {
+		return VectorInfo{}, err
+	}
+	row := make([]uint64, p.fhe.N())
+	qs := p.fhe.Q()
+	off := 0
+	for j := range p.numCiphertexts(length) {
+		for range 2 {
+			for i, q := range qs {
+				n := len(row) * p.qBits[i] / 8
+				if err := unpack(body[off:off+n], row, uint(p.qBits[i]), q); err != nil {
+					return VectorInfo{}, fmt.Errorf("ciphertext %d: %w", j, err)
+				}
+				off += n
+			}
+		}
+	}
+	return VectorInfo{Length: length, Contributions: contributions, Weight: weight}, nil
+}
+
 const shareFixed = 4 + 4 + 4 + 2 + 32
 
 // MarshalBinary encodes the share: header, party (u32), contributions (u32),

@@ -2,6 +2,7 @@ package he
 
 import (
 	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"sync"
 	"testing"
@@ -61,6 +62,22 @@ func FuzzDecodeVector(f *testing.F) {
 			panic("vector does not re-encode to its input")
 		}
 		return nil
+	})
+}
+
+// FuzzCheckVector checks that CheckVector accepts exactly what DecodeVector accepts, and
+// reports the same header.
+func FuzzCheckVector(f *testing.F) {
+	fuzzDecoder(f, kindVector, func(e *fuzzEnv, b []byte) error {
+		info, cerr := CheckVector(e.p, b)
+		v, derr := DecodeVector(e.p, b)
+		if (cerr == nil) != (derr == nil) {
+			panic(fmt.Sprintf("CheckVector says %v, DecodeVector %v", cerr, derr))
+		}
+		if derr == nil && (info.Length != v.Len() || info.Contributions != v.Contributions() || info.Weight != v.Weight()) {
+			panic(fmt.Sprintf("CheckVector reports %+v, DecodeVector %d values, %d contributions, weight %v", info, v.Len(), v.Contributions(), v.Weight()))
+		}
+		return derr
 	})
 }
 

@@ -97,6 +97,7 @@ type Command struct {
 	//	*Command_Envelope
 	//	*Command_SetNodeAddr
 	//	*Command_PinModel
+	//	*Command_SetAggregate
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -272,6 +273,15 @@ func (x *Command) GetPinModel() *PinModelCmd {
 	return nil
 }
 
+func (x *Command) GetSetAggregate() *SetAggregateCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_SetAggregate); ok {
+			return x.SetAggregate
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -332,6 +342,10 @@ type Command_PinModel struct {
 	PinModel *PinModelCmd `protobuf:"bytes,23,opt,name=pin_model,json=pinModel,proto3,oneof"`
 }
 
+type Command_SetAggregate struct {
+	SetAggregate *SetAggregateCmd `protobuf:"bytes,24,opt,name=set_aggregate,json=setAggregate,proto3,oneof"`
+}
+
 func (*Command_CreateFederation) isCommand_Cmd() {}
 
 func (*Command_Enrol) isCommand_Cmd() {}
@@ -359,6 +373,8 @@ func (*Command_Envelope) isCommand_Cmd() {}
 func (*Command_SetNodeAddr) isCommand_Cmd() {}
 
 func (*Command_PinModel) isCommand_Cmd() {}
+
+func (*Command_SetAggregate) isCommand_Cmd() {}
 
 // CreateFederationCmd creates a federation whose initial weights (version 0) were staged as
 // a blob.
@@ -1287,11 +1303,81 @@ func (x *PinModelCmd) GetUnpin() bool {
 	return false
 }
 
+// SetAggregateCmd records the encrypted sum of a sealed secure round, computed by the leader
+// from the contributions' blobs and staged as a blob.
+type SetAggregateCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Federation    string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
+	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	Blob          string                 `protobuf:"bytes,3,opt,name=blob,proto3" json:"blob,omitempty"`
+	Digest        []byte                 `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetAggregateCmd) Reset() {
+	*x = SetAggregateCmd{}
+	mi := &file_command_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetAggregateCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetAggregateCmd) ProtoMessage() {}
+
+func (x *SetAggregateCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetAggregateCmd.ProtoReflect.Descriptor instead.
+func (*SetAggregateCmd) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SetAggregateCmd) GetFederation() string {
+	if x != nil {
+		return x.Federation
+	}
+	return ""
+}
+
+func (x *SetAggregateCmd) GetRound() uint64 {
+	if x != nil {
+		return x.Round
+	}
+	return 0
+}
+
+func (x *SetAggregateCmd) GetBlob() string {
+	if x != nil {
+		return x.Blob
+	}
+	return ""
+}
+
+func (x *SetAggregateCmd) GetDigest() []byte {
+	if x != nil {
+		return x.Digest
+	}
+	return nil
+}
+
 var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
-	"\rcommand.proto\x12\tmedfed.v1\x1a\fmedfed.proto\"\x86\a\n" +
+	"\rcommand.proto\x12\tmedfed.v1\x1a\fmedfed.proto\"\xc9\a\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12M\n" +
 	"\x11create_federation\x18\n" +
@@ -1311,7 +1397,8 @@ const file_command_proto_rawDesc = "" +
 	"\bceremony\x18\x14 \x01(\v2\x16.medfed.v1.CeremonyCmdH\x00R\bceremony\x124\n" +
 	"\benvelope\x18\x15 \x01(\v2\x16.medfed.v1.EnvelopeCmdH\x00R\benvelope\x12?\n" +
 	"\rset_node_addr\x18\x16 \x01(\v2\x19.medfed.v1.SetNodeAddrCmdH\x00R\vsetNodeAddr\x125\n" +
-	"\tpin_model\x18\x17 \x01(\v2\x16.medfed.v1.PinModelCmdH\x00R\bpinModelB\x05\n" +
+	"\tpin_model\x18\x17 \x01(\v2\x16.medfed.v1.PinModelCmdH\x00R\bpinModel\x12A\n" +
+	"\rset_aggregate\x18\x18 \x01(\v2\x1a.medfed.v1.SetAggregateCmdH\x00R\fsetAggregateB\x05\n" +
 	"\x03cmd\"p\n" +
 	"\x13CreateFederationCmd\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.medfed.v1.FederationSpecR\x04spec\x12\x12\n" +
@@ -1399,7 +1486,14 @@ const file_command_proto_rawDesc = "" +
 	"federation\x18\x01 \x01(\tR\n" +
 	"federation\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
-	"\x05unpin\x18\x03 \x01(\bR\x05unpin*\x89\x01\n" +
+	"\x05unpin\x18\x03 \x01(\bR\x05unpin\"s\n" +
+	"\x0fSetAggregateCmd\x12\x1e\n" +
+	"\n" +
+	"federation\x18\x01 \x01(\tR\n" +
+	"federation\x12\x14\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x12\n" +
+	"\x04blob\x18\x03 \x01(\tR\x04blob\x12\x16\n" +
+	"\x06digest\x18\x04 \x01(\fR\x06digest*\x89\x01\n" +
 	"\fCeremonyStep\x12\x1d\n" +
 	"\x19CEREMONY_STEP_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CEREMONY_STEP_COMMITMENT\x10\x01\x12\x18\n" +
@@ -1419,7 +1513,7 @@ func file_command_proto_rawDescGZIP() []byte {
 }
 
 var file_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
 var file_command_proto_goTypes = []any{
 	(CeremonyStep)(0),           // 0: medfed.v1.CeremonyStep
 	(*Command)(nil),             // 1: medfed.v1.Command
@@ -1437,8 +1531,9 @@ var file_command_proto_goTypes = []any{
 	(*EnvelopeCmd)(nil),         // 13: medfed.v1.EnvelopeCmd
 	(*SetNodeAddrCmd)(nil),      // 14: medfed.v1.SetNodeAddrCmd
 	(*PinModelCmd)(nil),         // 15: medfed.v1.PinModelCmd
-	(*FederationSpec)(nil),      // 16: medfed.v1.FederationSpec
-	(*Envelope)(nil),            // 17: medfed.v1.Envelope
+	(*SetAggregateCmd)(nil),     // 16: medfed.v1.SetAggregateCmd
+	(*FederationSpec)(nil),      // 17: medfed.v1.FederationSpec
+	(*Envelope)(nil),            // 18: medfed.v1.Envelope
 }
 var file_command_proto_depIdxs = []int32{
 	2,  // 0: medfed.v1.Command.create_federation:type_name -> medfed.v1.CreateFederationCmd
@@ -1455,14 +1550,15 @@ var file_command_proto_depIdxs = []int32{
 	13, // 11: medfed.v1.Command.envelope:type_name -> medfed.v1.EnvelopeCmd
 	14, // 12: medfed.v1.Command.set_node_addr:type_name -> medfed.v1.SetNodeAddrCmd
 	15, // 13: medfed.v1.Command.pin_model:type_name -> medfed.v1.PinModelCmd
-	16, // 14: medfed.v1.CreateFederationCmd.spec:type_name -> medfed.v1.FederationSpec
-	0,  // 15: medfed.v1.CeremonyCmd.step:type_name -> medfed.v1.CeremonyStep
-	17, // 16: medfed.v1.EnvelopeCmd.envelope:type_name -> medfed.v1.Envelope
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	16, // 14: medfed.v1.Command.set_aggregate:type_name -> medfed.v1.SetAggregateCmd
+	17, // 15: medfed.v1.CreateFederationCmd.spec:type_name -> medfed.v1.FederationSpec
+	0,  // 16: medfed.v1.CeremonyCmd.step:type_name -> medfed.v1.CeremonyStep
+	18, // 17: medfed.v1.EnvelopeCmd.envelope:type_name -> medfed.v1.Envelope
+	18, // [18:18] is the sub-list for method output_type
+	18, // [18:18] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -1486,6 +1582,7 @@ func file_command_proto_init() {
 		(*Command_Envelope)(nil),
 		(*Command_SetNodeAddr)(nil),
 		(*Command_PinModel)(nil),
+		(*Command_SetAggregate)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1493,7 +1590,7 @@ func file_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   15,
+			NumMessages:   16,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1,0 +1,393 @@
+package coordinator
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
+
+	"github.com/medfed/medfed/crypto/pki"
+	"github.com/medfed/medfed/internal/blobstore"
+	"github.com/medfed/medfed/internal/pb"
+)
+
+// Update bytes live outside the Raft log, in each node's content-addressed blob store
+// (DataDir/blobs). The node that receives an upload writes it to its own store while it
+// streams the same chunks to as many peers as a majority needs (blobPush, over the Raft
+// port: blobwire.go), checks the digest, and only then commits the digest through Raft.
+// The leader reads the contributions of a round when it seals it (Node.blob), fetching
+// from a peer, through the gRPC BlobService, any it does not hold.
+
+// blobPushQueue is the number of chunks queued for one peer before the receiving node
+// waits for it.
+const blobPushQueue = 8
+
+type blobServer struct {
+	pb.UnimplementedBlobServiceServer
+	n *Node
+}
+
+// GetBlob streams a stored blob: a header with its length and digest, then chunks.
+func (s *blobServer) GetBlob(req *pb.GetBlobRequest, stream grpc.ServerStreamingServer[pb.DownloadChunk]) error {
+	if err := s.n.authorize(stream.Context(), pki.RoleCoordinator, ""); err != nil {
+		return s.n.toStatus(err)
+	}
+	d, err := blobstore.ParseDigest(req.Sha256)
+	if err != nil {
+		return s.n.toStatus(fmt.Errorf("%w: %v", ErrInvalid, err))
+	}
+	r, size, err := s.n.blobs.Reader(d)
+	if err != nil {
+		if errors.Is(err, blobstore.ErrNotFound) {
+			err = fmt.Errorf("%w: blob %s", ErrNotFound, d)
+		}
+		return s.n.toStatus(err)
+	}
+	defer r.Close()
+	if err := stream.Send(&pb.DownloadChunk{Msg: &pb.DownloadChunk_Header{Header: &pb.DownloadHeader{TotalLength: uint64(size), Sha256: d[:]}}}); err != nil {
+		return err
+	}
+	buf := make([]byte, MaxChunkBytes)
+	for {
+		k, err := io.ReadFull(r, buf)
+		if k > 0 {
+			if err := stream.Send(&pb.DownloadChunk{Msg: &pb.DownloadChunk_Data{Data: buf[:k]}}); err != nil {
+				return err
+			}
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			return nil
+		}
+		if err != nil {
+			return s.n.toStatus(err)
+		}
+	}
+}
+
+// blobPeer is another voting member of the cluster, as a blob destination: its ID, its
+// Raft address (blobs are pushed there) and its gRPC address (they are fetched there).
+type blobPeer struct {
+	id, raftAddr, addr string
+}
+
+// blobPeers returns the other voters with a known gRPC address, the leader first (it is
+// the node that will read the blob), then in configuration order; and how many of them
+// must hold a blob besides this node for it to be on a majority.
+func (n *Node) blobPeers() ([]blobPeer, int, error) {
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, 0, fmt.Errorf("%w: raft configuration: %v", ErrNotLeader, err)
+	}
+	_, leader := n.raft.LeaderWithID()
+	voters := 0
+	var out []blobPeer
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage != raft.Voter {
+			continue
+		}
+		voters++
+		if string(s.ID) == n.cfg.NodeID {
+			continue
+		}
+		if a := n.grpcAddrOf(string(s.ID)); a != "" {
+			p := blobPeer{id: string(s.ID), raftAddr: string(s.Address), addr: a}
+			if s.ID == leader {
+				out = slices.Insert(out, 0, p)
+			} else {
+				out = append(out, p)
+			}
+		}
+	}
+	return out, voters / 2, nil // this node plus voters/2 peers is a majority
+}
+
+// blobPush streams one blob to one peer from a goroutine, so that a slow peer delays the
+// receiving node only when its queue is full and a failed one not at all.
+type blobPush struct {
+	peer blobPeer
+	ch   chan []byte
+	done chan struct{}
+	err  error
+}
+
+func (n *Node) startPush(ctx context.Context, p blobPeer, d blobstore.Digest, size uint64) *blobPush {
+	b := &blobPush{peer: p, ch: make(chan []byte, blobPushQueue), done: make(chan struct{})}
+	go func() {
+		defer close(b.done)
+		b.err = n.push(ctx, p, d, size, b.ch)
+		for range b.ch { // a failed peer: keep the producer from blocking
+		}
+	}()
+	return b
+}
+
+// finish closes the queue and waits for the peer's answer.
+func (b *blobPush) finish() error {
+	close(b.ch)
+	<-b.done
+	return b.err
+}
+
+// pushStored sends blob d from this node's store to peer p.
+func (n *Node) pushStored(ctx context.Context, p blobPeer, d blobstore.Digest) error {
+	r, size, err := n.blobs.Reader(d)
+	if err != nil {
+		return err
+	}
+	defer r.Close()
+	b := n.startPush(ctx, p, d, uint64(size))
+	for {
+		buf := make([]byte, MaxChunkBytes)
+		k, err := io.ReadFull(r, buf)
+		if k > 0 {
+			b.ch <- buf[:k]
+		}
+		if err == io.EOF || err == io.ErrUnexpectedEOF {
+			break
+		}
+		if err != nil {
+			b.finish()
+			return err
+		}
+	}
+	return b.finish()
+}
+
+// receiveReplicated reads the rest of an upload stream whose header h was checked into
+// this node's blob store, streaming the chunks on to enough peers for a majority, and
+// returns once the digest is checked and a majority holds the blob. check, if not nil,
+// validates the stored bytes before the peers' copies are awaited.
+func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check func([]byte) error) (blobstore.Digest, error) {
+	ctx := stream.Context()
+	d, err := blobstore.ParseDigest(h.Sha256)
+	if err != nil {
+		return d, fmt.Errorf("%w: %v", ErrInvalid, err)
+	}
+	peers, need, err := n.blobPeers()
+	if err != nil {
+		return d, err
+	}
+	pctx, cancel := context.WithCancel(n.ctx)
+	defer cancel()
+	var pushes []*blobPush
+	// Even a blob this node already holds (a retried upload) is received and checked in
+	// full: the acknowledgement vouches for the stream, not only for the header.
+	w, err := n.blobs.Create(d, int64(h.TotalLength), true)
+	if err != nil {
+		return d, err
+	}
+	for _, p := range peers[:min(need, len(peers))] {
+		pushes = append(pushes, n.startPush(pctx, p, d, h.TotalLength))
+	}
+	stop := func() {
+		cancel()
+		for _, b := range pushes {
+			b.finish()
+		}
+	}
+	for {
+		m, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			w.Abort()
+			stop()
+			return d, err
+		}
+		data := m.GetData()
+		if m.GetHeader() != nil {
+			err = fmt.Errorf("%w: second header in upload stream", ErrInvalid)
+		} else if len(data) > MaxChunkBytes {
+			err = fmt.Errorf("%w: chunk of %d bytes, limit %d", ErrTooLarge, len(data), MaxChunkBytes)
+		} else if uint64(w.Written())+uint64(len(data)) > h.TotalLength {
+			err = fmt.Errorf("%w: stream carries more than the %d bytes its header announced", ErrTooLarge, h.TotalLength)
+		} else if _, err = w.Write(data); err != nil {
+			err = fmt.Errorf("%w: %v", ErrInvalid, err)
+		}
+		if err != nil {
+			w.Abort()
+			stop()
+			return d, err
+		}
+		for _, b := range pushes {
+			select {
+			case b.ch <- data:
+			case <-ctx.Done():
+			}
+		}
+	}
+	if got := uint64(w.Written()); got != h.TotalLength {
+		w.Abort()
+		stop()
+		return d, fmt.Errorf("%w: stream ended after %d of the %d bytes its header announced", ErrInvalid, got, h.TotalLength)
+	}
+	if err := w.Commit(n.cfg.SyncUpdates); err != nil {
+		stop()
+		if errors.Is(err, blobstore.ErrCorrupt) {
+			return d, fmt.Errorf("%w: data does not match the sha256 its header announced", ErrInvalid)
+		}
+		return d, err
+	}
+	if check != nil {
+		bp := checkBuffers.Get().(*[]byte)
+		data, err := n.blobs.ReadUnchecked(d, *bp) // Commit checked the digest
+		if err == nil {
+			err = check(data)
+			*bp = data
+		}
+		checkBuffers.Put(bp)
+		if err != nil {
+			cancel()
+			for _, b := range pushes {
+				b.finish()
+			}
+			// The file stays: the same bytes may belong to an accepted update (sent with
+			// another sample count, say). Unreferenced, it goes after BlobGrace.
+			return d, err
+		}
+	}
+	held := 0
+	var errs []error
+	for _, b := range pushes {
+		if err := b.finish(); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", b.peer.id, err))
+		} else {
+			held++
+		}
+	}
+	// Peers that failed are replaced by the others, from the stored copy.
+	for _, p := range peers[min(need, len(peers)):] {
+		if held >= need {
+			break
+		}
+		if err := n.pushStored(pctx, p, d); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.id, err))
+		} else {
+			held++
+		}
+	}
+	if held < need {
+		return d, fmt.Errorf("%w: update stored on %d of the %d nodes a majority needs: %v", ErrNotLeader, held+1, need+1, errors.Join(errs...))
+	}
+	return d, nil
+}
+
+// checkBuffers hold the bytes of uploads being checked.
+var checkBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+// blob returns blob d from this node's store, fetching it from a peer (and keeping a copy)
+// if this node does not hold it.
+func (n *Node) blob(ctx context.Context, d blobstore.Digest) ([]byte, error) {
+	data, err := n.blobs.Get(d)
+	if err == nil {
+		return data, nil
+	}
+	if !errors.Is(err, blobstore.ErrNotFound) && !errors.Is(err, blobstore.ErrCorrupt) {
+		return nil, err
+	}
+	peers, _, perr := n.blobPeers()
+	if perr != nil {
+		return nil, perr
+	}
+	errs := []error{err}
+	for _, p := range peers {
+		data, err := n.fetchBlob(ctx, p, d)
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.id, err))
+			continue
+		}
+		n.blobs.Remove(d) // a corrupt local copy
+		if _, err := n.blobs.Put(data, false); err != nil {
+			n.log.Warn("keeping a fetched blob failed", "blob", d, "err", err)
+		}
+		return data, nil
+	}
+	return nil, fmt.Errorf("%w: blob %s is on no reachable node: %v", ErrNotFound, d, errors.Join(errs...))
+}
+
+func (n *Node) fetchBlob(ctx context.Context, p blobPeer, d blobstore.Digest) ([]byte, error) {
+	conn, err := n.conn(p.addr)
+	if err != nil {
+		return nil, err
+	}
+	stream, err := pb.NewBlobServiceClient(conn).GetBlob(ctx, &pb.GetBlobRequest{Sha256: d[:]})
+	if err != nil {
+		return nil, err
+	}
+	m, err := stream.Recv()
+	if err != nil {
+		return nil, err
+	}
+	h := m.GetHeader()
+	if h == nil || h.TotalLength > MaxBlobBytes {
+		return nil, fmt.Errorf("%w: blob download without a valid header", ErrInvalid)
+	}
+	data := make([]byte, 0, h.TotalLength)
+	for {
+		m, err := stream.Recv()
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return nil, err
+		}
+		if uint64(len(data)+len(m.GetData())) > h.TotalLength {
+			return nil, fmt.Errorf("%w: blob download longer than announced", ErrInvalid)
+		}
+		data = append(data, m.GetData()...)
+	}
+	if blobstore.Sum(data) != d {
+		return nil, fmt.Errorf("%w: downloaded blob does not match its digest", ErrInvalid)
+	}
+	return data, nil
+}
+
+// collectBlobs deletes the blobs no round needs any more: those of published or aborted
+// rounds as soon as this node applies the end of the round (their page-cache pages are
+// then reused by the next round's uploads), unknown ones (an upload in flight, or one
+// never committed) after BlobGrace.
+func (n *Node) collectBlobs(ctx context.Context) {
+	t := time.NewTicker(min(5*time.Second, n.cfg.BlobGrace))
+	defer t.Stop()
+	ended := 0
+	for {
+		ch, _ := n.fsm.Changed()
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		case <-ch:
+			if e := n.fsm.endedRounds(); e != ended {
+				ended = e
+				break
+			}
+			continue
+		}
+		n.collectBlobsOnce(time.Now())
+	}
+}
+
+func (n *Node) collectBlobsOnce(now time.Time) {
+	list, err := n.blobs.List()
+	if err != nil {
+		n.log.Warn("listing blobs", "err", err)
+		return
+	}
+	live, done := n.fsm.blobRefs()
+	for _, b := range list {
+		switch {
+		case live[b.Digest]:
+		case done[b.Digest] || now.Sub(b.ModTime) > n.cfg.BlobGrace:
+			if err := n.blobs.Remove(b.Digest); err != nil {
+				n.log.Warn("removing blob", "blob", b.Digest, "err", err)
+			}
+		}
+	}
+}

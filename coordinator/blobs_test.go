@@ -1,0 +1,168 @@
+package coordinator
+
+import (
+	"encoding/binary"
+	"io"
+	"net"
+	"testing"
+	"time"
+
+	"go.uber.org/goleak"
+
+	"github.com/medfed/medfed/coordinator/coordclient"
+	"github.com/medfed/medfed/internal/blobstore"
+	"github.com/medfed/medfed/internal/pb"
+)
+
+// holders returns the indexes of the running nodes whose blob store holds d.
+func (tc *testCluster) holders(d blobstore.Digest) []int {
+	var out []int
+	for i, n := range tc.nodes {
+		if n != nil && n.blobs.Has(d) {
+			out = append(out, i)
+		}
+	}
+	return out
+}
+
+// TestUpdateBlobs follows update bytes outside the Raft log on a 3-node cluster: an
+// acknowledged update is on a majority of nodes whichever node received it; a leader that
+// lacks a contribution fetches it from a peer when it aggregates the round; and once the
+// round is published every node deletes the round's blobs.
+func TestUpdateBlobs(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	tc := startCluster(t, 3)
+	ctx := testCtx(t)
+	leader := tc.leader()
+	follower := (leader + 1) % 3
+	clients := []string{"h1", "h2", "h3"}
+	c := newClient(t, tc.addrs())
+	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{
+		Name: "f", ModelSpecJson: testModelSpec(t), Clients: clients, MinClients: 3, Rounds: 1, Strategy: "fedavg",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range clients {
+		if _, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: "f", ClientId: h}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRound(t, ctx, c, "f", 1, pb.RoundState_ROUND_STATE_OPEN)
+	_, w0b, err := c.FetchModel(ctx, "f", 0, "f32") // version 0 is the latest, here the initial model
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	// h1 uploads through the leader, h2 through a follower.
+	var digests []blobstore.Digest
+	for k, node := range []int{leader, follower} {
+		data := EncodeFloat32s(delta(k))
+		d := blobstore.Sum(data)
+		digests = append(digests, d)
+		cn := newClient(t, []string{tc.cfgs[node].GRPCAddr})
+		if _, err := cn.SubmitUpdate(ctx, coordclient.Update{Federation: "f", Round: 1, ClientID: clients[k], Samples: uint64(k + 1), Data: data}); err != nil {
+			t.Fatal(err)
+		}
+		if h := tc.holders(d); len(h) < 2 {
+			t.Fatalf("update received by node %d is acknowledged but held by nodes %v only; a majority is 2", node, h)
+		}
+	}
+	// The leader loses its copy of h1's update (a disk replaced, say): it must fetch it.
+	if err := tc.nodes[leader].blobs.Remove(digests[0]); err != nil {
+		t.Fatal(err)
+	}
+	if len(tc.holders(digests[0])) == 0 {
+		t.Fatal("no copy of h1's update left")
+	}
+	data := EncodeFloat32s(delta(2))
+	if _, err := c.SubmitUpdate(ctx, coordclient.Update{Federation: "f", Round: 1, ClientID: "h3", Samples: 3, Data: data}); err != nil {
+		t.Fatal(err)
+	}
+	digests = append(digests, blobstore.Sum(data))
+	ri := waitRound(t, ctx, c, "f", 1, pb.RoundState_ROUND_STATE_PUBLISHED)
+	if len(ri.Contributions) != 3 {
+		t.Fatalf("published with %d contributions, want 3", len(ri.Contributions))
+	}
+	_, wb, err := c.FetchModel(ctx, "f", 1, "f32")
+	if err != nil {
+		t.Fatal(err)
+	}
+	w, _ := DecodeFloat32s(wb)
+	w0, _ := DecodeFloat32s(w0b)
+	for i := range w {
+		want := float64(w0[i]) + (1*float64(delta(0)[i])+2*float64(delta(1)[i])+3*float64(delta(2)[i]))/6
+		if d := float64(w[i]) - want; d > 1e-5 || d < -1e-5 {
+			t.Fatalf("w[%d] = %v, want %v: a contribution is missing or wrong", i, w[i], want)
+		}
+	}
+	waitFor(t, "every node to delete the published round's blobs", func() bool {
+		for _, d := range digests {
+			if len(tc.holders(d)) > 0 {
+				return false
+			}
+		}
+		return true
+	})
+	tc.closeAll()
+}
+
+// TestBlobConnRefusals sends bad blob requests to a node's Raft port: an oversized blob
+// is refused with a message, bytes that are not Raft's are dropped, and the node keeps
+// serving Raft and blobs.
+func TestBlobConnRefusals(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	tc := startCluster(t, 1)
+	n := tc.nodes[tc.leader()]
+	addr := tc.cfgs[0].RaftAddr
+	req := func(d blobstore.Digest, size uint64, body []byte) (byte, string) {
+		t.Helper()
+		conn, err := net.DialTimeout("tcp", addr, time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		conn.SetDeadline(time.Now().Add(10 * time.Second))
+		hdr := append([]byte{blobMagic}, d[:]...)
+		hdr = binary.BigEndian.AppendUint64(hdr, size)
+		hdr = append(hdr, 0)
+		if _, err := conn.Write(append(hdr, body...)); err != nil {
+			t.Fatal(err)
+		}
+		var st [1]byte
+		if _, err := io.ReadFull(conn, st[:]); err != nil {
+			t.Fatal(err)
+		}
+		if st[0] != blobFailed {
+			return st[0], ""
+		}
+		var l [2]byte
+		io.ReadFull(conn, l[:])
+		msg := make([]byte, binary.BigEndian.Uint16(l[:]))
+		io.ReadFull(conn, msg)
+		return st[0], string(msg)
+	}
+	if st, msg := req(blobstore.Digest{}, MaxBlobBytes+1, nil); st != blobFailed || msg == "" {
+		t.Fatalf("oversized blob: status %d %q, want a refusal with a message", st, msg)
+	}
+	// Garbage that is neither Raft nor a blob connection.
+	if conn, err := net.Dial("tcp", addr); err == nil {
+		conn.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
+		conn.Close()
+	}
+	// A good blob still goes in, and a second copy is recognised.
+	body := []byte("encrypted update bytes")
+	d := blobstore.Sum(body)
+	if st, msg := req(d, uint64(len(body)), body); st != blobStored {
+		t.Fatalf("blob: status %d %q, want stored", st, msg)
+	}
+	if st, _ := req(d, uint64(len(body)), body); st != blobHad {
+		t.Fatalf("second copy: status %d, want already held", st)
+	}
+	if got, err := n.blobs.Get(d); err != nil || string(got) != string(body) {
+		t.Fatalf("stored blob: %q, %v", got, err)
+	}
+	if _, err := n.propose(testCtx(t), &pb.Command{Cmd: &pb.Command_SetNodeAddr{SetNodeAddr: &pb.SetNodeAddrCmd{Id: "x", GrpcAddr: "127.0.0.1:1"}}}); err != nil {
+		t.Fatalf("raft stopped working: %v", err)
+	}
+	tc.closeAll()
+}
