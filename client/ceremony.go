@@ -59,6 +59,11 @@ func (n *Node) ceremony(ctx context.Context) error {
 			if step == "" {
 				continue // a message went out: read the status again at once
 			}
+			// Waiting on other hospitals: the coordinator stops the federation if they
+			// do not come within its ceremony timeout.
+			if fed, err := n.c.Federation(ctx, n.cfg.Federation); err == nil && fed.Stopped {
+				return fmt.Errorf("%w: the federation stopped during the key ceremony: %s", ErrFederation, fed.StopReason)
+			}
 		}
 		if err := sleep(ctx, n.cfg.PollInterval); err != nil {
 			return err

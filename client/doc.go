@@ -35,9 +35,11 @@
 //     it checks the replicated round state first: the round must be decrypting, hold at
 //     least min_clients contributions, and the downloaded aggregate must count exactly
 //     those contributions and their samples. It refuses otherwise (ErrRefused, logged).
-//  6. Returns nil once the federation has published all its rounds, or ErrFederation
-//     once Config.MaxAbortedRounds rounds in a row aborted (too few hospitals left for
-//     min_clients), with the coordinator's reason.
+//  6. Returns nil once the federation has published all its rounds, or ErrFederation with
+//     the coordinator's reason once the federation stopped (its key ceremony timed out, or
+//     max_aborted_rounds rounds in a row aborted) or Config.MaxAbortedRounds rounds in a
+//     row aborted. If the coordinator left it out of selection after a missed round (it
+//     was down or late), it enrols again, and is selected from the next round on.
 //
 // # State and restarts
 //

@@ -4,24 +4,26 @@ import (
 	"context"
 	"errors"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/medfed/medfed/coordinator"
 	"github.com/medfed/medfed/internal/pb"
 )
 
 // TestHospitalThatStaysDown: a hospital that goes down for good is tolerated while
-// min_clients contributions and t decryption shares can still be had, and the others stop
-// with a clear error when they cannot.
+// min_clients contributions and t decryption shares can still be had, costs one round
+// timeout (the round it died in; later rounds leave it out), and when min_clients cannot
+// be had the coordinator stops the federation after max_aborted_rounds and the others stop
+// with its reason.
 //
 // In secure mode the dead hospital has taken part in the key ceremony and round 1, and
 // dies in round 2 with its update saved but not sent, so it is no contributor and the
-// coordinator, which picks the decrypting set among the contributors, leaves it out. (A
-// hospital that dies after its update is accepted and before its decryption share is
-// sent stalls the round today if it is among the first t contributors: the coordinator
-// has no decryption deadline. Not tested here.)
+// coordinator, which picks the decrypting set among the contributors, leaves it out.
+// TestDecryptingHospitalDies covers a hospital that dies after its update is accepted.
 func TestHospitalThatStaysDown(t *testing.T) {
 	for _, tc := range []struct {
 		name       string
@@ -46,7 +48,7 @@ func TestHospitalThatStaysDown(t *testing.T) {
 			c := createFederation(t, ctx, addr, &pb.FederationSpec{
 				Name: "study", ModelSpecJson: denseSpec(t), Clients: names, Rounds: rounds,
 				MinClients: tc.minClients, Threshold: tc.threshold, Secure: tc.secure, Strategy: "fedavg",
-				LocalEpochs: 1, BatchSize: 16, Lr: 0.05, Seed: 3, RoundTimeoutMs: 1500,
+				LocalEpochs: 1, BatchSize: 16, Lr: 0.05, Seed: 3, RoundTimeoutMs: 1500, MaxAbortedRounds: 2,
 			})
 			var wg sync.WaitGroup
 			errs := map[string]error{}
@@ -56,7 +58,6 @@ func TestHospitalThatStaysDown(t *testing.T) {
 					continue
 				}
 				cfg := testNodeConfig(addr, h, filepath.Join(t.TempDir(), h), blobs(uint64(i+1), 60))
-				cfg.MaxAbortedRounds = 2
 				n, err := New(cfg, testLogger(t))
 				if err != nil {
 					t.Fatal(err)
@@ -99,7 +100,14 @@ func TestHospitalThatStaysDown(t *testing.T) {
 				t.Fatal(err)
 			}
 			if tc.want != "" {
+				// The coordinator stopped the federation; the hospitals say why.
+				if !f.Stopped || !strings.Contains(f.StopReason, tc.want) {
+					t.Fatalf("federation stopped=%v (%q), want stopped saying %q", f.Stopped, f.StopReason, tc.want)
+				}
 				return
+			}
+			if f.Stopped {
+				t.Fatalf("federation stopped: %s", f.StopReason)
 			}
 			if !f.Done || len(f.Rounds) != rounds {
 				t.Fatalf("done=%v after %d rounds, want %d", f.Done, len(f.Rounds), rounds)
@@ -116,7 +124,82 @@ func TestHospitalThatStaysDown(t *testing.T) {
 				if ri.State != pb.RoundState_ROUND_STATE_PUBLISHED || !ok {
 					t.Errorf("round %d: %v with %d contributions, want published with %d", ri.Round, ri.State, len(ri.Contributions), want)
 				}
+				// The round h3 died in waited for it until the deadline; later rounds
+				// leave it out, so they do not wait.
+				if tc.killRound > 0 && ri.Round > tc.killRound && slices.Contains(ri.Selected, "h3") {
+					t.Errorf("round %d selected h3, which missed round %d", ri.Round, tc.killRound)
+				}
+			}
+			if tc.killRound > 0 && !slices.Contains(f.Suspended, "h3") {
+				t.Errorf("suspended %v, want h3 among them", f.Suspended)
 			}
 		})
+	}
+}
+
+// TestDecryptingHospitalDies: h1's update is accepted and h1 is in the round's active set
+// (the first t contributors in roster order), then it dies before sending its decryption
+// share. After the coordinator's decryption timeout the leader picks a new active set from
+// the other contributors and rerandomises the aggregate; h2 answers the new ciphertext
+// (its second share of the round, for a different ciphertext), h3 its first, and the run
+// completes without h1, which round 2 no longer selects.
+func TestDecryptingHospitalDies(t *testing.T) {
+	addr := startCoordinatorWith(t, func(c *coordinator.Config) { c.DecryptionTimeout = time.Second })
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	names := []string{"h1", "h2", "h3"}
+	const rounds = 2
+	c := createFederation(t, ctx, addr, &pb.FederationSpec{
+		Name: "study", ModelSpecJson: denseSpec(t), Clients: names, Rounds: rounds,
+		MinClients: 2, Threshold: 2, Secure: true, Strategy: "fedavg",
+		LocalEpochs: 1, BatchSize: 16, Lr: 0.05, Seed: 3, RoundTimeoutMs: 30000,
+	})
+	var wg sync.WaitGroup
+	errs := make([]error, len(names))
+	for i, h := range names {
+		n, err := New(testNodeConfig(addr, h, filepath.Join(t.TempDir(), h), blobs(uint64(i+1), 60)), testLogger(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		rctx, rcancel := context.WithCancel(ctx)
+		if h == "h1" {
+			n.hook = func(p string, r uint64) {
+				if p == "share-saved" && r == 1 {
+					rcancel()
+				}
+			}
+		}
+		wg.Go(func() {
+			defer rcancel()
+			errs[i] = n.Run(rctx)
+		})
+	}
+	wg.Wait()
+	if !errors.Is(errs[0], context.Canceled) {
+		t.Errorf("h1: %v, want it killed", errs[0])
+	}
+	for i, err := range errs[1:] {
+		if err != nil {
+			t.Errorf("%s: %v, want the federation done", names[i+1], err)
+		}
+	}
+	f, err := c.Federation(ctx, "study")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !f.Done || f.Stopped {
+		t.Fatalf("done=%v stopped=%v (%s)", f.Done, f.Stopped, f.StopReason)
+	}
+	r1 := f.Rounds[0]
+	if r1.State != pb.RoundState_ROUND_STATE_PUBLISHED || len(r1.Contributions) != 3 {
+		t.Fatalf("round 1: %v with %d contributions, want published with 3", r1.State, len(r1.Contributions))
+	}
+	if !slices.Equal(r1.ActiveParties, []uint32{2, 3}) {
+		t.Fatalf("round 1 decrypted by parties %v; want the new active set [2 3], without h1 (party 1)", r1.ActiveParties)
+	}
+	// Silent when asked for its share, h1 is left out of round 2, which so does not wait
+	// for it until its deadline.
+	if r2 := f.Rounds[1]; slices.Contains(r2.Selected, "h1") || r2.State != pb.RoundState_ROUND_STATE_PUBLISHED {
+		t.Fatalf("round 2: %v, selected %v; want published without h1", r2.State, r2.Selected)
 	}
 }

@@ -357,8 +357,21 @@ func (n *Node) loop(ctx context.Context) error {
 			}
 			n.log.Warn("reading the federation", "err", err)
 		} else {
+			if fed.Stopped {
+				n.noteOutcome(fed)
+				return fmt.Errorf("%w: the federation stopped: %s", ErrFederation, fed.StopReason)
+			}
 			if n.spec.Secure && !n.party.Ready() {
 				if err := n.collectThresholdShares(ctx, fed); err != nil {
+					return err
+				}
+			}
+			if slices.Contains(fed.Suspended, n.cfg.ClientID) {
+				// This hospital missed the last round it was selected for (it was down or
+				// late), so the coordinator leaves it out of selection until it says it is
+				// back.
+				n.log.Info("left out of round selection after a missed round; enrolling again")
+				if err := n.enrol(ctx); err != nil {
 					return err
 				}
 			}

@@ -35,15 +35,22 @@ func freeAddr(t *testing.T) string {
 }
 
 // startCoordinator runs a one-node insecure coordinator cluster on loopback.
-func startCoordinator(t *testing.T) string {
+func startCoordinator(t *testing.T) string { return startCoordinatorWith(t, nil) }
+
+// startCoordinatorWith is startCoordinator with tune applied to the node's configuration.
+func startCoordinatorWith(t *testing.T, tune func(*coordinator.Config)) string {
 	t.Helper()
 	raftAddr, grpcAddr := freeAddr(t), freeAddr(t)
-	n, err := coordinator.New(coordinator.Config{
+	cfg := coordinator.Config{
 		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: raftAddr, GRPCAddr: grpcAddr, Insecure: true,
 		Peers:          []coordinator.Peer{{ID: "n1", RaftAddr: raftAddr, GRPCAddr: grpcAddr}},
 		DriverInterval: 50 * time.Millisecond, HeartbeatTimeout: 500 * time.Millisecond,
 		ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond,
-	}, nil)
+	}
+	if tune != nil {
+		tune(&cfg)
+	}
+	n, err := coordinator.New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)
 	}

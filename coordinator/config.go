@@ -122,6 +122,11 @@ type Config struct {
 	// the round's contributors, leaving out those that did not answer, and rerandomises
 	// the aggregate for it; with fewer than the threshold left it aborts the round.
 	DecryptionTimeout time.Duration
+	// CeremonyTimeout is how long a secure federation's key ceremony may take, from the
+	// federation's creation, when the federation does not say (ceremony_timeout_ms);
+	// then the federation stops with a reason naming the hospitals it waits for (default
+	// 30 minutes).
+	CeremonyTimeout time.Duration
 	// DriverInterval is how often the leader checks whether a round should open, seal or
 	// publish (default 250ms; it also reacts to every applied entry).
 	DriverInterval time.Duration
@@ -172,6 +177,7 @@ func DefaultConfig() Config {
 		DriverInterval:    250 * time.Millisecond,
 		ApplyTimeout:      30 * time.Second,
 		BlobGrace:         10 * time.Minute,
+		CeremonyTimeout:   30 * time.Minute,
 	}
 }
 
@@ -198,6 +204,9 @@ func (c Config) withDefaults() Config {
 	if c.BlobGrace == 0 {
 		c.BlobGrace = d.BlobGrace
 	}
+	if c.CeremonyTimeout == 0 {
+		c.CeremonyTimeout = d.CeremonyTimeout
+	}
 	return c
 }
 
@@ -220,7 +229,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("coordinator config: ChunkBytes %d, expected 1 to %d", c.ChunkBytes, MaxChunkBytes)
 	case c.MaxUploadBytes < 0 || c.MaxUploadBytes > MaxBlobBytes:
 		return fmt.Errorf("coordinator config: MaxUploadBytes %d, expected 1 to %d", c.MaxUploadBytes, int64(MaxBlobBytes))
-	case c.RoundTimeout < 0, c.DecryptionTimeout < 0, c.DriverInterval < 0, c.ApplyTimeout < 0, c.BlobGrace < 0:
+	case c.RoundTimeout < 0, c.DecryptionTimeout < 0, c.DriverInterval < 0, c.ApplyTimeout < 0, c.BlobGrace < 0, c.CeremonyTimeout < 0:
 		return fmt.Errorf("coordinator config: negative duration")
 	}
 	if err := c.Inference.Validate(); err != nil {

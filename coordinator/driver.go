@@ -111,6 +111,8 @@ func (n *Node) step(ctx context.Context, a action) error {
 		return n.publish(ctx, a.fed, a.round)
 	case actAggregate:
 		return n.aggregate(ctx, a.fed, a.round)
+	case actCeremonyDeadline:
+		return n.ceremonyDeadline(ctx, a, now)
 	case actReselect:
 		if now.UnixNano() < a.started+n.cfg.DecryptionTimeout.Nanoseconds() {
 			return nil
@@ -159,6 +161,25 @@ func reselect(a action) (active, silent []uint32, ok bool) {
 		return nil, silent, false
 	}
 	return active, silent, true
+}
+
+// ceremonyDeadline stops a secure federation whose key ceremony is still incomplete
+// its ceremony timeout (the federation's, or Config.CeremonyTimeout) after it was created.
+func (n *Node) ceremonyDeadline(ctx context.Context, a action, now time.Time) error {
+	deadline := a.deadline // created + the spec's timeout, or created alone when it has none
+	if deadline == a.created {
+		deadline += n.cfg.CeremonyTimeout.Nanoseconds()
+	}
+	if now.UnixNano() < deadline {
+		return nil
+	}
+	reason := fmt.Sprintf("%s, %v after the federation was created; create it again without the missing hospitals, or with a longer ceremony_timeout",
+		a.reason, time.Duration(deadline-a.created).Round(time.Second))
+	_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_StopFederation{StopFederation: &pb.StopFederationCmd{Federation: a.fed, Reason: reason}}})
+	if err == nil {
+		n.log.Warn("federation stopped", "federation", a.fed, "reason", reason)
+	}
+	return err
 }
 
 func (n *Node) abort(ctx context.Context, fed string, r uint64, reason string) error {

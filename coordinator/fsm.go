@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
@@ -103,6 +104,8 @@ func (f *FSM) apply(idx uint64, c *pb.Command) error {
 		return f.pinModel(x.PinModel)
 	case *pb.Command_SetAggregate:
 		return f.setAggregate(idx, x.SetAggregate)
+	case *pb.Command_StopFederation:
+		return f.stopFederation(x.StopFederation)
 	case *pb.Command_SetNodeAddr:
 		if err := checkName("node id", x.SetNodeAddr.Id); err != nil {
 			return err
@@ -157,6 +160,12 @@ func validateSpec(s *pb.FederationSpec) (aggregation.Strategy, int, error) {
 	}
 	if s.MinClients < 1 || int(s.MinClients) > n {
 		return st, 0, fmt.Errorf("%w: min_clients %d, expected 1 to %d (the roster size)", ErrInvalid, s.MinClients, n)
+	}
+	if s.MaxAbortedRounds > 1000 {
+		return st, 0, fmt.Errorf("%w: max_aborted_rounds %d, expected 0 (default 3) to 1000", ErrInvalid, s.MaxAbortedRounds)
+	}
+	if s.CeremonyTimeoutMs > uint64(30*24*time.Hour/time.Millisecond) {
+		return st, 0, fmt.Errorf("%w: ceremony_timeout_ms %d, expected at most 30 days", ErrInvalid, s.CeremonyTimeoutMs)
 	}
 	if st, err = aggregation.ParseStrategy(strategyName(s)); err != nil {
 		return st, 0, fmt.Errorf("%w: %v", ErrInvalid, err)
@@ -268,6 +277,7 @@ func (f *FSM) enrol(t int64, c *pb.EnrolCmd) error {
 	}
 	if e := fd.Enrolled[c.ClientId]; e != nil {
 		if e.AgeRecipient == c.AgeRecipient {
+			delete(fd.Missed, c.ClientId) // back: selected again
 			return nil
 		}
 		return fmt.Errorf("%w: client %q enrolled in %q with another age recipient", ErrExists, c.ClientId, c.Federation)
@@ -493,10 +503,33 @@ func (f *FSM) commitUpdate(idx uint64, t int64, c *pb.CommitUpdateCmd) error {
 	return nil
 }
 
+// stopFederation stops a federation between rounds, with a reason; stopping a stopped
+// federation again changes nothing.
+func (f *FSM) stopFederation(c *pb.StopFederationCmd) error {
+	fd, err := f.fed(c.Federation)
+	if err != nil {
+		return err
+	}
+	if fd.Stopped {
+		return nil
+	}
+	if cur := fd.current(); cur != nil && !terminal(cur.State) {
+		return fmt.Errorf("%w: round %d is %s", ErrRoundState, cur.Number, stateName(cur.State))
+	}
+	if len(c.Reason) == 0 || len(c.Reason) > 4096 {
+		return fmt.Errorf("%w: stop reason of %d bytes, expected 1 to 4096", ErrInvalid, len(c.Reason))
+	}
+	fd.Stopped, fd.StopReason = true, c.Reason
+	return nil
+}
+
 func (f *FSM) openRound(idx uint64, t int64, c *pb.OpenRoundCmd) error {
 	fd, err := f.fed(c.Federation)
 	if err != nil {
 		return err
+	}
+	if fd.Stopped {
+		return fmt.Errorf("%w: federation %q stopped: %s", ErrRoundState, c.Federation, fd.StopReason)
 	}
 	if cur := fd.current(); cur != nil && !terminal(cur.State) {
 		return fmt.Errorf("%w: round %d is still %s", ErrRoundState, cur.Number, stateName(cur.State))
@@ -549,6 +582,7 @@ func (f *FSM) sealRound(idx uint64, c *pb.SealRoundCmd) error {
 	}
 	rd.State = pb.RoundState_ROUND_STATE_SEALED
 	rd.Changed = idx
+	fd.noteAttendance(rd)
 	return nil
 }
 
@@ -592,12 +626,21 @@ func (f *FSM) setAggregate(idx uint64, c *pb.SetAggregateCmd) error {
 }
 
 func (f *FSM) abortRound(idx uint64, c *pb.AbortRoundCmd) error {
-	_, rd, err := f.roundFor(c.Federation, c.Round)
+	fd, rd, err := f.roundFor(c.Federation, c.Round)
 	if err != nil {
 		return err
 	}
 	if terminal(rd.State) {
 		return fmt.Errorf("%w: round %d is already %s", ErrRoundState, rd.Number, stateName(rd.State))
+	}
+	if rd.State == pb.RoundState_ROUND_STATE_OPEN {
+		fd.noteAttendance(rd) // a sealed round noted it when it was sealed
+	}
+	fd.Aborts++
+	if fd.Aborts >= fd.maxAbortedRounds() && !fd.done() {
+		fd.Stopped = true
+		fd.StopReason = fmt.Sprintf("%d rounds in a row were aborted (rounds %d to %d; max_aborted_rounds is %d), the last because %s",
+			fd.Aborts, rd.Number-uint64(fd.Aborts)+1, rd.Number, fd.maxAbortedRounds(), c.Reason)
 	}
 	rd.State = pb.RoundState_ROUND_STATE_ABORTED
 	rd.Reason = c.Reason
@@ -680,6 +723,16 @@ func (f *FSM) startDecryption(idx uint64, t int64, c *pb.StartDecryptionCmd) err
 		return fmt.Errorf("%w: rerandomising the aggregate of round %d: %v", ErrInvalid, rd.Number, err)
 	}
 	slices.Sort(excluded)
+	for _, p := range excluded {
+		if !slices.Contains(rd.Excluded, p) {
+			// Silent when asked for its share: left out of the next rounds' selection
+			// until it enrols again, like a hospital that missed a round.
+			if fd.Missed == nil {
+				fd.Missed = map[string]int{}
+			}
+			fd.Missed[fd.clientOfParty(p)] = max(fd.Missed[fd.clientOfParty(p)], suspendAfter)
+		}
+	}
 	rd.Excluded = excluded
 	rd.Active = slices.Clone(c.ActiveParties)
 	rd.Shares = map[string]*share{}
@@ -778,6 +831,7 @@ func (f *FSM) publishModel(idx uint64, t int64, c *pb.PublishModelCmd) error {
 		Digest: wd[:], Weights: w, At: t,
 	})
 	fd.OptState = slices.Clone(opt)
+	fd.Aborts = 0
 	rd.State = pb.RoundState_ROUND_STATE_PUBLISHED
 	rd.Published = c.Version
 	rd.Changed = idx

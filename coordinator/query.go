@@ -5,6 +5,7 @@ import (
 	"maps"
 	"slices"
 	"sort"
+	"strings"
 
 	"google.golang.org/protobuf/proto"
 
@@ -294,6 +295,9 @@ type action struct {
 	contributors []uint32
 	excluded     []uint32
 	threshold    int
+	// for the ceremony deadline: when the federation was created, what it waits for
+	created int64
+	reason  string
 }
 
 type actionKind int
@@ -305,6 +309,7 @@ const (
 	actPublish
 	actReselect
 	actAggregate
+	actCeremonyDeadline
 )
 
 // pendingActions lists, for every federation, what should happen next.
@@ -317,16 +322,15 @@ func (f *FSM) pendingActions() []action {
 		cur := fd.current()
 		switch {
 		case cur == nil || terminal(cur.State):
-			if fd.done() || (fd.spec.Secure && fd.Ceremony.PublicKey == nil) {
+			if fd.done() || fd.Stopped {
 				continue
 			}
-			// Select every enrolled client on the roster, in roster order.
-			var sel []string
-			for _, c := range fd.spec.Clients {
-				if fd.Enrolled[c] != nil {
-					sel = append(sel, c)
-				}
+			if fd.spec.Secure && fd.Ceremony.PublicKey == nil {
+				out = append(out, action{fed: name, kind: actCeremonyDeadline, created: fd.Created, deadline: fd.Created + int64(fd.spec.CeremonyTimeoutMs)*1e6,
+					reason: "the key ceremony is not complete: waiting for " + fd.ceremonyWaitingFor()})
+				continue
 			}
+			sel := fd.selection()
 			if len(sel) < int(fd.spec.MinClients) {
 				continue
 			}
@@ -532,4 +536,37 @@ func (f *FSM) blobRefs() (live, done map[blobstore.Digest]bool) {
 		}
 	}
 	return live, done
+}
+
+// ceremonyWaitingFor names the roster members the key ceremony waits for and the step
+// each has not taken, for example "h3 (not enrolled), h5 (no public key share)".
+func (fd *federation) ceremonyWaitingFor() string {
+	done := map[string]map[int32]bool{}
+	for _, st := range fd.Ceremony.Steps {
+		if done[st.Client] == nil {
+			done[st.Client] = map[int32]bool{}
+		}
+		done[st.Client][st.Step] = true
+	}
+	var out []string
+	for _, c := range fd.spec.Clients {
+		var missing string
+		switch {
+		case fd.Enrolled[c] == nil:
+			missing = "not enrolled"
+		case !done[c][int32(pb.CeremonyStep_CEREMONY_STEP_COMMITMENT)]:
+			missing = "no seed commitment"
+		case !done[c][int32(pb.CeremonyStep_CEREMONY_STEP_REVEAL)]:
+			missing = "no seed reveal"
+		case !done[c][int32(pb.CeremonyStep_CEREMONY_STEP_PUBLIC_KEY_SHARE)]:
+			missing = "no public key share"
+		default:
+			continue
+		}
+		out = append(out, fmt.Sprintf("%s (%s)", c, missing))
+	}
+	if len(out) == 0 {
+		return "nobody (the public key is being computed)"
+	}
+	return strings.Join(out, ", ")
 }

@@ -64,6 +64,13 @@ type federation struct {
 	OptState  []byte // aggregation.ServerOptimizer state after the latest model
 	Envelopes []*envelope
 	Pinned    []uint64 // model versions pinned for serving, ascending
+	// Missed counts, per hospital, the rounds in a row it was selected for and did not
+	// contribute to; one is enough to leave it out of selection until it enrols again.
+	Missed map[string]int
+	// Aborts counts the rounds aborted in a row; at maxAbortedRounds the federation stops.
+	Aborts     int
+	Stopped    bool
+	StopReason string
 
 	spec     *pb.FederationSpec
 	strategy aggregation.Strategy
@@ -190,6 +197,57 @@ func (f *federation) publishedRounds() uint64 { return uint64(len(f.Models) - 1)
 
 func (f *federation) done() bool { return f.publishedRounds() >= f.roundsWanted() }
 
+// suspended reports whether an enrolled hospital is left out of round selection.
+func (f *federation) suspended(client string) bool {
+	return f.Enrolled[client] != nil && f.Missed[client] >= suspendAfter
+}
+
+// suspendAfter is how many selected rounds in a row a hospital may miss before it is left
+// out of selection (until it enrols again).
+const suspendAfter = 1
+
+// maxAbortedRounds is how many rounds in a row may abort before the federation stops.
+func (f *federation) maxAbortedRounds() int {
+	if f.spec.MaxAbortedRounds == 0 {
+		return 3
+	}
+	return int(f.spec.MaxAbortedRounds)
+}
+
+// selection returns the hospitals a new round selects: every enrolled one on the roster,
+// in roster order, except the suspended; if that leaves fewer than min_clients, every
+// enrolled one, so that a round still gives the absent a chance (and aborts, counting
+// towards maxAbortedRounds, if they stay away).
+func (f *federation) selection() []string {
+	var all, sel []string
+	for _, c := range f.spec.Clients {
+		if f.Enrolled[c] != nil {
+			all = append(all, c)
+			if !f.suspended(c) {
+				sel = append(sel, c)
+			}
+		}
+	}
+	if len(sel) < int(f.spec.MinClients) {
+		return all
+	}
+	return sel
+}
+
+// noteAttendance updates Missed once round r's contributions are final.
+func (f *federation) noteAttendance(r *round) {
+	for _, c := range r.Selected {
+		if r.Contribs[c] != nil {
+			delete(f.Missed, c)
+			continue
+		}
+		if f.Missed == nil {
+			f.Missed = map[string]int{}
+		}
+		f.Missed[c]++
+	}
+}
+
 func terminal(s pb.RoundState) bool {
 	return s == pb.RoundState_ROUND_STATE_PUBLISHED || s == pb.RoundState_ROUND_STATE_ABORTED
 }
@@ -272,10 +330,15 @@ func (f *federation) info() *pb.Federation {
 		Done:           f.done(),
 		Ceremony:       f.ceremonyInfo(false),
 		PinnedVersions: slices.Clone(f.Pinned),
+		Stopped:        f.Stopped,
+		StopReason:     f.StopReason,
 	}
 	for _, c := range f.spec.Clients {
 		if e := f.Enrolled[c]; e != nil {
 			out.Enrolled = append(out.Enrolled, e.pb(f.spec.Name))
+		}
+		if f.suspended(c) {
+			out.Suspended = append(out.Suspended, c)
 		}
 	}
 	for _, r := range f.Rounds {

@@ -307,11 +307,15 @@ type federationFile struct {
 	LR           float64      `json:"lr" yaml:"lr"`
 	ServerLR     float64      `json:"server_lr" yaml:"server_lr"`
 	RoundTimeout string       `json:"round_timeout" yaml:"round_timeout"`
-	Seed         uint64       `json:"seed" yaml:"seed"`
-	TrimmedBeta  float64      `json:"trimmed_beta" yaml:"trimmed_beta"`
-	KrumF        uint32       `json:"krum_f" yaml:"krum_f"`
-	KrumM        uint32       `json:"krum_m" yaml:"krum_m"`
-	DP           dpField      `json:"dp" yaml:"dp"`
+	// CeremonyTimeout bounds the key ceremony (secure mode); MaxAbortedRounds the aborted
+	// rounds in a row before the federation stops.
+	CeremonyTimeout  string  `json:"ceremony_timeout" yaml:"ceremony_timeout"`
+	MaxAbortedRounds uint32  `json:"max_aborted_rounds" yaml:"max_aborted_rounds"`
+	Seed             uint64  `json:"seed" yaml:"seed"`
+	TrimmedBeta      float64 `json:"trimmed_beta" yaml:"trimmed_beta"`
+	KrumF            uint32  `json:"krum_f" yaml:"krum_f"`
+	KrumM            uint32  `json:"krum_m" yaml:"krum_m"`
+	DP               dpField `json:"dp" yaml:"dp"`
 }
 
 // dpField holds the differential-privacy settings the hospitals apply.
@@ -506,13 +510,19 @@ func (f *federationFile) toProto() (*pb.FederationSpec, error) {
 	if err != nil {
 		return nil, err
 	}
-	var timeoutMs uint64
-	if f.RoundTimeout != "" {
-		d, err := time.ParseDuration(f.RoundTimeout)
-		if err != nil || d <= 0 {
-			return nil, fmt.Errorf("round_timeout %q: expected a positive duration such as 10m", f.RoundTimeout)
+	var timeoutMs, ceremonyMs uint64
+	for _, x := range []struct {
+		name, v string
+		ms      *uint64
+	}{{"round_timeout", f.RoundTimeout, &timeoutMs}, {"ceremony_timeout", f.CeremonyTimeout, &ceremonyMs}} {
+		if x.v == "" {
+			continue
 		}
-		timeoutMs = uint64(d.Milliseconds())
+		d, err := time.ParseDuration(x.v)
+		if err != nil || d < time.Millisecond {
+			return nil, fmt.Errorf("%s %q: expected a positive duration such as 10m", x.name, x.v)
+		}
+		*x.ms = uint64(d.Milliseconds())
 	}
 	for _, x := range []struct {
 		name string
@@ -530,7 +540,7 @@ func (f *federationFile) toProto() (*pb.FederationSpec, error) {
 		Name: f.Name, ModelSpecJson: specJSON, Dataset: dsName, Clients: f.Clients, Rounds: f.Rounds,
 		MinClients: f.MinClients, Threshold: f.Threshold, Strategy: f.Strategy, Secure: f.Secure,
 		HeProfile: f.HEProfile, LocalEpochs: f.LocalEpochs, BatchSize: f.BatchSize, Lr: f.LR, ServerLr: f.ServerLR,
-		RoundTimeoutMs: timeoutMs, Seed: f.Seed, TrimmedBeta: f.TrimmedBeta, KrumF: f.KrumF, KrumM: f.KrumM,
+		RoundTimeoutMs: timeoutMs, CeremonyTimeoutMs: ceremonyMs, MaxAbortedRounds: f.MaxAbortedRounds, Seed: f.Seed, TrimmedBeta: f.TrimmedBeta, KrumF: f.KrumF, KrumM: f.KrumM,
 		DpClipNorm: f.DP.ClipNorm, DpNoiseMultiplier: f.DP.NoiseMultiplier, DpEpsilonBudget: f.DP.EpsilonBudget, DpDelta: f.DP.Delta,
 	}, nil
 }

@@ -36,6 +36,8 @@ local_epochs: 1
 batch_size: 32
 lr: 0.01
 round_timeout: 5m
+ceremony_timeout: 20m
+max_aborted_rounds: 4
 dp:
   clip_norm: 1.0
   noise_multiplier: 1.1
@@ -54,7 +56,7 @@ func TestParseFederationSpec(t *testing.T) {
 		t.Fatalf("model spec %v (%v), want %v", got, err, want)
 	}
 	if spec.Name != "study" || spec.Dataset != "mnist" || len(spec.Clients) != 3 || spec.Rounds != 3 || spec.MinClients != 2 ||
-		spec.Threshold != 2 || !spec.Secure || spec.Lr != 0.01 || spec.BatchSize != 32 || spec.RoundTimeoutMs != 300000 ||
+		spec.Threshold != 2 || !spec.Secure || spec.Lr != 0.01 || spec.BatchSize != 32 || spec.RoundTimeoutMs != 300000 || spec.CeremonyTimeoutMs != 1200000 || spec.MaxAbortedRounds != 4 ||
 		spec.DpClipNorm != 1 || spec.DpNoiseMultiplier != 1.1 || spec.DpEpsilonBudget != 8 || spec.DpDelta != 1e-5 {
 		t.Errorf("spec %v", spec)
 	}
@@ -93,6 +95,7 @@ func TestParseFederationSpec(t *testing.T) {
 		{"no min_clients", strings.Replace(exampleYAML, "min_clients: 2\n", "", 1), "min_clients is required"},
 		{"wrong type", strings.Replace(exampleYAML, "rounds: 3", "rounds: many", 1), "cannot unmarshal"},
 		{"bad timeout", strings.Replace(exampleYAML, "5m", "soon", 1), "round_timeout"},
+		{"bad ceremony timeout", strings.Replace(exampleYAML, "20m", "-1s", 1), "ceremony_timeout"},
 		{"negative lr", strings.Replace(exampleYAML, "lr: 0.01", "lr: -1", 1), "lr -1"},
 		{"two documents", exampleYAML + "---\nname: other\n", "one document"},
 		{"trailing json", `{"name": "x"} {}`, "trailing data"},

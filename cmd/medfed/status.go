@@ -70,6 +70,11 @@ type federationStat struct {
 	Rounds       []roundView `json:"rounds"`
 	ModelVersion uint64      `json:"model_version"`
 	Done         bool        `json:"done"`
+	// Stopped before its last round (StopReason says why); Suspended hospitals are left
+	// out of round selection after a missed round.
+	Stopped    bool     `json:"stopped,omitempty"`
+	StopReason string   `json:"stop_reason,omitempty"`
+	Suspended  []string `json:"suspended,omitempty"`
 }
 
 type roundView struct {
@@ -143,6 +148,7 @@ func clusterStatusOf(ctx context.Context, c *coordclient.Client, cf *coordinator
 	for _, f := range feds {
 		out.Federations = append(out.Federations, federationStat{
 			Name: f.GetSpec().GetName(), Rounds: roundViews(f), ModelVersion: latestVersion(f), Done: f.Done,
+			Stopped: f.Stopped, StopReason: f.StopReason, Suspended: f.Suspended,
 		})
 	}
 	return out, nil
@@ -177,6 +183,12 @@ func printStatus(w io.Writer, st *clusterView) {
 		done := ""
 		if f.Done {
 			done = ", done"
+		}
+		if f.Stopped {
+			done = ", stopped: " + f.StopReason
+		}
+		if len(f.Suspended) > 0 {
+			done += fmt.Sprintf(", left out after a missed round: %s", strings.Join(f.Suspended, " "))
 		}
 		fmt.Fprintf(w, "  %s: model version %d, %d rounds%s\n", f.Name, f.ModelVersion, len(f.Rounds), done)
 		for _, r := range f.Rounds {

@@ -98,6 +98,7 @@ type Command struct {
 	//	*Command_SetNodeAddr
 	//	*Command_PinModel
 	//	*Command_SetAggregate
+	//	*Command_StopFederation
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -282,6 +283,15 @@ func (x *Command) GetSetAggregate() *SetAggregateCmd {
 	return nil
 }
 
+func (x *Command) GetStopFederation() *StopFederationCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_StopFederation); ok {
+			return x.StopFederation
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -346,6 +356,10 @@ type Command_SetAggregate struct {
 	SetAggregate *SetAggregateCmd `protobuf:"bytes,24,opt,name=set_aggregate,json=setAggregate,proto3,oneof"`
 }
 
+type Command_StopFederation struct {
+	StopFederation *StopFederationCmd `protobuf:"bytes,25,opt,name=stop_federation,json=stopFederation,proto3,oneof"`
+}
+
 func (*Command_CreateFederation) isCommand_Cmd() {}
 
 func (*Command_Enrol) isCommand_Cmd() {}
@@ -375,6 +389,8 @@ func (*Command_SetNodeAddr) isCommand_Cmd() {}
 func (*Command_PinModel) isCommand_Cmd() {}
 
 func (*Command_SetAggregate) isCommand_Cmd() {}
+
+func (*Command_StopFederation) isCommand_Cmd() {}
 
 // CreateFederationCmd creates a federation whose initial weights (version 0) were staged as
 // a blob.
@@ -1373,11 +1389,64 @@ func (x *SetAggregateCmd) GetDigest() []byte {
 	return nil
 }
 
+// StopFederationCmd stops a federation (key ceremony timed out) with a reason.
+type StopFederationCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Federation    string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopFederationCmd) Reset() {
+	*x = StopFederationCmd{}
+	mi := &file_command_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopFederationCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopFederationCmd) ProtoMessage() {}
+
+func (x *StopFederationCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopFederationCmd.ProtoReflect.Descriptor instead.
+func (*StopFederationCmd) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *StopFederationCmd) GetFederation() string {
+	if x != nil {
+		return x.Federation
+	}
+	return ""
+}
+
+func (x *StopFederationCmd) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
-	"\rcommand.proto\x12\tmedfed.v1\x1a\fmedfed.proto\"\xc9\a\n" +
+	"\rcommand.proto\x12\tmedfed.v1\x1a\fmedfed.proto\"\x92\b\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12M\n" +
 	"\x11create_federation\x18\n" +
@@ -1398,7 +1467,8 @@ const file_command_proto_rawDesc = "" +
 	"\benvelope\x18\x15 \x01(\v2\x16.medfed.v1.EnvelopeCmdH\x00R\benvelope\x12?\n" +
 	"\rset_node_addr\x18\x16 \x01(\v2\x19.medfed.v1.SetNodeAddrCmdH\x00R\vsetNodeAddr\x125\n" +
 	"\tpin_model\x18\x17 \x01(\v2\x16.medfed.v1.PinModelCmdH\x00R\bpinModel\x12A\n" +
-	"\rset_aggregate\x18\x18 \x01(\v2\x1a.medfed.v1.SetAggregateCmdH\x00R\fsetAggregateB\x05\n" +
+	"\rset_aggregate\x18\x18 \x01(\v2\x1a.medfed.v1.SetAggregateCmdH\x00R\fsetAggregate\x12G\n" +
+	"\x0fstop_federation\x18\x19 \x01(\v2\x1c.medfed.v1.StopFederationCmdH\x00R\x0estopFederationB\x05\n" +
 	"\x03cmd\"p\n" +
 	"\x13CreateFederationCmd\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.medfed.v1.FederationSpecR\x04spec\x12\x12\n" +
@@ -1493,7 +1563,12 @@ const file_command_proto_rawDesc = "" +
 	"federation\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x12\n" +
 	"\x04blob\x18\x03 \x01(\tR\x04blob\x12\x16\n" +
-	"\x06digest\x18\x04 \x01(\fR\x06digest*\x89\x01\n" +
+	"\x06digest\x18\x04 \x01(\fR\x06digest\"K\n" +
+	"\x11StopFederationCmd\x12\x1e\n" +
+	"\n" +
+	"federation\x18\x01 \x01(\tR\n" +
+	"federation\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason*\x89\x01\n" +
 	"\fCeremonyStep\x12\x1d\n" +
 	"\x19CEREMONY_STEP_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CEREMONY_STEP_COMMITMENT\x10\x01\x12\x18\n" +
@@ -1513,7 +1588,7 @@ func file_command_proto_rawDescGZIP() []byte {
 }
 
 var file_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 16)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_command_proto_goTypes = []any{
 	(CeremonyStep)(0),           // 0: medfed.v1.CeremonyStep
 	(*Command)(nil),             // 1: medfed.v1.Command
@@ -1532,8 +1607,9 @@ var file_command_proto_goTypes = []any{
 	(*SetNodeAddrCmd)(nil),      // 14: medfed.v1.SetNodeAddrCmd
 	(*PinModelCmd)(nil),         // 15: medfed.v1.PinModelCmd
 	(*SetAggregateCmd)(nil),     // 16: medfed.v1.SetAggregateCmd
-	(*FederationSpec)(nil),      // 17: medfed.v1.FederationSpec
-	(*Envelope)(nil),            // 18: medfed.v1.Envelope
+	(*StopFederationCmd)(nil),   // 17: medfed.v1.StopFederationCmd
+	(*FederationSpec)(nil),      // 18: medfed.v1.FederationSpec
+	(*Envelope)(nil),            // 19: medfed.v1.Envelope
 }
 var file_command_proto_depIdxs = []int32{
 	2,  // 0: medfed.v1.Command.create_federation:type_name -> medfed.v1.CreateFederationCmd
@@ -1551,14 +1627,15 @@ var file_command_proto_depIdxs = []int32{
 	14, // 12: medfed.v1.Command.set_node_addr:type_name -> medfed.v1.SetNodeAddrCmd
 	15, // 13: medfed.v1.Command.pin_model:type_name -> medfed.v1.PinModelCmd
 	16, // 14: medfed.v1.Command.set_aggregate:type_name -> medfed.v1.SetAggregateCmd
-	17, // 15: medfed.v1.CreateFederationCmd.spec:type_name -> medfed.v1.FederationSpec
-	0,  // 16: medfed.v1.CeremonyCmd.step:type_name -> medfed.v1.CeremonyStep
-	18, // 17: medfed.v1.EnvelopeCmd.envelope:type_name -> medfed.v1.Envelope
-	18, // [18:18] is the sub-list for method output_type
-	18, // [18:18] is the sub-list for method input_type
-	18, // [18:18] is the sub-list for extension type_name
-	18, // [18:18] is the sub-list for extension extendee
-	0,  // [0:18] is the sub-list for field type_name
+	17, // 15: medfed.v1.Command.stop_federation:type_name -> medfed.v1.StopFederationCmd
+	18, // 16: medfed.v1.CreateFederationCmd.spec:type_name -> medfed.v1.FederationSpec
+	0,  // 17: medfed.v1.CeremonyCmd.step:type_name -> medfed.v1.CeremonyStep
+	19, // 18: medfed.v1.EnvelopeCmd.envelope:type_name -> medfed.v1.Envelope
+	19, // [19:19] is the sub-list for method output_type
+	19, // [19:19] is the sub-list for method input_type
+	19, // [19:19] is the sub-list for extension type_name
+	19, // [19:19] is the sub-list for extension extendee
+	0,  // [0:19] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -1583,6 +1660,7 @@ func file_command_proto_init() {
 		(*Command_SetNodeAddr)(nil),
 		(*Command_PinModel)(nil),
 		(*Command_SetAggregate)(nil),
+		(*Command_StopFederation)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1590,7 +1668,7 @@ func file_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   16,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -133,6 +133,13 @@ type FederationSpec struct {
 	DpNoiseMultiplier float64 `protobuf:"fixed64,21,opt,name=dp_noise_multiplier,json=dpNoiseMultiplier,proto3" json:"dp_noise_multiplier,omitempty"`
 	DpEpsilonBudget   float64 `protobuf:"fixed64,22,opt,name=dp_epsilon_budget,json=dpEpsilonBudget,proto3" json:"dp_epsilon_budget,omitempty"`
 	DpDelta           float64 `protobuf:"fixed64,23,opt,name=dp_delta,json=dpDelta,proto3" json:"dp_delta,omitempty"`
+	// The federation stops once this many rounds in a row were aborted (too few hospitals
+	// for min_clients or the threshold); 0 means 3.
+	MaxAbortedRounds uint32 `protobuf:"varint,24,opt,name=max_aborted_rounds,json=maxAbortedRounds,proto3" json:"max_aborted_rounds,omitempty"`
+	// Secure mode: the federation stops, naming the hospitals it waits for, if the key
+	// ceremony is not complete this long after the federation was created; 0 means the
+	// coordinator's default (30 minutes).
+	CeremonyTimeoutMs uint64 `protobuf:"varint,25,opt,name=ceremony_timeout_ms,json=ceremonyTimeoutMs,proto3" json:"ceremony_timeout_ms,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
 }
@@ -324,6 +331,20 @@ func (x *FederationSpec) GetDpEpsilonBudget() float64 {
 func (x *FederationSpec) GetDpDelta() float64 {
 	if x != nil {
 		return x.DpDelta
+	}
+	return 0
+}
+
+func (x *FederationSpec) GetMaxAbortedRounds() uint32 {
+	if x != nil {
+		return x.MaxAbortedRounds
+	}
+	return 0
+}
+
+func (x *FederationSpec) GetCeremonyTimeoutMs() uint64 {
+	if x != nil {
+		return x.CeremonyTimeoutMs
 	}
 	return 0
 }
@@ -833,8 +854,17 @@ type Federation struct {
 	// Model versions the operator pinned (PinModel): every node keeps serving them however
 	// many newer versions are published. Ascending.
 	PinnedVersions []uint64 `protobuf:"varint,8,rep,packed,name=pinned_versions,json=pinnedVersions,proto3" json:"pinned_versions,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// The federation stopped before its last round and opens no more rounds: the key
+	// ceremony timed out, or max_aborted_rounds rounds in a row were aborted. stop_reason
+	// says why.
+	Stopped    bool   `protobuf:"varint,9,opt,name=stopped,proto3" json:"stopped,omitempty"`
+	StopReason string `protobuf:"bytes,10,opt,name=stop_reason,json=stopReason,proto3" json:"stop_reason,omitempty"`
+	// Enrolled hospitals left out of round selection because they missed the last round
+	// they were selected for; a hospital is selected again once it enrols again (a running
+	// client does so when it sees a round open without it).
+	Suspended     []string `protobuf:"bytes,11,rep,name=suspended,proto3" json:"suspended,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Federation) Reset() {
@@ -919,6 +949,27 @@ func (x *Federation) GetDone() bool {
 func (x *Federation) GetPinnedVersions() []uint64 {
 	if x != nil {
 		return x.PinnedVersions
+	}
+	return nil
+}
+
+func (x *Federation) GetStopped() bool {
+	if x != nil {
+		return x.Stopped
+	}
+	return false
+}
+
+func (x *Federation) GetStopReason() string {
+	if x != nil {
+		return x.StopReason
+	}
+	return ""
+}
+
+func (x *Federation) GetSuspended() []string {
+	if x != nil {
+		return x.Suspended
 	}
 	return nil
 }
@@ -2680,7 +2731,7 @@ var File_medfed_proto protoreflect.FileDescriptor
 
 const file_medfed_proto_rawDesc = "" +
 	"\n" +
-	"\fmedfed.proto\x12\tmedfed.v1\"\xc1\x05\n" +
+	"\fmedfed.proto\x12\tmedfed.v1\"\x9f\x06\n" +
 	"\x0eFederationSpec\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12&\n" +
 	"\x0fmodel_spec_json\x18\x02 \x01(\fR\rmodelSpecJson\x12\x18\n" +
@@ -2709,7 +2760,9 @@ const file_medfed_proto_rawDesc = "" +
 	"dpClipNorm\x12.\n" +
 	"\x13dp_noise_multiplier\x18\x15 \x01(\x01R\x11dpNoiseMultiplier\x12*\n" +
 	"\x11dp_epsilon_budget\x18\x16 \x01(\x01R\x0fdpEpsilonBudget\x12\x19\n" +
-	"\bdp_delta\x18\x17 \x01(\x01R\adpDelta\"\xb6\x01\n" +
+	"\bdp_delta\x18\x17 \x01(\x01R\adpDelta\x12,\n" +
+	"\x12max_aborted_rounds\x18\x18 \x01(\rR\x10maxAbortedRounds\x12.\n" +
+	"\x13ceremony_timeout_ms\x18\x19 \x01(\x04R\x11ceremonyTimeoutMs\"\xb6\x01\n" +
 	"\tEnrolment\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
@@ -2761,7 +2814,7 @@ const file_medfed_proto_rawDesc = "" +
 	"\vcommitments\x18\x05 \x03(\fR\vcommitments\x12\x18\n" +
 	"\areveals\x18\x06 \x03(\fR\areveals\x122\n" +
 	"\x15collective_public_key\x18\a \x01(\fR\x13collectivePublicKey\x12\x1a\n" +
-	"\bcomplete\x18\b \x01(\bR\bcomplete\"\xe3\x02\n" +
+	"\bcomplete\x18\b \x01(\bR\bcomplete\"\xbc\x03\n" +
 	"\n" +
 	"Federation\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.medfed.v1.FederationSpecR\x04spec\x120\n" +
@@ -2772,7 +2825,12 @@ const file_medfed_proto_rawDesc = "" +
 	"\n" +
 	"num_params\x18\x06 \x01(\x04R\tnumParams\x12\x12\n" +
 	"\x04done\x18\a \x01(\bR\x04done\x12'\n" +
-	"\x0fpinned_versions\x18\b \x03(\x04R\x0epinnedVersions\"H\n" +
+	"\x0fpinned_versions\x18\b \x03(\x04R\x0epinnedVersions\x12\x18\n" +
+	"\astopped\x18\t \x01(\bR\astopped\x12\x1f\n" +
+	"\vstop_reason\x18\n" +
+	" \x01(\tR\n" +
+	"stopReason\x12\x1c\n" +
+	"\tsuspended\x18\v \x03(\tR\tsuspended\"H\n" +
 	"\x17CreateFederationRequest\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.medfed.v1.FederationSpecR\x04spec\"*\n" +
 	"\x14GetFederationRequest\x12\x12\n" +

@@ -1,0 +1,135 @@
+package coordinator
+
+import (
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/medfed/medfed/internal/pb"
+)
+
+// TestCeremonyTimeout: a secure federation whose key ceremony is not complete within
+// ceremony_timeout stops, and the reason names each missing hospital and the step it did
+// not take.
+func TestCeremonyTimeout(t *testing.T) {
+	tc := startCluster(t, 1)
+	ctx := testCtx(t)
+	c := newClient(t, tc.addrs())
+	tc.leader()
+	names := []string{"h1", "h2", "h3"}
+	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{
+		Name: "f", ModelSpecJson: testModelSpec(t), Clients: names, MinClients: 2, Threshold: 2,
+		Secure: true, CeremonyTimeoutMs: 1500,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range names[:2] { // h3 never comes
+		if _, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: "f", ClientId: h}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var f *pb.Federation
+	waitFor(t, "the federation to stop", func() bool {
+		var err error
+		f, err = c.Federation(ctx, "f")
+		return err == nil && f.Stopped
+	})
+	for _, want := range []string{"key ceremony is not complete", "h1 (no seed commitment)", "h2 (no seed commitment)", "h3 (not enrolled)", "2s after the federation was created"} {
+		if !strings.Contains(f.StopReason, want) {
+			t.Errorf("stop reason %q does not say %q", f.StopReason, want)
+		}
+	}
+	if len(f.Rounds) != 0 {
+		t.Errorf("%d rounds opened in a stopped federation", len(f.Rounds))
+	}
+	tc.closeAll()
+}
+
+// TestSuspensionAndStop drives the FSM through rounds: a hospital that misses a round is
+// left out of the next one's selection until it enrols again, selection falls back to
+// every enrolled hospital when too few are left, and max_aborted_rounds aborted rounds in a
+// row stop the federation.
+func TestSuspensionAndStop(t *testing.T) {
+	h := &fsmHarness{t: t, f: NewFSM(nil)}
+	spec := &pb.FederationSpec{Name: "f", ModelSpecJson: testModelSpec(t), Clients: []string{"a", "b", "c"}, MinClients: 2, Rounds: 10, MaxAbortedRounds: 2}
+	w0 := EncodeFloat32s(make([]float32, testNumParams))
+	d := h.stage(createBlobKey("f", digestOf(w0)), w0)
+	h.must(&pb.Command{Cmd: &pb.Command_CreateFederation{CreateFederation: &pb.CreateFederationCmd{Spec: spec, Blob: createBlobKey("f", d), Digest: d}}})
+	enrol := func(c string) {
+		h.must(&pb.Command{Cmd: &pb.Command_Enrol{Enrol: &pb.EnrolCmd{Federation: "f", ClientId: c}}})
+	}
+	for _, c := range spec.Clients {
+		enrol(c)
+	}
+	next := func() action {
+		t.Helper()
+		for _, a := range h.f.pendingActions() {
+			if a.kind == actOpen {
+				return a
+			}
+		}
+		t.Fatal("no round to open")
+		return action{}
+	}
+	open := func(r uint64) []string {
+		a := next()
+		h.must(&pb.Command{Cmd: &pb.Command_OpenRound{OpenRound: &pb.OpenRoundCmd{Federation: "f", Round: r, ModelVersion: a.version, Selected: a.selected}}})
+		return a.selected
+	}
+	submit := func(r uint64, c string) {
+		v := uint64(0)
+		if r > 1 {
+			v = 1
+		}
+		h.must(&pb.Command{Cmd: &pb.Command_CommitUpdate{CommitUpdate: &pb.CommitUpdateCmd{Federation: "f", Round: r, ClientId: c, ModelVersion: v, Samples: 1, Digest: digestOf([]byte(c))}}})
+	}
+	suspended := func() []string {
+		f, _ := h.f.Federation("f")
+		return f.Suspended
+	}
+
+	// Round 1: c misses it.
+	if sel := open(1); !slices.Equal(sel, []string{"a", "b", "c"}) {
+		t.Fatalf("round 1 selects %v", sel)
+	}
+	submit(1, "a")
+	submit(1, "b")
+	h.must(&pb.Command{Cmd: &pb.Command_SealRound{SealRound: &pb.SealRoundCmd{Federation: "f", Round: 1}}})
+	if got := suspended(); !slices.Equal(got, []string{"c"}) {
+		t.Fatalf("suspended %v after round 1, want [c]", got)
+	}
+	if err := publishRound1(h); err != nil {
+		t.Fatal(err)
+	}
+	// Round 2 leaves c out; c enrols again (it is back) and round 3 selects it.
+	if sel := open(2); !slices.Equal(sel, []string{"a", "b"}) {
+		t.Fatalf("round 2 selects %v, want [a b]", sel)
+	}
+	enrol("c")
+	if got := suspended(); len(got) != 0 {
+		t.Fatalf("suspended %v after c enrolled again", got)
+	}
+	// Round 2 aborts with only a: b is suspended too, which leaves one hospital, fewer
+	// than min_clients, so round 3 selects every enrolled hospital.
+	submit(2, "a")
+	h.must(&pb.Command{Cmd: &pb.Command_AbortRound{AbortRound: &pb.AbortRoundCmd{Federation: "f", Round: 2, Reason: "deadline passed"}}})
+	if got := suspended(); !slices.Equal(got, []string{"b"}) {
+		t.Fatalf("suspended %v after round 2, want [b]", got)
+	}
+	h.must(&pb.Command{Cmd: &pb.Command_Enrol{Enrol: &pb.EnrolCmd{Federation: "f", ClientId: "a"}}})
+	if sel := open(3); !slices.Equal(sel, []string{"a", "c"}) {
+		t.Fatalf("round 3 selects %v, want [a c]", sel)
+	}
+	h.must(&pb.Command{Cmd: &pb.Command_AbortRound{AbortRound: &pb.AbortRoundCmd{Federation: "f", Round: 3, Reason: "deadline passed with 0 contributions"}}})
+	// Two aborted rounds in a row: stopped, and no round opens.
+	f, _ := h.f.Federation("f")
+	if !f.Stopped || !strings.Contains(f.StopReason, "2 rounds in a row were aborted (rounds 2 to 3") {
+		t.Fatalf("stopped=%v (%q), want stopped after rounds 2 and 3", f.Stopped, f.StopReason)
+	}
+	for _, a := range h.f.pendingActions() {
+		t.Errorf("stopped federation still has action %v", a.kind)
+	}
+	if err := h.apply(&pb.Command{Cmd: &pb.Command_OpenRound{OpenRound: &pb.OpenRoundCmd{Federation: "f", Round: 4, ModelVersion: 1, Selected: []string{"a", "c"}}}}); err == nil {
+		t.Fatal("a stopped federation opened a round")
+	}
+}
