@@ -279,6 +279,35 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 	return d, nil
 }
 
+// storeReplicated stores data this node made (an aggregate) in its blob store and on as
+// many peers as a majority needs, and returns its digest.
+func (n *Node) storeReplicated(ctx context.Context, data []byte) (blobstore.Digest, error) {
+	d, err := n.blobs.Put(data, n.cfg.SyncUpdates)
+	if err != nil {
+		return d, err
+	}
+	peers, need, err := n.blobPeers()
+	if err != nil {
+		return d, err
+	}
+	held := 0
+	var errs []error
+	for _, p := range peers {
+		if held >= need {
+			break
+		}
+		if err := n.pushStored(ctx, p, d); err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", p.id, err))
+		} else {
+			held++
+		}
+	}
+	if held < need {
+		return d, fmt.Errorf("%w: blob stored on %d of the %d nodes a majority needs: %v", ErrNotLeader, held+1, need+1, errors.Join(errs...))
+	}
+	return d, nil
+}
+
 // checkBuffers hold the bytes of uploads being checked.
 var checkBuffers = sync.Pool{New: func() any { return new([]byte) }}
 

@@ -35,7 +35,9 @@
 // loss of any minority of nodes. By default a copy counts once it is written (in the page
 // cache; the operating system writes it back, as Kafka relies on replication rather than
 // fsync); Config.SyncUpdates flushes every copy to disk before the acknowledgement.
-// The other payloads (a round's aggregate, decryption shares, new models) are split into
+// Decryption shares take the same path (checked as a share from the sender's party for
+// the round's current aggregate), and so does each encrypted aggregate the leader makes.
+// The other payloads (a federation's initial weights, each new model) are split into
 // chunk entries of at most MaxChunkBytes, staged under a key naming the round and the
 // payload's SHA-256, and consumed by one commit entry that checks the digest; the leader
 // pipelines them (a few in flight while the next bytes arrive). Updates are idempotent by
@@ -54,16 +56,18 @@
 // BlobService.GetBlob), computes the aggregate (the weighted mean in float64, or median,
 // trimmed mean, Krum) and the server optimizer step (package aggregation) and commits the
 // new weights with the optimizer state. In secure mode the leader adds the CKKS
-// ciphertexts of a sealed round (aggregation.EncryptedWeightedSum; it holds no key) and
-// commits the encrypted sum, which every replica checks (contributions, total weight)
-// and keeps; a new leader that finds a sealed round without one recomputes it. It then
-// starts collective decryption with the first t contributors as the active set, the
+// ciphertexts of a sealed round (aggregation.EncryptedWeightedSum; it holds no key),
+// stores the sum on a majority and commits its digests, its contribution count and total
+// weight, which every replica checks against the round; a new leader that finds a sealed
+// round without one recomputes it. It then starts collective decryption with the first t contributors as the active set, the
 // hospitals send decryption shares, and the leader combines t of them, decodes the
 // weighted average and publishes as in plaintext mode. If a member of the active set sends
 // no share within Config.DecryptionTimeout, the leader picks a new set from the responsive
-// contributors and every replica re-randomises the aggregate (an encryption of zero from a
-// seed derived from the log index, he.Vector.Rerandomize), so the new set decrypts a new
-// ciphertext and no hospital ever answers one ciphertext for two active sets; with fewer
+// contributors and re-randomises the aggregate (adds an encryption of zero seeded from the
+// round and the re-selection count, he.Vector.Rerandomize), stores it like the first and
+// commits the new set with its digests; the FSM refuses a new set without a new
+// ciphertext, and shares for an older one. So the new set decrypts a new ciphertext and no
+// hospital ever answers one ciphertext for two active sets; with fewer
 // than t responsive contributors the round aborts with a reason naming the silent parties.
 // The FSM accepts one publication per round, so a new leader that resumes a round cannot
 // publish it twice.
@@ -108,7 +112,7 @@
 //
 // # Not done yet
 //
-// Staged payloads other than updates (aggregates, shares, models) live in memory on every
+// Staged payloads that are not blobs (initial weights, new models) live in memory on every
 // node until committed. Differential privacy
 // settings are stored but not enforced by the coordinator. Served models carry no feature
 // or class names yet, so explanations of tabular models are by index only.

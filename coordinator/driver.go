@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"slices"
@@ -123,8 +124,12 @@ func (n *Node) step(ctx context.Context, a action) error {
 				"decryption stalled: parties %v did not send decryption shares within %v, leaving %d responsive contributors of %d; threshold is %d",
 				silent, n.cfg.DecryptionTimeout, len(a.contributors)-len(silent), len(a.contributors), a.threshold))
 		}
-		_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_StartDecryption{StartDecryption: &pb.StartDecryptionCmd{
-			Federation: a.fed, Round: a.round, ActiveParties: active,
+		aggD, aggHE, err := n.rerandomize(ctx, a.fed, a.round)
+		if err != nil {
+			return err
+		}
+		_, err = n.propose(ctx, &pb.Command{Cmd: &pb.Command_StartDecryption{StartDecryption: &pb.StartDecryptionCmd{
+			Federation: a.fed, Round: a.round, ActiveParties: active, AggregateSha256: aggD[:], AggregateHeDigest: aggHE[:],
 		}}})
 		if err == nil {
 			n.log.Warn("decryption restarted with a new active set", "federation", a.fed, "round", a.round,
@@ -267,13 +272,13 @@ func (n *Node) aggregate(ctx context.Context, fed string, r uint64) error {
 	if err != nil {
 		return err
 	}
-	digest := sha(data)
-	key := aggregateBlobKey(fed, r, digest)
-	if err := n.stageBlob(ctx, key, data, digest); err != nil {
+	d, err := n.storeReplicated(ctx, data)
+	if err != nil {
 		return err
 	}
+	hd := v.Digest()
 	_, err = n.propose(ctx, &pb.Command{Cmd: &pb.Command_SetAggregate{SetAggregate: &pb.SetAggregateCmd{
-		Federation: fed, Round: r, Blob: key, Digest: digest,
+		Federation: fed, Round: r, Digest: d[:], HeDigest: hd[:], Contributions: uint32(v.Contributions()), Weight: v.Weight(),
 	}}})
 	if err == nil {
 		n.log.Info("round aggregated", "federation", fed, "round", r, "contributions", len(in.contribs))
@@ -281,12 +286,47 @@ func (n *Node) aggregate(ctx context.Context, fed string, r uint64) error {
 	return err
 }
 
+// rerandomize makes the aggregate a decrypting round's next active set decrypts: the
+// current one plus a fresh encryption of zero (he.Vector.Rerandomize), seeded from the
+// round and how often it was rerandomised, so a leader that retries makes the same
+// ciphertext. It stores it on a majority and returns its digests.
+func (n *Node) rerandomize(ctx context.Context, fed string, r uint64) (blobstore.Digest, [32]byte, error) {
+	in, err := n.fsm.reselectInput(fed, r)
+	if err != nil {
+		return blobstore.Digest{}, [32]byte{}, err
+	}
+	data, err := n.blob(ctx, in.agg)
+	if err != nil {
+		return blobstore.Digest{}, [32]byte{}, fmt.Errorf("aggregate: %w", err)
+	}
+	v, err := he.DecodeVector(in.params, data)
+	if err != nil {
+		return blobstore.Digest{}, [32]byte{}, err
+	}
+	seed := sha256.New()
+	fmt.Fprintf(seed, "medfed/coordinator/rerandomize/v2\x00%s\x00%d\x00%d\x00", fed, r, in.reselections+1)
+	seed.Write(in.agg[:])
+	if err := v.Rerandomize(in.pk, [32]byte(seed.Sum(nil))); err != nil {
+		return blobstore.Digest{}, [32]byte{}, err
+	}
+	out, err := v.MarshalBinary()
+	if err != nil {
+		return blobstore.Digest{}, [32]byte{}, err
+	}
+	d, err := n.storeReplicated(ctx, out)
+	return d, v.Digest(), err
+}
+
 // roundMean is the round's aggregated update: the weighted mean of the deltas, a robust
 // aggregate, or the decrypted weighted average. load reads a plaintext contribution's blob.
 func roundMean(p *publication, load func(blobstore.Digest) ([]byte, error)) ([]float32, error) {
 	mean := make([]float32, p.numParams)
 	if p.params != nil {
-		agg, err := he.DecodeVector(*p.params, p.enc)
+		aggb, err := load(p.enc)
+		if err != nil {
+			return nil, fmt.Errorf("aggregate: %w", err)
+		}
+		agg, err := he.DecodeVector(*p.params, aggb)
 		if err != nil {
 			return nil, err
 		}
@@ -294,8 +334,12 @@ func roundMean(p *publication, load func(blobstore.Digest) ([]byte, error)) ([]f
 		if err != nil {
 			return nil, err
 		}
-		for _, s := range p.shares {
-			if err := d.AddShareBinary(s); err != nil {
+		for _, sd := range p.shares {
+			sb, err := load(sd)
+			if err != nil {
+				return nil, fmt.Errorf("decryption share: %w", err)
+			}
+			if err := d.AddShareBinary(sb); err != nil {
 				return nil, err
 			}
 		}

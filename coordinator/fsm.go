@@ -383,12 +383,6 @@ func (f *FSM) dropBlobs(prefix string) {
 }
 
 // Blob keys. Names cannot contain '/', so prefixes are unambiguous.
-func aggregateBlobKey(fed string, round uint64, digest []byte) string {
-	return fmt.Sprintf("a/%s/%d/%s", fed, round, hex.EncodeToString(digest))
-}
-func shareBlobKey(fed string, round uint64, client string, digest []byte) string {
-	return fmt.Sprintf("s/%s/%d/%s/%s", fed, round, client, hex.EncodeToString(digest))
-}
 func modelBlobKey(fed string, round uint64, digest []byte) string {
 	return fmt.Sprintf("m/%s/%d/%s", fed, round, hex.EncodeToString(digest))
 }
@@ -396,7 +390,7 @@ func createBlobKey(fed string, digest []byte) string {
 	return fmt.Sprintf("f/%s/%s", fed, hex.EncodeToString(digest))
 }
 func roundBlobPrefixes(fed string, round uint64) []string {
-	return []string{fmt.Sprintf("a/%s/%d/", fed, round), fmt.Sprintf("s/%s/%d/", fed, round), fmt.Sprintf("m/%s/%d/", fed, round)}
+	return []string{fmt.Sprintf("m/%s/%d/", fed, round)}
 }
 
 // ---- rounds ----
@@ -587,8 +581,9 @@ func (f *FSM) sealRound(idx uint64, c *pb.SealRoundCmd) error {
 }
 
 // setAggregate records the encrypted sum of a sealed secure round, which the leader
-// computed from the contributions' blobs (aggregation.EncryptedWeightedSum) and staged.
-// It must hold every contribution: their count and total weight are checked.
+// computed from the contributions' blobs (aggregation.EncryptedWeightedSum) and stored on
+// a majority of nodes. It must hold every contribution: its count and total weight are
+// checked.
 func (f *FSM) setAggregate(idx uint64, c *pb.SetAggregateCmd) error {
 	fd, rd, err := f.roundFor(c.Federation, c.Round)
 	if err != nil {
@@ -597,31 +592,21 @@ func (f *FSM) setAggregate(idx uint64, c *pb.SetAggregateCmd) error {
 	if !fd.spec.Secure || rd.State != pb.RoundState_ROUND_STATE_SEALED {
 		return fmt.Errorf("%w: round %d is %s; an aggregate is recorded for a sealed secure round", ErrRoundState, rd.Number, stateName(rd.State))
 	}
-	key := aggregateBlobKey(c.Federation, c.Round, c.Digest)
-	if c.Blob != key {
-		return fmt.Errorf("%w: aggregate blob %q, expected %q", ErrInvalid, c.Blob, key)
+	if len(c.Digest) != sha256.Size || len(c.HeDigest) != sha256.Size {
+		return fmt.Errorf("%w: aggregate digests of %d and %d bytes, expected %d", ErrInvalid, len(c.Digest), len(c.HeDigest), sha256.Size)
 	}
-	if rd.enc != nil {
+	if rd.AggDigest != nil {
 		if bytes.Equal(rd.AggDigest, c.Digest) {
 			return nil
 		}
 		return fmt.Errorf("%w: round %d already has another aggregate", ErrExists, rd.Number)
 	}
-	data, err := f.takeBlob(key, c.Digest)
-	if err != nil {
-		return err
+	if int(c.Contributions) != len(rd.Contribs) || c.Weight != float64(rd.TotalSamples) {
+		return fmt.Errorf("%w: aggregate of round %d holds %d contributions of weight %v; the round has %d of %d",
+			ErrInvalid, rd.Number, c.Contributions, c.Weight, len(rd.Contribs), rd.TotalSamples)
 	}
-	v, err := he.DecodeVector(*fd.params, data)
-	if err != nil {
-		return fmt.Errorf("%w: aggregate of round %d: %v", ErrInvalid, rd.Number, err)
-	}
-	if v.Len() != fd.NumParams || v.Contributions() != len(rd.Contribs) || v.Weight() != float64(rd.TotalSamples) {
-		return fmt.Errorf("%w: aggregate of round %d holds %d values, %d contributions of weight %v; the round has %d, %d and %d",
-			ErrInvalid, rd.Number, v.Len(), v.Contributions(), v.Weight(), fd.NumParams, len(rd.Contribs), rd.TotalSamples)
-	}
-	rd.enc, rd.AggDigest = v, slices.Clone(c.Digest)
+	rd.AggDigest, rd.AggHE = slices.Clone(c.Digest), slices.Clone(c.HeDigest)
 	rd.Changed = idx
-	delete(f.st.Blobs, key)
 	return nil
 }
 
@@ -645,15 +630,10 @@ func (f *FSM) abortRound(idx uint64, c *pb.AbortRoundCmd) error {
 	rd.State = pb.RoundState_ROUND_STATE_ABORTED
 	rd.Reason = c.Reason
 	rd.Changed = idx
-	rd.freeAggregate()
 	for _, p := range roundBlobPrefixes(c.Federation, c.Round) {
 		f.dropBlobs(p)
 	}
 	return nil
-}
-
-func (r *round) freeAggregate() {
-	r.EncSum, r.enc, r.Shares = nil, nil, nil
 }
 
 // startDecryption chooses the round's active set. On a sealed round it starts the
@@ -712,15 +692,13 @@ func (f *FSM) startDecryption(idx uint64, t int64, c *pb.StartDecryptionCmd) err
 			return fmt.Errorf("%w: new active party %d (%q) did not answer an earlier active set of round %d", ErrInvalid, p, cl, rd.Number)
 		}
 	}
-	if rd.enc == nil || fd.pk == nil {
-		return fmt.Errorf("%w: round %d has no aggregate or no collective key", ErrRoundState, rd.Number)
+	// The leader rerandomised the aggregate (he.Vector.Rerandomize) for the new set and
+	// stored it like an update.
+	if len(c.AggregateSha256) != sha256.Size || len(c.AggregateHeDigest) != sha256.Size {
+		return fmt.Errorf("%w: a new active set needs the rerandomised aggregate's digests", ErrInvalid)
 	}
-	seed := sha256.New()
-	fmt.Fprintf(seed, "medfed/coordinator/rerandomize/v1\x00%s\x00%d\x00%d\x00", c.Federation, c.Round, idx)
-	d := rd.enc.Digest()
-	seed.Write(d[:])
-	if err := rd.enc.Rerandomize(fd.pk, [32]byte(seed.Sum(nil))); err != nil {
-		return fmt.Errorf("%w: rerandomising the aggregate of round %d: %v", ErrInvalid, rd.Number, err)
+	if bytes.Equal(c.AggregateHeDigest, rd.AggHE) {
+		return fmt.Errorf("%w: the aggregate of round %d was not rerandomised for the new active set", ErrInvalid, rd.Number)
 	}
 	slices.Sort(excluded)
 	for _, p := range excluded {
@@ -735,11 +713,11 @@ func (f *FSM) startDecryption(idx uint64, t int64, c *pb.StartDecryptionCmd) err
 	}
 	rd.Excluded = excluded
 	rd.Active = slices.Clone(c.ActiveParties)
+	rd.AggDigest, rd.AggHE = slices.Clone(c.AggregateSha256), slices.Clone(c.AggregateHeDigest)
 	rd.Shares = map[string]*share{}
 	rd.DecryptStarted = t
 	rd.Reselections++
 	rd.Changed = idx
-	f.dropBlobs(roundBlobPrefixes(c.Federation, c.Round)[1])
 	return nil
 }
 
@@ -764,27 +742,16 @@ func (f *FSM) commitShare(idx uint64, c *pb.CommitShareCmd) error {
 		}
 		return fmt.Errorf("%w: %q already sent a different decryption share for round %d", ErrExists, c.ClientId, rd.Number)
 	}
-	key := shareBlobKey(c.Federation, c.Round, c.ClientId, c.Digest)
-	if c.Blob != key {
-		return fmt.Errorf("%w: share blob %q, expected %q", ErrInvalid, c.Blob, key)
+	// The receiving node stored the bytes on a majority and checked them (a share from
+	// this party for this aggregate, he.DecodeDecryptionShare).
+	if len(c.Digest) != sha256.Size {
+		return fmt.Errorf("%w: share digest of %d bytes, expected %d", ErrInvalid, len(c.Digest), sha256.Size)
 	}
-	data, err := f.takeBlob(key, c.Digest)
-	if err != nil {
-		return err
+	if !bytes.Equal(c.AggregateHeDigest, rd.AggHE) {
+		return fmt.Errorf("%w: the share is for another aggregate than round %d's current one (a new active set was chosen)", ErrRoundState, rd.Number)
 	}
-	ds, err := he.DecodeDecryptionShare(*fd.params, data)
-	if err != nil {
-		return fmt.Errorf("%w: decryption share from %q: %v", ErrInvalid, c.ClientId, err)
-	}
-	if uint32(ds.Party) != party {
-		return fmt.Errorf("%w: share is from party %d, %q is party %d", ErrIdentity, ds.Party, c.ClientId, party)
-	}
-	if ds.Contributions != len(rd.Contribs) || rd.enc == nil || ds.Digest != rd.enc.Digest() {
-		return fmt.Errorf("%w: share is for another aggregate (%d contributions, digest %x)", ErrInvalid, ds.Contributions, ds.Digest[:8])
-	}
-	rd.Shares[c.ClientId] = &share{Digest: slices.Clone(c.Digest), Data: data}
+	rd.Shares[c.ClientId] = &share{Digest: slices.Clone(c.Digest)}
 	rd.Changed = idx
-	delete(f.st.Blobs, key)
 	return nil
 }
 
@@ -835,7 +802,6 @@ func (f *FSM) publishModel(idx uint64, t int64, c *pb.PublishModelCmd) error {
 	rd.State = pb.RoundState_ROUND_STATE_PUBLISHED
 	rd.Published = c.Version
 	rd.Changed = idx
-	rd.freeAggregate()
 	delete(f.st.Blobs, key)
 	for _, p := range roundBlobPrefixes(c.Federation, c.Round) {
 		f.dropBlobs(p)
@@ -986,25 +952,9 @@ func stateName(s pb.RoundState) string {
 func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	for _, fd := range f.st.Federations {
-		for _, r := range fd.Rounds {
-			if r.enc != nil {
-				b, err := r.enc.MarshalBinary()
-				if err != nil {
-					return nil, fmt.Errorf("encode aggregate: %w", err)
-				}
-				r.EncSum = b
-			}
-		}
-	}
 	var buf bytes.Buffer
 	if err := encodeState(&buf, f.st); err != nil {
 		return nil, err
-	}
-	for _, fd := range f.st.Federations {
-		for _, r := range fd.Rounds {
-			r.EncSum = nil
-		}
 	}
 	return &fsmSnapshot{data: buf.Bytes()}, nil
 }

@@ -1,10 +1,10 @@
 package coordinator
 
 import (
+	"bytes"
 	"fmt"
 	"maps"
 	"slices"
-	"sort"
 	"strings"
 
 	"google.golang.org/protobuf/proto"
@@ -135,6 +135,48 @@ func (f *FSM) CheckUpload(h *pb.UploadHeader) (*pb.Contribution, error) {
 	return nil, nil
 }
 
+// shareCheck checks that client may send a decryption share for round r now, and returns
+// the check the share's bytes must pass (a share from the client's party, for the round's
+// current aggregate and its contributions) and the he digest of that aggregate. The same
+// share again passes (it is acknowledged again); a different one from the same client is
+// ErrExists.
+func (f *FSM) shareCheck(fed string, r uint64, client string, digest []byte) (func([]byte) error, []byte, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd, rd, err := f.roundFor(fed, r)
+	if err != nil {
+		return nil, nil, err
+	}
+	if rd.State != pb.RoundState_ROUND_STATE_DECRYPTING {
+		return nil, nil, fmt.Errorf("%w: round %d is %s, not decrypting", ErrRoundState, r, stateName(rd.State))
+	}
+	party := fd.partyOf(client)
+	if party == 0 {
+		return nil, nil, fmt.Errorf("%w: %q is not an enrolled member of %q", ErrUnknownClient, client, fed)
+	}
+	if !slices.Contains(rd.Active, party) {
+		return nil, nil, fmt.Errorf("%w: %q (party %d) is not in the active set %v of round %d", ErrUnknownClient, client, party, rd.Active, r)
+	}
+	if s := rd.Shares[client]; s != nil && !bytes.Equal(s.Digest, digest) {
+		return nil, nil, fmt.Errorf("%w: %q already sent a different decryption share for round %d", ErrExists, client, r)
+	}
+	p, contributions, aggHE := *fd.params, len(rd.Contribs), slices.Clone(rd.AggHE)
+	check := func(b []byte) error {
+		ds, err := he.DecodeDecryptionShare(p, b)
+		if err != nil {
+			return fmt.Errorf("%w: decryption share from %q: %v", ErrInvalid, client, err)
+		}
+		if uint32(ds.Party) != party {
+			return fmt.Errorf("%w: share is from party %d, %q is party %d", ErrIdentity, ds.Party, client, party)
+		}
+		if ds.Contributions != contributions || !bytes.Equal(ds.Digest[:], aggHE) {
+			return fmt.Errorf("%w: share is for another aggregate (%d contributions, digest %x)", ErrInvalid, ds.Contributions, ds.Digest[:8])
+		}
+		return nil
+	}
+	return check, aggHE, nil
+}
+
 // updateCheck returns the check an update's bytes must pass before a node accepts it into
 // a round of federation fed: finite float32 values in plaintext mode, and in secure mode a
 // well-formed ciphertext of the model's length with one contribution weighted by samples.
@@ -240,34 +282,38 @@ func (f *FSM) Envelopes(fed, client string) ([]*pb.Envelope, error) {
 	return out, nil
 }
 
-// Aggregate returns a secure round's encrypted running sum, once the round is sealed and
-// holds at least min_clients contributions (guarantee 2: hospitals decrypt only such
-// aggregates, and the coordinator hands out no other).
-func (f *FSM) Aggregate(fed string, r uint64) ([]byte, *pb.RoundInfo, error) {
+// Aggregate returns the blob digest of a secure round's encrypted sum, once the round is
+// sealed, aggregated and holds at least min_clients contributions (guarantee 2: hospitals
+// decrypt only such aggregates, and the coordinator hands out no other).
+func (f *FSM) Aggregate(fed string, r uint64) (blobstore.Digest, *pb.RoundInfo, error) {
+	var none blobstore.Digest
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	fd, err := f.fed(fed)
 	if err != nil {
-		return nil, nil, err
+		return none, nil, err
 	}
 	if !fd.spec.Secure {
-		return nil, nil, fmt.Errorf("%w: federation %q is not in secure mode", ErrRoundState, fed)
+		return none, nil, fmt.Errorf("%w: federation %q is not in secure mode", ErrRoundState, fed)
 	}
 	if r == 0 || r > uint64(len(fd.Rounds)) {
-		return nil, nil, fmt.Errorf("%w: federation %q has no round %d", ErrNotFound, fed, r)
+		return none, nil, fmt.Errorf("%w: federation %q has no round %d", ErrNotFound, fed, r)
 	}
 	rd := fd.Rounds[r-1]
 	if rd.State != pb.RoundState_ROUND_STATE_SEALED && rd.State != pb.RoundState_ROUND_STATE_DECRYPTING {
-		return nil, nil, fmt.Errorf("%w: round %d is %s; its aggregate is available while sealed or decrypting", ErrRoundState, r, stateName(rd.State))
+		return none, nil, fmt.Errorf("%w: round %d is %s; its aggregate is available while sealed or decrypting", ErrRoundState, r, stateName(rd.State))
 	}
-	if rd.enc == nil || len(rd.Contribs) < int(fd.spec.MinClients) {
-		return nil, nil, fmt.Errorf("%w: round %d has %d contributions, min_clients is %d", ErrRoundState, r, len(rd.Contribs), fd.spec.MinClients)
+	if rd.AggDigest == nil {
+		return none, nil, fmt.Errorf("%w: round %d is sealed; its aggregate is being computed", ErrRoundState, r)
 	}
-	b, err := rd.enc.MarshalBinary()
+	if len(rd.Contribs) < int(fd.spec.MinClients) {
+		return none, nil, fmt.Errorf("%w: round %d has %d contributions, min_clients is %d", ErrRoundState, r, len(rd.Contribs), fd.spec.MinClients)
+	}
+	d, err := blobstore.ParseDigest(rd.AggDigest)
 	if err != nil {
-		return nil, nil, err
+		return none, nil, err
 	}
-	return b, rd.info(fed, true), nil
+	return d, rd.info(fed, true), nil
 }
 
 // ---- what the leader needs to drive rounds ----
@@ -342,7 +388,7 @@ func (f *FSM) pendingActions() []action {
 		case cur.State == pb.RoundState_ROUND_STATE_OPEN:
 			out = append(out, action{fed: name, round: cur.Number, kind: actSealOrAbort, deadline: cur.Deadline,
 				contributions: len(cur.Contribs), minClients: int(fd.spec.MinClients), allIn: len(cur.Contribs) == len(cur.Selected)})
-		case cur.State == pb.RoundState_ROUND_STATE_SEALED && fd.spec.Secure && cur.enc == nil:
+		case cur.State == pb.RoundState_ROUND_STATE_SEALED && fd.spec.Secure && cur.AggDigest == nil:
 			out = append(out, action{fed: name, round: cur.Number, kind: actAggregate})
 		case cur.State == pb.RoundState_ROUND_STATE_SEALED && fd.spec.Secure:
 			// The active set: the first t contributors, in roster order; they were online
@@ -390,9 +436,9 @@ type publication struct {
 	// secure
 	params *he.Params
 	group  he.Group
-	enc    []byte
+	enc    blobstore.Digest // the aggregate's blob
 	active []he.PartyID
-	shares [][]byte
+	shares []blobstore.Digest
 }
 
 func (f *FSM) publicationInput(fed string, r uint64) (*publication, error) {
@@ -416,22 +462,16 @@ func (f *FSM) publicationInput(fed string, r uint64) (*publication, error) {
 		return p, nil
 	}
 	p.params, p.group = fd.params, fd.group()
-	if rd.enc == nil {
+	if rd.AggDigest == nil {
 		return nil, fmt.Errorf("%w: round %d has no aggregate", ErrRoundState, r)
 	}
-	if p.enc, err = rd.enc.MarshalBinary(); err != nil {
-		return nil, err
-	}
+	p.enc, _ = blobstore.ParseDigest(rd.AggDigest)
 	for _, a := range rd.Active {
 		p.active = append(p.active, he.PartyID(a))
 	}
-	names := make([]string, 0, len(rd.Shares))
-	for c := range rd.Shares {
-		names = append(names, c)
-	}
-	sort.Strings(names)
-	for _, c := range names {
-		p.shares = append(p.shares, rd.Shares[c].Data)
+	for _, c := range slices.Sorted(maps.Keys(rd.Shares)) {
+		d, _ := blobstore.ParseDigest(rd.Shares[c].Digest)
+		p.shares = append(p.shares, d)
 	}
 	return p, nil
 }
@@ -516,8 +556,9 @@ func (f *FSM) endedRounds() int {
 	return n
 }
 
-// blobRefs returns the digests of the contributions to rounds still in progress (live)
-// and to published or aborted rounds (done), over every federation.
+// blobRefs returns the digests of the blobs (contributions, aggregates, decryption shares)
+// of rounds still in progress (live) and of published or aborted rounds (done), over every
+// federation.
 func (f *FSM) blobRefs() (live, done map[blobstore.Digest]bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
@@ -532,6 +573,14 @@ func (f *FSM) blobRefs() (live, done map[blobstore.Digest]bool) {
 				if d, err := blobstore.ParseDigest(c.Digest); err == nil {
 					m[d] = true
 				}
+			}
+			for _, sh := range rd.Shares {
+				if d, err := blobstore.ParseDigest(sh.Digest); err == nil {
+					m[d] = true
+				}
+			}
+			if d, err := blobstore.ParseDigest(rd.AggDigest); err == nil {
+				m[d] = true
 			}
 		}
 	}
@@ -569,4 +618,30 @@ func (fd *federation) ceremonyWaitingFor() string {
 		return "nobody (the public key is being computed)"
 	}
 	return strings.Join(out, ", ")
+}
+
+// reselectInput is what the leader needs to rerandomise a decrypting round's aggregate
+// for a new active set.
+type reselectInput struct {
+	params       he.Params
+	pk           *he.PublicKey
+	agg          blobstore.Digest
+	reselections int
+}
+
+func (f *FSM) reselectInput(fed string, r uint64) (*reselectInput, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd, rd, err := f.roundFor(fed, r)
+	if err != nil {
+		return nil, err
+	}
+	if !fd.spec.Secure || fd.pk == nil || rd.State != pb.RoundState_ROUND_STATE_DECRYPTING {
+		return nil, fmt.Errorf("%w: round %d is %s", ErrRoundState, r, stateName(rd.State))
+	}
+	d, err := blobstore.ParseDigest(rd.AggDigest)
+	if err != nil {
+		return nil, fmt.Errorf("%w: round %d has no aggregate", ErrRoundState, r)
+	}
+	return &reselectInput{params: *fd.params, pk: fd.pk, agg: d, reselections: rd.Reselections}, nil
 }

@@ -425,24 +425,20 @@ func (n *Node) submitShare(stream uploadStream) (*pb.ShareAck, error) {
 	if err != nil {
 		return nil, err
 	}
-	ri, err := n.fsm.Round(h.Federation, h.Round)
+	check, aggHE, err := n.fsm.shareCheck(h.Federation, h.Round, h.ClientId, h.Sha256)
 	if err != nil {
 		return nil, err
 	}
-	if ri.State != pb.RoundState_ROUND_STATE_DECRYPTING {
-		return nil, fmt.Errorf("%w: round %d is %s, not decrypting", ErrRoundState, h.Round, stateName(ri.State))
-	}
-	key := shareBlobKey(h.Federation, h.Round, h.ClientId, h.Sha256)
-	if err := n.receiveBlob(stream, key, h); err != nil {
+	if _, err := n.receiveReplicated(stream, h, check); err != nil {
 		return nil, err
 	}
 	if _, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_CommitShare{CommitShare: &pb.CommitShareCmd{
-		Federation: h.Federation, Round: h.Round, ClientId: h.ClientId, Digest: h.Sha256, Blob: key,
+		Federation: h.Federation, Round: h.Round, ClientId: h.ClientId, Digest: h.Sha256, AggregateHeDigest: aggHE,
 	}}}); err != nil {
 		return nil, err
 	}
 	n.metrics.sharesAccepted.Add(1)
-	ri, err = n.fsm.Round(h.Federation, h.Round)
+	ri, err := n.fsm.Round(h.Federation, h.Round)
 	if err != nil {
 		return nil, err
 	}
@@ -469,7 +465,11 @@ func (s *roundServer) FetchAggregate(req *pb.FetchAggregateRequest, stream grpc.
 	if err := s.n.authorize(stream.Context(), pki.RoleHospital, ""); err != nil {
 		return s.n.toStatus(err)
 	}
-	data, ri, err := s.n.fsm.Aggregate(req.Federation, req.Round)
+	d, ri, err := s.n.fsm.Aggregate(req.Federation, req.Round)
+	if err != nil {
+		return s.n.toStatus(err)
+	}
+	data, err := s.n.blob(stream.Context(), d)
 	if err != nil {
 		return s.n.toStatus(err)
 	}

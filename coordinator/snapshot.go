@@ -105,14 +105,5 @@ func (fd *federation) restoreDerived() error {
 		}
 		fd.pk = pk
 	}
-	for _, r := range fd.Rounds {
-		if r.EncSum != nil {
-			v, err := he.DecodeVector(*fd.params, r.EncSum)
-			if err != nil {
-				return fmt.Errorf("round %d aggregate: %w", r.Number, err)
-			}
-			r.enc, r.EncSum = v, nil
-		}
-	}
 	return nil
 }

@@ -114,10 +114,11 @@ type round struct {
 	Order        []string // clients in commit order
 	TotalSamples uint64
 	// The contributions' bytes are in the nodes' blob stores, under their digests. Secure
-	// mode: the encrypted sum, recorded once the round is sealed (he wire encoding in
-	// snapshots, kept current in enc), and the digest of the blob it arrived as.
-	EncSum    []byte
+	// mode: the encrypted sum, recorded once the round is sealed (and replaced, rerandomised,
+	// with each new active set), by the SHA-256 of its bytes (its blob) and its he digest
+	// (what decryption shares name); the shares' bytes are blobs too.
 	AggDigest []byte
+	AggHE     []byte
 	Active    []uint32
 	Shares    map[string]*share
 	// DecryptStarted is when the current active set was chosen (proposer's clock); the
@@ -131,8 +132,6 @@ type round struct {
 	Published uint64
 	Reason    string
 	Changed   uint64 // log index of the last change, for watchers
-
-	enc *he.Vector
 }
 
 type contribution struct {
@@ -144,8 +143,7 @@ type contribution struct {
 }
 
 type share struct {
-	Digest []byte
-	Data   []byte
+	Digest []byte // SHA-256 of the share's bytes, its blob
 }
 
 type modelVersion struct {

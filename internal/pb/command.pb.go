@@ -872,13 +872,18 @@ func (x *AbortRoundCmd) GetReason() string {
 	return ""
 }
 
+// StartDecryptionCmd chooses a sealed secure round's active set or, while shares are
+// missing, a new one; a new set comes with the leader's rerandomised aggregate, stored by
+// a majority of nodes like an update: its SHA-256 (its blob name) and its he digest.
 type StartDecryptionCmd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Federation    string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
-	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
-	ActiveParties []uint32               `protobuf:"varint,3,rep,packed,name=active_parties,json=activeParties,proto3" json:"active_parties,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Federation        string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
+	Round             uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	ActiveParties     []uint32               `protobuf:"varint,3,rep,packed,name=active_parties,json=activeParties,proto3" json:"active_parties,omitempty"`
+	AggregateSha256   []byte                 `protobuf:"bytes,4,opt,name=aggregate_sha256,json=aggregateSha256,proto3" json:"aggregate_sha256,omitempty"`
+	AggregateHeDigest []byte                 `protobuf:"bytes,5,opt,name=aggregate_he_digest,json=aggregateHeDigest,proto3" json:"aggregate_he_digest,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *StartDecryptionCmd) Reset() {
@@ -932,15 +937,32 @@ func (x *StartDecryptionCmd) GetActiveParties() []uint32 {
 	return nil
 }
 
+func (x *StartDecryptionCmd) GetAggregateSha256() []byte {
+	if x != nil {
+		return x.AggregateSha256
+	}
+	return nil
+}
+
+func (x *StartDecryptionCmd) GetAggregateHeDigest() []byte {
+	if x != nil {
+		return x.AggregateHeDigest
+	}
+	return nil
+}
+
+// CommitShareCmd accepts a decryption share, whose bytes a majority of nodes store under
+// its SHA-256 (digest), checked by the node that received it; aggregate_he_digest is the
+// aggregate the share decrypts (it must still be the round's).
 type CommitShareCmd struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Federation    string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
-	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
-	ClientId      string                 `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
-	Digest        []byte                 `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
-	Blob          string                 `protobuf:"bytes,5,opt,name=blob,proto3" json:"blob,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	state             protoimpl.MessageState `protogen:"open.v1"`
+	Federation        string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
+	Round             uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
+	ClientId          string                 `protobuf:"bytes,3,opt,name=client_id,json=clientId,proto3" json:"client_id,omitempty"`
+	Digest            []byte                 `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
+	AggregateHeDigest []byte                 `protobuf:"bytes,6,opt,name=aggregate_he_digest,json=aggregateHeDigest,proto3" json:"aggregate_he_digest,omitempty"`
+	unknownFields     protoimpl.UnknownFields
+	sizeCache         protoimpl.SizeCache
 }
 
 func (x *CommitShareCmd) Reset() {
@@ -1001,11 +1023,11 @@ func (x *CommitShareCmd) GetDigest() []byte {
 	return nil
 }
 
-func (x *CommitShareCmd) GetBlob() string {
+func (x *CommitShareCmd) GetAggregateHeDigest() []byte {
 	if x != nil {
-		return x.Blob
+		return x.AggregateHeDigest
 	}
-	return ""
+	return nil
 }
 
 // PublishModelCmd commits the round's new model: the staged blob holds the little-endian
@@ -1320,13 +1342,17 @@ func (x *PinModelCmd) GetUnpin() bool {
 }
 
 // SetAggregateCmd records the encrypted sum of a sealed secure round, computed by the leader
-// from the contributions' blobs and staged as a blob.
+// from the contributions' blobs and stored by a majority of nodes like an update: its
+// SHA-256 (its blob name), the he digest decryption shares name (he.Vector.Digest), and
+// the contributions and total weight it holds.
 type SetAggregateCmd struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Federation    string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
 	Round         uint64                 `protobuf:"varint,2,opt,name=round,proto3" json:"round,omitempty"`
-	Blob          string                 `protobuf:"bytes,3,opt,name=blob,proto3" json:"blob,omitempty"`
 	Digest        []byte                 `protobuf:"bytes,4,opt,name=digest,proto3" json:"digest,omitempty"`
+	HeDigest      []byte                 `protobuf:"bytes,5,opt,name=he_digest,json=heDigest,proto3" json:"he_digest,omitempty"`
+	Contributions uint32                 `protobuf:"varint,6,opt,name=contributions,proto3" json:"contributions,omitempty"`
+	Weight        float64                `protobuf:"fixed64,7,opt,name=weight,proto3" json:"weight,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1375,18 +1401,32 @@ func (x *SetAggregateCmd) GetRound() uint64 {
 	return 0
 }
 
-func (x *SetAggregateCmd) GetBlob() string {
-	if x != nil {
-		return x.Blob
-	}
-	return ""
-}
-
 func (x *SetAggregateCmd) GetDigest() []byte {
 	if x != nil {
 		return x.Digest
 	}
 	return nil
+}
+
+func (x *SetAggregateCmd) GetHeDigest() []byte {
+	if x != nil {
+		return x.HeDigest
+	}
+	return nil
+}
+
+func (x *SetAggregateCmd) GetContributions() uint32 {
+	if x != nil {
+		return x.Contributions
+	}
+	return 0
+}
+
+func (x *SetAggregateCmd) GetWeight() float64 {
+	if x != nil {
+		return x.Weight
+	}
+	return 0
 }
 
 // StopFederationCmd stops a federation (key ceremony timed out) with a reason.
@@ -1514,21 +1554,23 @@ const file_command_proto_rawDesc = "" +
 	"federation\x18\x01 \x01(\tR\n" +
 	"federation\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason\"q\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"\xcc\x01\n" +
 	"\x12StartDecryptionCmd\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
 	"federation\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x04R\x05round\x12%\n" +
-	"\x0eactive_parties\x18\x03 \x03(\rR\ractiveParties\"\x8f\x01\n" +
+	"\x0eactive_parties\x18\x03 \x03(\rR\ractiveParties\x12)\n" +
+	"\x10aggregate_sha256\x18\x04 \x01(\fR\x0faggregateSha256\x12.\n" +
+	"\x13aggregate_he_digest\x18\x05 \x01(\fR\x11aggregateHeDigest\"\xb1\x01\n" +
 	"\x0eCommitShareCmd\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
 	"federation\x12\x14\n" +
 	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x1b\n" +
 	"\tclient_id\x18\x03 \x01(\tR\bclientId\x12\x16\n" +
-	"\x06digest\x18\x04 \x01(\fR\x06digest\x12\x12\n" +
-	"\x04blob\x18\x05 \x01(\tR\x04blob\"\xac\x01\n" +
+	"\x06digest\x18\x04 \x01(\fR\x06digest\x12.\n" +
+	"\x13aggregate_he_digest\x18\x06 \x01(\fR\x11aggregateHeDigestJ\x04\b\x05\x10\x06\"\xac\x01\n" +
 	"\x0fPublishModelCmd\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
@@ -1556,14 +1598,16 @@ const file_command_proto_rawDesc = "" +
 	"federation\x18\x01 \x01(\tR\n" +
 	"federation\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\x04R\aversion\x12\x14\n" +
-	"\x05unpin\x18\x03 \x01(\bR\x05unpin\"s\n" +
+	"\x05unpin\x18\x03 \x01(\bR\x05unpin\"\xc0\x01\n" +
 	"\x0fSetAggregateCmd\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
 	"federation\x12\x14\n" +
-	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x12\n" +
-	"\x04blob\x18\x03 \x01(\tR\x04blob\x12\x16\n" +
-	"\x06digest\x18\x04 \x01(\fR\x06digest\"K\n" +
+	"\x05round\x18\x02 \x01(\x04R\x05round\x12\x16\n" +
+	"\x06digest\x18\x04 \x01(\fR\x06digest\x12\x1b\n" +
+	"\the_digest\x18\x05 \x01(\fR\bheDigest\x12$\n" +
+	"\rcontributions\x18\x06 \x01(\rR\rcontributions\x12\x16\n" +
+	"\x06weight\x18\a \x01(\x01R\x06weightJ\x04\b\x03\x10\x04\"K\n" +
 	"\x11StopFederationCmd\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
