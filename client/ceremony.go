@@ -19,8 +19,63 @@ func envelopeLabel(fed string) string { return "medfed/he/threshold-share/" + fe
 // is resumable: the party is saved before any message derived from it leaves, and the
 // coordinator's ceremony status says which steps are done.
 func (n *Node) ceremony(ctx context.Context) error {
+	for {
+		err := n.ceremonyOnce(ctx)
+		if !errors.Is(err, errCeremonyRestarted) {
+			return err
+		}
+	}
+}
+
+// errCeremonyRestarted reports that the coordinator started the key ceremony again (with
+// fewer hospitals) while this node took part.
+var errCeremonyRestarted = errors.New("the key ceremony was restarted")
+
+// joinCeremony reads the ceremony status and adopts its generation: the group is its
+// members; a generation this node has not seen discards the party of the earlier one (no
+// key was made from it). A hospital left out of a restarted ceremony stops here.
+func (n *Node) joinCeremony(ctx context.Context) (*pb.CeremonyStatus, error) {
+	for {
+		st, err := n.c.Ceremony(ctx, n.cfg.Federation)
+		if err == nil {
+			if !slices.Contains(st.Members, n.cfg.ClientID) {
+				return nil, fmt.Errorf("%w: this hospital is not in the key ceremony: it started again without it because %s", ErrFederation, st.RestartedBecause)
+			}
+			n.group = groupOf(n.spec, st.Members)
+			if st.Generation != n.state.CeremonyGen {
+				n.log.Warn("the key ceremony started again without some hospitals", "members", st.Members, "because", st.RestartedBecause)
+				n.state.CeremonyGen, n.state.Party, n.state.ThresholdSent = st.Generation, nil, false
+				if err := n.save(); err != nil {
+					return nil, err
+				}
+			}
+			return st, nil
+		}
+		if ctx.Err() != nil {
+			return nil, ctx.Err()
+		}
+		n.log.Warn("reading the key ceremony", "err", err)
+		if err := sleep(ctx, n.cfg.PollInterval); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// groupOf is the he.Group of a ceremony's members; a party's ID is its roster position.
+func groupOf(spec *pb.FederationSpec, members []string) he.Group {
+	g := he.Group{Threshold: int(spec.Threshold)}
+	for _, m := range members {
+		g.Parties = append(g.Parties, he.PartyID(slices.Index(spec.Clients, m)+1))
+	}
+	return g
+}
+
+func (n *Node) ceremonyOnce(ctx context.Context) error {
 	me := he.PartyID(n.state.PartyID)
-	var err error
+	st0, err := n.joinCeremony(ctx)
+	if err != nil {
+		return err
+	}
 	if n.state.Party != nil {
 		if n.party, err = he.RestoreParty(n.params, n.group, n.state.Party); err != nil {
 			return fmt.Errorf("%w: restoring the key share: %v", ErrState, err)
@@ -44,6 +99,8 @@ func (n *Node) ceremony(ctx context.Context) error {
 				return ctx.Err()
 			}
 			n.log.Warn("reading the key ceremony", "err", err)
+		} else if st.Generation != st0.Generation {
+			return errCeremonyRestarted
 		} else {
 			done, step, err := n.ceremonyStep(ctx, st)
 			if err != nil {
@@ -89,7 +146,7 @@ func (n *Node) saveParty() error {
 // ceremonyStep takes the next step the status allows. It reports done once the
 // collective key is there and checked, or what it waits for ("" if it sent something).
 func (n *Node) ceremonyStep(ctx context.Context, st *pb.CeremonyStatus) (bool, string, error) {
-	me, all := n.cfg.ClientID, len(n.spec.Clients)
+	me, all := n.cfg.ClientID, len(st.Members)
 	send := func(step string, m interface{ MarshalBinary() ([]byte, error) }) (bool, string, error) {
 		b, err := m.MarshalBinary()
 		if err != nil {
@@ -181,8 +238,9 @@ func (n *Node) sendThresholdShares(ctx context.Context) error {
 		share []byte
 	}
 	var outs []out
+	members := fed.GetCeremony().GetMembers()
 	for _, e := range fed.Enrolled {
-		if e.ClientId == n.cfg.ClientID {
+		if e.ClientId == n.cfg.ClientID || !slices.Contains(members, e.ClientId) {
 			continue
 		}
 		s, err := n.party.ThresholdShare(he.PartyID(e.PartyId))
@@ -195,8 +253,8 @@ func (n *Node) sendThresholdShares(ctx context.Context) error {
 		}
 		outs = append(outs, out{e, b})
 	}
-	if len(outs) != len(n.spec.Clients)-1 {
-		return fmt.Errorf("%w: %d other hospitals enrolled, the roster has %d", ErrCeremony, len(outs), len(n.spec.Clients)-1)
+	if len(outs) != len(members)-1 {
+		return fmt.Errorf("%w: %d other members enrolled, the key ceremony has %d", ErrCeremony, len(outs), len(members)-1)
 	}
 	// The Shamir polynomial is fixed now: save it before any share of it leaves.
 	if err := n.saveParty(); err != nil {

@@ -22,8 +22,10 @@
 //  2. Enrols with its age recipient and its Ed25519 envelope-signing key.
 //  3. In a secure federation, runs the multiparty key ceremony (crypto/he): seed
 //     commitment, reveal, public-key share, then seals its Shamir share for every other
-//     hospital (crypto/seal: signed, then age-encrypted to the recipient) and opens the
-//     shares addressed to it.
+//     member (crypto/seal: signed, then age-encrypted to the recipient) and opens the
+//     shares addressed to it. If the coordinator restarts the ceremony without hospitals
+//     that missed it, the node drops its party of the earlier attempt and takes part
+//     again; a node left out stops with ErrFederation and the coordinator's reason.
 //  4. For every round it is selected for: downloads the round's model version, trains
 //     locally (epochs, batch size and learning rate from the federation spec; the FedProx
 //     proximal term with Config.ProximalMu when the strategy is fedprox), computes the

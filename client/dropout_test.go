@@ -15,7 +15,8 @@ import (
 )
 
 // TestHospitalThatStaysDown: a hospital that goes down for good is tolerated while
-// min_clients contributions and t decryption shares can still be had, costs one round
+// min_clients contributions and t decryption shares can still be had (in secure mode one
+// that never comes is dropped from the key ceremony, which starts again without it), costs one round
 // timeout (the round it died in; later rounds leave it out), and when min_clients cannot
 // be had the coordinator stops the federation after max_aborted_rounds and the others stop
 // with its reason.
@@ -34,6 +35,7 @@ func TestHospitalThatStaysDown(t *testing.T) {
 		want       string // "" : the federation completes; else the others' error
 	}{
 		{name: "plaintext, never starts", minClients: 2},
+		{name: "secure, never starts", secure: true, minClients: 2, threshold: 2},
 		{name: "plaintext, dies in round 2", minClients: 2, killRound: 2},
 		{name: "secure, dies in round 2", secure: true, minClients: 2, threshold: 2, killRound: 2},
 		{name: "secure, min_clients lost", secure: true, minClients: 3, threshold: 2, killRound: 2,
@@ -49,6 +51,7 @@ func TestHospitalThatStaysDown(t *testing.T) {
 				Name: "study", ModelSpecJson: denseSpec(t), Clients: names, Rounds: rounds,
 				MinClients: tc.minClients, Threshold: tc.threshold, Secure: tc.secure, Strategy: "fedavg",
 				LocalEpochs: 1, BatchSize: 16, Lr: 0.05, Seed: 3, RoundTimeoutMs: 1500, MaxAbortedRounds: 2,
+				CeremonyTimeoutMs: 1500,
 			})
 			var wg sync.WaitGroup
 			errs := map[string]error{}
@@ -108,6 +111,12 @@ func TestHospitalThatStaysDown(t *testing.T) {
 			}
 			if f.Stopped {
 				t.Fatalf("federation stopped: %s", f.StopReason)
+			}
+			if tc.secure && tc.killRound == 0 {
+				// h3 never took part: the key ceremony started again without it.
+				if cs := f.Ceremony; cs.Generation != 1 || !slices.Equal(cs.Members, []string{"h1", "h2"}) || !strings.Contains(cs.RestartedBecause, "h3 (not enrolled)") {
+					t.Fatalf("ceremony generation %d, members %v (%q); want generation 1 with h1 and h2", cs.Generation, cs.Members, cs.RestartedBecause)
+				}
 			}
 			if !f.Done || len(f.Rounds) != rounds {
 				t.Fatalf("done=%v after %d rounds, want %d", f.Done, len(f.Rounds), rounds)

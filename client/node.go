@@ -233,11 +233,7 @@ func (n *Node) setup(fed *pb.Federation) error {
 		if n.params, err = he.NewParams(prof); err != nil {
 			return fmt.Errorf("%w: %v", ErrFederation, err)
 		}
-		parties := make([]he.PartyID, len(n.spec.Clients))
-		for i := range parties {
-			parties[i] = he.PartyID(i + 1)
-		}
-		n.group = he.Group{Parties: parties, Threshold: int(n.spec.Threshold)}
+		n.group = groupOf(n.spec, fed.GetCeremony().GetMembers())
 	}
 	n.log.Info("federation", "model_params", n.m.NumParams(), "samples", n.data.Len(), "secure", n.spec.Secure,
 		"strategy", n.strategy.Name, "rounds", n.spec.Rounds, "min_clients", n.spec.MinClients)

@@ -33,6 +33,9 @@ type state struct {
 	Party []byte `json:"party,omitempty"`
 	// ThresholdSent records that this node's threshold shares reached the coordinator.
 	ThresholdSent bool `json:"threshold_sent,omitempty"`
+	// CeremonyGen is the generation of the key ceremony Party belongs to (the coordinator
+	// restarts a ceremony without hospitals that missed it).
+	CeremonyGen uint32 `json:"ceremony_generation,omitempty"`
 	// Rounds records this node's progress in each round it took part in.
 	Rounds map[uint64]*roundState `json:"rounds,omitempty"`
 }

@@ -46,6 +46,16 @@
 // as soon as it applies the round's publication or abort, and blobs no round refers to
 // after Config.BlobGrace.
 //
+// # Key ceremony
+//
+// A secure federation's key ceremony (seed commitments, reveals, public-key shares through
+// the FSM, which combines the collective key; threshold shares relayed as age envelopes)
+// needs every member. If it is incomplete ceremony_timeout_ms (or Config.CeremonyTimeout)
+// after it started, the leader starts it again with the members that took the step it
+// waits at, provided they are at least min_clients and the threshold (RestartCeremonyCmd:
+// the earlier messages are dropped, the generation counts up, the hospitals left out can
+// no longer take part); with fewer it stops the federation, naming who is missing.
+//
 // # Rounds
 //
 // The leader's driver opens a round on the latest model version with every enrolled

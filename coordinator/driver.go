@@ -168,8 +168,10 @@ func reselect(a action) (active, silent []uint32, ok bool) {
 	return active, silent, true
 }
 
-// ceremonyDeadline stops a secure federation whose key ceremony is still incomplete
-// its ceremony timeout (the federation's, or Config.CeremonyTimeout) after it was created.
+// ceremonyDeadline acts on a secure federation whose key ceremony is still incomplete its
+// ceremony timeout (the federation's, or Config.CeremonyTimeout) after it started: if
+// enough hospitals took part (at least min_clients and the threshold), the ceremony
+// starts again with just them; otherwise the federation stops, naming who is missing.
 func (n *Node) ceremonyDeadline(ctx context.Context, a action, now time.Time) error {
 	deadline := a.deadline // created + the spec's timeout, or created alone when it has none
 	if deadline == a.created {
@@ -178,8 +180,23 @@ func (n *Node) ceremonyDeadline(ctx context.Context, a action, now time.Time) er
 	if now.UnixNano() < deadline {
 		return nil
 	}
-	reason := fmt.Sprintf("%s, %v after the federation was created; create it again without the missing hospitals, or with a longer ceremony_timeout",
-		a.reason, time.Duration(deadline-a.created).Round(time.Second))
+	waited := time.Duration(deadline - a.created).Round(time.Second)
+	// a.selected: the members present; a.minClients: how many a round needs; a.contributions:
+	// the members now.
+	if len(a.selected) >= a.minClients && len(a.selected) < a.contributions {
+		reason := fmt.Sprintf("%s after %v; the ceremony starts again with the %d hospitals present", a.reason, waited, len(a.selected))
+		_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_RestartCeremony{RestartCeremony: &pb.RestartCeremonyCmd{
+			Federation: a.fed, Members: a.selected, Reason: reason}}})
+		if err == nil {
+			n.log.Warn("key ceremony restarted", "federation", a.fed, "members", a.selected, "reason", reason)
+		}
+		return err
+	}
+	reason := fmt.Sprintf("%s, %v after the ceremony started, and %d hospitals present are fewer than the %d a round needs; create the federation again without the missing hospitals, or with a longer ceremony_timeout",
+		a.reason, waited, len(a.selected), a.minClients)
+	if len(a.selected) >= a.contributions {
+		reason = fmt.Sprintf("%s, %v after the ceremony started; create the federation again, or with a longer ceremony_timeout", a.reason, waited)
+	}
 	_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_StopFederation{StopFederation: &pb.StopFederationCmd{Federation: a.fed, Reason: reason}}})
 	if err == nil {
 		n.log.Warn("federation stopped", "federation", a.fed, "reason", reason)

@@ -106,6 +106,8 @@ func (f *FSM) apply(idx uint64, c *pb.Command) error {
 		return f.setAggregate(idx, x.SetAggregate)
 	case *pb.Command_StopFederation:
 		return f.stopFederation(x.StopFederation)
+	case *pb.Command_RestartCeremony:
+		return f.restartCeremony(t, x.RestartCeremony)
 	case *pb.Command_SetNodeAddr:
 		if err := checkName("node id", x.SetNodeAddr.Id); err != nil {
 			return err
@@ -420,6 +422,9 @@ func checkSubmitter(fd *federation, rd *round, client string) error {
 	if fd.Enrolled[client] == nil {
 		return fmt.Errorf("%w: %q has not enrolled in federation %q", ErrNotEnrolled, client, fd.spec.Name)
 	}
+	if fd.spec.Secure && !fd.isMember(client) {
+		return fmt.Errorf("%w: %q is not in the key ceremony of %q (it restarted without it)", ErrUnknownClient, client, fd.spec.Name)
+	}
 	if !slices.Contains(rd.Selected, client) {
 		return fmt.Errorf("%w: %q is not selected for round %d", ErrUnknownClient, client, rd.Number)
 	}
@@ -517,6 +522,38 @@ func (f *FSM) stopFederation(c *pb.StopFederationCmd) error {
 	return nil
 }
 
+// restartCeremony starts a secure federation's key ceremony again with fewer members (the
+// hospitals that took part; the others missed the ceremony deadline). Everything of the
+// earlier attempt is dropped: no key was made from it, so nothing was encrypted under it.
+func (f *FSM) restartCeremony(t int64, c *pb.RestartCeremonyCmd) error {
+	fd, err := f.fed(c.Federation)
+	if err != nil {
+		return err
+	}
+	if !fd.spec.Secure || fd.Ceremony.PublicKey != nil || fd.Stopped {
+		return fmt.Errorf("%w: federation %q has no key ceremony in progress", ErrCeremony, c.Federation)
+	}
+	need := max(int(fd.spec.MinClients), int(fd.spec.Threshold))
+	if len(c.Members) < need || len(c.Members) >= len(fd.members()) {
+		return fmt.Errorf("%w: %d members, expected %d to %d", ErrInvalid, len(c.Members), need, len(fd.members())-1)
+	}
+	var members []string
+	for _, m := range fd.members() { // roster order
+		if slices.Contains(c.Members, m) {
+			if fd.Enrolled[m] == nil {
+				return fmt.Errorf("%w: member %q has not enrolled", ErrInvalid, m)
+			}
+			members = append(members, m)
+		}
+	}
+	if len(members) != len(c.Members) {
+		return fmt.Errorf("%w: members %v are not all distinct members of the current ceremony", ErrInvalid, c.Members)
+	}
+	fd.Members, fd.CeremonyGen, fd.CeremonyStarted, fd.RestartReason = members, fd.CeremonyGen+1, t, c.Reason
+	fd.Ceremony, fd.ceremony, fd.Envelopes = ceremonyState{}, nil, nil
+	return nil
+}
+
 func (f *FSM) openRound(idx uint64, t int64, c *pb.OpenRoundCmd) error {
 	fd, err := f.fed(c.Federation)
 	if err != nil {
@@ -545,8 +582,8 @@ func (f *FSM) openRound(idx uint64, t int64, c *pb.OpenRoundCmd) error {
 	}
 	seen := map[string]bool{}
 	for _, s := range c.Selected {
-		if fd.rosterIndex(s) < 0 || seen[s] {
-			return fmt.Errorf("%w: selected client %q is unknown or repeated", ErrInvalid, s)
+		if fd.rosterIndex(s) < 0 || seen[s] || !fd.isMember(s) {
+			return fmt.Errorf("%w: selected client %q is unknown, repeated or not in the key ceremony", ErrInvalid, s)
 		}
 		seen[s] = true
 	}
@@ -849,6 +886,9 @@ func (f *FSM) ceremonyStep(c *pb.CeremonyCmd) error {
 	if party == 0 {
 		return fmt.Errorf("%w: %q has not enrolled in %q", ErrNotEnrolled, c.ClientId, c.Federation)
 	}
+	if !fd.isMember(c.ClientId) {
+		return fmt.Errorf("%w: %q is not in the key ceremony of %q (it restarted without it: %s)", ErrCeremony, c.ClientId, c.Federation, fd.RestartReason)
+	}
 	if len(c.Data) > MaxCeremonyBytes {
 		return fmt.Errorf("%w: ceremony message of %d bytes", ErrTooLarge, len(c.Data))
 	}
@@ -923,7 +963,8 @@ func (f *FSM) envelope(c *pb.EnvelopeCmd) error {
 	if err != nil {
 		return err
 	}
-	if fd.partyOf(e.FromClient) == 0 || fd.partyOf(e.ToClient) == 0 || e.FromClient == e.ToClient {
+	if fd.partyOf(e.FromClient) == 0 || fd.partyOf(e.ToClient) == 0 || e.FromClient == e.ToClient ||
+		!fd.isMember(e.FromClient) || !fd.isMember(e.ToClient) {
 		return fmt.Errorf("%w: envelope from %q to %q: both must be distinct enrolled members", ErrNotEnrolled, e.FromClient, e.ToClient)
 	}
 	if len(e.Sealed) == 0 || len(e.Sealed) > MaxEnvelopeBytes {

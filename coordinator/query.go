@@ -242,7 +242,8 @@ func (f *FSM) Ceremony(fed string) (*pb.CeremonyStatus, error) {
 }
 
 func (fd *federation) ceremonyInfo(withData bool) *pb.CeremonyStatus {
-	cs := &pb.CeremonyStatus{Federation: fd.spec.Name, Complete: fd.Ceremony.PublicKey != nil}
+	cs := &pb.CeremonyStatus{Federation: fd.spec.Name, Complete: fd.Ceremony.PublicKey != nil,
+		Members: slices.Clone(fd.members()), Generation: uint32(fd.CeremonyGen), RestartedBecause: fd.RestartReason}
 	for _, s := range fd.Ceremony.Steps {
 		switch pbStep(s.Step) {
 		case pb.CeremonyStep_CEREMONY_STEP_COMMITMENT:
@@ -372,8 +373,13 @@ func (f *FSM) pendingActions() []action {
 				continue
 			}
 			if fd.spec.Secure && fd.Ceremony.PublicKey == nil {
-				out = append(out, action{fed: name, kind: actCeremonyDeadline, created: fd.Created, deadline: fd.Created + int64(fd.spec.CeremonyTimeoutMs)*1e6,
-					reason: "the key ceremony is not complete: waiting for " + fd.ceremonyWaitingFor()})
+				started := fd.Created
+				if fd.CeremonyStarted != 0 {
+					started = fd.CeremonyStarted
+				}
+				out = append(out, action{fed: name, kind: actCeremonyDeadline, created: started, deadline: started + int64(fd.spec.CeremonyTimeoutMs)*1e6,
+					reason: "the key ceremony is not complete: waiting for " + fd.ceremonyWaitingFor(), selected: fd.ceremonyPresent(),
+					minClients: max(int(fd.spec.MinClients), int(fd.spec.Threshold)), contributions: len(fd.members())})
 				continue
 			}
 			sel := fd.selection()
@@ -598,7 +604,7 @@ func (fd *federation) ceremonyWaitingFor() string {
 		done[st.Client][st.Step] = true
 	}
 	var out []string
-	for _, c := range fd.spec.Clients {
+	for _, c := range fd.members() {
 		var missing string
 		switch {
 		case fd.Enrolled[c] == nil:
@@ -644,4 +650,30 @@ func (f *FSM) reselectInput(fed string, r uint64) (*reselectInput, error) {
 		return nil, fmt.Errorf("%w: round %d has no aggregate", ErrRoundState, r)
 	}
 	return &reselectInput{params: *fd.params, pk: fd.pk, agg: d, reselections: rd.Reselections}, nil
+}
+
+// ceremonyPresent lists the members that took the step the key ceremony waits at (the
+// first of commitment, reveal, public-key share that not every member has sent), in
+// roster order: they were up when it mattered; the others are what it waits for.
+func (fd *federation) ceremonyPresent() []string {
+	did := func(c string, step pb.CeremonyStep) bool {
+		for _, st := range fd.Ceremony.Steps {
+			if st.Client == c && st.Step == int32(step) {
+				return true
+			}
+		}
+		return false
+	}
+	for _, step := range []pb.CeremonyStep{pb.CeremonyStep_CEREMONY_STEP_COMMITMENT, pb.CeremonyStep_CEREMONY_STEP_REVEAL, pb.CeremonyStep_CEREMONY_STEP_PUBLIC_KEY_SHARE} {
+		var out []string
+		for _, c := range fd.members() {
+			if did(c, step) {
+				out = append(out, c)
+			}
+		}
+		if len(out) < len(fd.members()) {
+			return out
+		}
+	}
+	return fd.members()
 }

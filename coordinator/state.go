@@ -71,6 +71,13 @@ type federation struct {
 	Aborts     int
 	Stopped    bool
 	StopReason string
+	// Members are the hospitals in the key ceremony when it was restarted without some
+	// of the roster (nil: the whole roster); CeremonyGen counts the restarts,
+	// CeremonyStarted is when the current one began (0: at creation).
+	Members         []string
+	CeremonyGen     int
+	CeremonyStarted int64
+	RestartReason   string
 
 	spec     *pb.FederationSpec
 	strategy aggregation.Strategy
@@ -218,7 +225,7 @@ func (f *federation) maxAbortedRounds() int {
 // towards maxAbortedRounds, if they stay away).
 func (f *federation) selection() []string {
 	var all, sel []string
-	for _, c := range f.spec.Clients {
+	for _, c := range f.members() {
 		if f.Enrolled[c] != nil {
 			all = append(all, c)
 			if !f.suspended(c) {
@@ -265,13 +272,25 @@ func (f *federation) clientOfParty(p uint32) string {
 	return f.spec.Clients[p-1]
 }
 
+// group is the key ceremony's: the members, each with its roster position as party ID.
 func (f *federation) group() he.Group {
 	g := he.Group{Threshold: int(f.spec.Threshold)}
-	for i := range f.spec.Clients {
-		g.Parties = append(g.Parties, he.PartyID(i+1))
+	for _, c := range f.members() {
+		g.Parties = append(g.Parties, he.PartyID(f.rosterIndex(c)+1))
 	}
 	return g
 }
+
+// members returns the hospitals that may take part: the roster, or the members of a
+// restarted key ceremony.
+func (f *federation) members() []string {
+	if f.Members != nil {
+		return f.Members
+	}
+	return f.spec.Clients
+}
+
+func (f *federation) isMember(client string) bool { return slices.Contains(f.members(), client) }
 
 // ---- conversions to the wire types ----
 

@@ -5,12 +5,13 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/medfed/medfed/crypto/he"
 	"github.com/medfed/medfed/internal/pb"
 )
 
 // TestCeremonyTimeout: a secure federation whose key ceremony is not complete within
-// ceremony_timeout stops, and the reason names each missing hospital and the step it did
-// not take.
+// ceremony_timeout, with too few hospitals present to restart it without the others,
+// stops, and the reason names each missing hospital and the step it did not take.
 func TestCeremonyTimeout(t *testing.T) {
 	tc := startCluster(t, 1)
 	ctx := testCtx(t)
@@ -34,7 +35,7 @@ func TestCeremonyTimeout(t *testing.T) {
 		f, err = c.Federation(ctx, "f")
 		return err == nil && f.Stopped
 	})
-	for _, want := range []string{"key ceremony is not complete", "h1 (no seed commitment)", "h2 (no seed commitment)", "h3 (not enrolled)", "2s after the federation was created"} {
+	for _, want := range []string{"key ceremony is not complete", "h1 (no seed commitment)", "h2 (no seed commitment)", "h3 (not enrolled)", "2s after the ceremony started", "0 hospitals present are fewer than the 2 a round needs"} {
 		if !strings.Contains(f.StopReason, want) {
 			t.Errorf("stop reason %q does not say %q", f.StopReason, want)
 		}
@@ -131,5 +132,64 @@ func TestSuspensionAndStop(t *testing.T) {
 	}
 	if err := h.apply(&pb.Command{Cmd: &pb.Command_OpenRound{OpenRound: &pb.OpenRoundCmd{Federation: "f", Round: 4, ModelVersion: 1, Selected: []string{"a", "c"}}}}); err == nil {
 		t.Fatal("a stopped federation opened a round")
+	}
+}
+
+// TestRestartCeremony: the FSM restarts a key ceremony with the hospitals present, refuses
+// a restart with fewer than a round needs, and afterwards takes ceremony messages from
+// the members only.
+func TestRestartCeremony(t *testing.T) {
+	h := &fsmHarness{t: t, f: NewFSM(nil)}
+	spec := &pb.FederationSpec{Name: "f", ModelSpecJson: testModelSpec(t), Clients: []string{"a", "b", "c"}, MinClients: 2, Threshold: 2, Secure: true}
+	w0 := EncodeFloat32s(make([]float32, testNumParams))
+	d := h.stage(createBlobKey("f", digestOf(w0)), w0)
+	h.must(&pb.Command{Cmd: &pb.Command_CreateFederation{CreateFederation: &pb.CreateFederationCmd{Spec: spec, Blob: createBlobKey("f", d), Digest: d}}})
+	for _, c := range spec.Clients {
+		h.must(&pb.Command{Cmd: &pb.Command_Enrol{Enrol: &pb.EnrolCmd{Federation: "f", ClientId: c}}})
+	}
+	params, err := he.NewParams(he.DefaultProfile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	commit := func(client string, id he.PartyID, g he.Group) error {
+		p, err := he.NewParty(params, g, id)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := p.SeedCommitment().MarshalBinary()
+		return h.apply(&pb.Command{Cmd: &pb.Command_Ceremony{Ceremony: &pb.CeremonyCmd{Federation: "f", ClientId: client, Step: pb.CeremonyStep_CEREMONY_STEP_COMMITMENT, Data: b}}})
+	}
+	all := he.Group{Parties: []he.PartyID{1, 2, 3}, Threshold: 2}
+	for i, c := range []string{"a", "b"} { // c never comes
+		if err := commit(c, he.PartyID(i+1), all); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fd := h.f.st.Federations["f"]
+	if got := fd.ceremonyPresent(); !slices.Equal(got, []string{"a", "b"}) {
+		t.Fatalf("present %v, want [a b]", got)
+	}
+	restart := func(members ...string) error {
+		return h.apply(&pb.Command{Cmd: &pb.Command_RestartCeremony{RestartCeremony: &pb.RestartCeremonyCmd{Federation: "f", Members: members, Reason: "c missed it"}}})
+	}
+	if err := restart("a"); err == nil {
+		t.Fatal("restarted with 1 member; a round needs 2")
+	}
+	if err := restart("a", "b"); err != nil {
+		t.Fatal(err)
+	}
+	cs, _ := h.f.Ceremony("f")
+	if cs.Generation != 1 || !slices.Equal(cs.Members, []string{"a", "b"}) || len(cs.CommitmentsFrom) != 0 {
+		t.Fatalf("after the restart: generation %d, members %v, commitments %v", cs.Generation, cs.Members, cs.CommitmentsFrom)
+	}
+	two := he.Group{Parties: []he.PartyID{1, 2}, Threshold: 2}
+	if err := commit("a", 1, two); err != nil {
+		t.Fatalf("member's commitment refused: %v", err)
+	}
+	if err := commit("c", 3, all); err == nil {
+		t.Fatal("a commitment from a hospital left out of the ceremony was accepted")
+	}
+	if err := restart("a", "b"); err == nil {
+		t.Fatal("restarted again with as many members as it has")
 	}
 }

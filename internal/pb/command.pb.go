@@ -99,6 +99,7 @@ type Command struct {
 	//	*Command_PinModel
 	//	*Command_SetAggregate
 	//	*Command_StopFederation
+	//	*Command_RestartCeremony
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -292,6 +293,15 @@ func (x *Command) GetStopFederation() *StopFederationCmd {
 	return nil
 }
 
+func (x *Command) GetRestartCeremony() *RestartCeremonyCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_RestartCeremony); ok {
+			return x.RestartCeremony
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -360,6 +370,10 @@ type Command_StopFederation struct {
 	StopFederation *StopFederationCmd `protobuf:"bytes,25,opt,name=stop_federation,json=stopFederation,proto3,oneof"`
 }
 
+type Command_RestartCeremony struct {
+	RestartCeremony *RestartCeremonyCmd `protobuf:"bytes,26,opt,name=restart_ceremony,json=restartCeremony,proto3,oneof"`
+}
+
 func (*Command_CreateFederation) isCommand_Cmd() {}
 
 func (*Command_Enrol) isCommand_Cmd() {}
@@ -391,6 +405,8 @@ func (*Command_PinModel) isCommand_Cmd() {}
 func (*Command_SetAggregate) isCommand_Cmd() {}
 
 func (*Command_StopFederation) isCommand_Cmd() {}
+
+func (*Command_RestartCeremony) isCommand_Cmd() {}
 
 // CreateFederationCmd creates a federation whose initial weights (version 0) were staged as
 // a blob.
@@ -1482,11 +1498,73 @@ func (x *StopFederationCmd) GetReason() string {
 	return ""
 }
 
+// RestartCeremonyCmd starts a secure federation's key ceremony again with fewer members,
+// when some hospitals did not take part before the ceremony deadline.
+type RestartCeremonyCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Federation    string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
+	Members       []string               `protobuf:"bytes,2,rep,name=members,proto3" json:"members,omitempty"`
+	Reason        string                 `protobuf:"bytes,3,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RestartCeremonyCmd) Reset() {
+	*x = RestartCeremonyCmd{}
+	mi := &file_command_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RestartCeremonyCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RestartCeremonyCmd) ProtoMessage() {}
+
+func (x *RestartCeremonyCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RestartCeremonyCmd.ProtoReflect.Descriptor instead.
+func (*RestartCeremonyCmd) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *RestartCeremonyCmd) GetFederation() string {
+	if x != nil {
+		return x.Federation
+	}
+	return ""
+}
+
+func (x *RestartCeremonyCmd) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *RestartCeremonyCmd) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
-	"\rcommand.proto\x12\tmedfed.v1\x1a\fmedfed.proto\"\x92\b\n" +
+	"\rcommand.proto\x12\tmedfed.v1\x1a\fmedfed.proto\"\xde\b\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12M\n" +
 	"\x11create_federation\x18\n" +
@@ -1508,7 +1586,8 @@ const file_command_proto_rawDesc = "" +
 	"\rset_node_addr\x18\x16 \x01(\v2\x19.medfed.v1.SetNodeAddrCmdH\x00R\vsetNodeAddr\x125\n" +
 	"\tpin_model\x18\x17 \x01(\v2\x16.medfed.v1.PinModelCmdH\x00R\bpinModel\x12A\n" +
 	"\rset_aggregate\x18\x18 \x01(\v2\x1a.medfed.v1.SetAggregateCmdH\x00R\fsetAggregate\x12G\n" +
-	"\x0fstop_federation\x18\x19 \x01(\v2\x1c.medfed.v1.StopFederationCmdH\x00R\x0estopFederationB\x05\n" +
+	"\x0fstop_federation\x18\x19 \x01(\v2\x1c.medfed.v1.StopFederationCmdH\x00R\x0estopFederation\x12J\n" +
+	"\x10restart_ceremony\x18\x1a \x01(\v2\x1d.medfed.v1.RestartCeremonyCmdH\x00R\x0frestartCeremonyB\x05\n" +
 	"\x03cmd\"p\n" +
 	"\x13CreateFederationCmd\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.medfed.v1.FederationSpecR\x04spec\x12\x12\n" +
@@ -1612,7 +1691,13 @@ const file_command_proto_rawDesc = "" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
 	"federation\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason*\x89\x01\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"f\n" +
+	"\x12RestartCeremonyCmd\x12\x1e\n" +
+	"\n" +
+	"federation\x18\x01 \x01(\tR\n" +
+	"federation\x12\x18\n" +
+	"\amembers\x18\x02 \x03(\tR\amembers\x12\x16\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason*\x89\x01\n" +
 	"\fCeremonyStep\x12\x1d\n" +
 	"\x19CEREMONY_STEP_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CEREMONY_STEP_COMMITMENT\x10\x01\x12\x18\n" +
@@ -1632,7 +1717,7 @@ func file_command_proto_rawDescGZIP() []byte {
 }
 
 var file_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_command_proto_goTypes = []any{
 	(CeremonyStep)(0),           // 0: medfed.v1.CeremonyStep
 	(*Command)(nil),             // 1: medfed.v1.Command
@@ -1652,8 +1737,9 @@ var file_command_proto_goTypes = []any{
 	(*PinModelCmd)(nil),         // 15: medfed.v1.PinModelCmd
 	(*SetAggregateCmd)(nil),     // 16: medfed.v1.SetAggregateCmd
 	(*StopFederationCmd)(nil),   // 17: medfed.v1.StopFederationCmd
-	(*FederationSpec)(nil),      // 18: medfed.v1.FederationSpec
-	(*Envelope)(nil),            // 19: medfed.v1.Envelope
+	(*RestartCeremonyCmd)(nil),  // 18: medfed.v1.RestartCeremonyCmd
+	(*FederationSpec)(nil),      // 19: medfed.v1.FederationSpec
+	(*Envelope)(nil),            // 20: medfed.v1.Envelope
 }
 var file_command_proto_depIdxs = []int32{
 	2,  // 0: medfed.v1.Command.create_federation:type_name -> medfed.v1.CreateFederationCmd
@@ -1672,14 +1758,15 @@ var file_command_proto_depIdxs = []int32{
 	15, // 13: medfed.v1.Command.pin_model:type_name -> medfed.v1.PinModelCmd
 	16, // 14: medfed.v1.Command.set_aggregate:type_name -> medfed.v1.SetAggregateCmd
 	17, // 15: medfed.v1.Command.stop_federation:type_name -> medfed.v1.StopFederationCmd
-	18, // 16: medfed.v1.CreateFederationCmd.spec:type_name -> medfed.v1.FederationSpec
-	0,  // 17: medfed.v1.CeremonyCmd.step:type_name -> medfed.v1.CeremonyStep
-	19, // 18: medfed.v1.EnvelopeCmd.envelope:type_name -> medfed.v1.Envelope
-	19, // [19:19] is the sub-list for method output_type
-	19, // [19:19] is the sub-list for method input_type
-	19, // [19:19] is the sub-list for extension type_name
-	19, // [19:19] is the sub-list for extension extendee
-	0,  // [0:19] is the sub-list for field type_name
+	18, // 16: medfed.v1.Command.restart_ceremony:type_name -> medfed.v1.RestartCeremonyCmd
+	19, // 17: medfed.v1.CreateFederationCmd.spec:type_name -> medfed.v1.FederationSpec
+	0,  // 18: medfed.v1.CeremonyCmd.step:type_name -> medfed.v1.CeremonyStep
+	20, // 19: medfed.v1.EnvelopeCmd.envelope:type_name -> medfed.v1.Envelope
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -1705,6 +1792,7 @@ func file_command_proto_init() {
 		(*Command_PinModel)(nil),
 		(*Command_SetAggregate)(nil),
 		(*Command_StopFederation)(nil),
+		(*Command_RestartCeremony)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1712,7 +1800,7 @@ func file_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -752,8 +752,14 @@ type CeremonyStatus struct {
 	// The collective public key (he wire encoding), once every share is in.
 	CollectivePublicKey []byte `protobuf:"bytes,7,opt,name=collective_public_key,json=collectivePublicKey,proto3" json:"collective_public_key,omitempty"`
 	Complete            bool   `protobuf:"varint,8,opt,name=complete,proto3" json:"complete,omitempty"`
-	unknownFields       protoimpl.UnknownFields
-	sizeCache           protoimpl.SizeCache
+	// The hospitals taking part: the whole roster, or fewer once the coordinator started the
+	// ceremony again without hospitals that missed it (generation counts the restarts;
+	// restarted_because says why). A member's party ID stays its roster position.
+	Members          []string `protobuf:"bytes,9,rep,name=members,proto3" json:"members,omitempty"`
+	Generation       uint32   `protobuf:"varint,10,opt,name=generation,proto3" json:"generation,omitempty"`
+	RestartedBecause string   `protobuf:"bytes,11,opt,name=restarted_because,json=restartedBecause,proto3" json:"restarted_because,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *CeremonyStatus) Reset() {
@@ -840,6 +846,27 @@ func (x *CeremonyStatus) GetComplete() bool {
 		return x.Complete
 	}
 	return false
+}
+
+func (x *CeremonyStatus) GetMembers() []string {
+	if x != nil {
+		return x.Members
+	}
+	return nil
+}
+
+func (x *CeremonyStatus) GetGeneration() uint32 {
+	if x != nil {
+		return x.Generation
+	}
+	return 0
+}
+
+func (x *CeremonyStatus) GetRestartedBecause() string {
+	if x != nil {
+		return x.RestartedBecause
+	}
+	return ""
 }
 
 type Federation struct {
@@ -2803,7 +2830,7 @@ const file_medfed_proto_rawDesc = "" +
 	"\x06digest\x18\x04 \x01(\fR\x06digest\x12\x1d\n" +
 	"\n" +
 	"num_params\x18\x05 \x01(\x04R\tnumParams\x12*\n" +
-	"\x11created_unix_nano\x18\x06 \x01(\x03R\x0fcreatedUnixNano\"\xbf\x02\n" +
+	"\x11created_unix_nano\x18\x06 \x01(\x03R\x0fcreatedUnixNano\"\xa6\x03\n" +
 	"\x0eCeremonyStatus\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
@@ -2814,7 +2841,13 @@ const file_medfed_proto_rawDesc = "" +
 	"\vcommitments\x18\x05 \x03(\fR\vcommitments\x12\x18\n" +
 	"\areveals\x18\x06 \x03(\fR\areveals\x122\n" +
 	"\x15collective_public_key\x18\a \x01(\fR\x13collectivePublicKey\x12\x1a\n" +
-	"\bcomplete\x18\b \x01(\bR\bcomplete\"\xbc\x03\n" +
+	"\bcomplete\x18\b \x01(\bR\bcomplete\x12\x18\n" +
+	"\amembers\x18\t \x03(\tR\amembers\x12\x1e\n" +
+	"\n" +
+	"generation\x18\n" +
+	" \x01(\rR\n" +
+	"generation\x12+\n" +
+	"\x11restarted_because\x18\v \x01(\tR\x10restartedBecause\"\xbc\x03\n" +
 	"\n" +
 	"Federation\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.medfed.v1.FederationSpecR\x04spec\x120\n" +
