@@ -76,9 +76,9 @@ type blobPeer struct {
 	id, raftAddr, addr string
 }
 
-// blobPeers returns the other voters with a known gRPC address, the leader first (it is
-// the node that will read the blob), then in configuration order; and how many of them
-// must hold a blob besides this node for it to be on a majority.
+// blobPeers returns the other voters, the leader first (it is the node that will read
+// the blob), then in configuration order; and how many of them must hold a blob besides
+// this node for it to be on a majority.
 func (n *Node) blobPeers() ([]blobPeer, int, error) {
 	f := n.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
@@ -95,13 +95,13 @@ func (n *Node) blobPeers() ([]blobPeer, int, error) {
 		if string(s.ID) == n.cfg.NodeID {
 			continue
 		}
-		if a := n.grpcAddrOf(string(s.ID)); a != "" {
-			p := blobPeer{id: string(s.ID), raftAddr: string(s.Address), addr: a}
-			if s.ID == leader {
-				out = slices.Insert(out, 0, p)
-			} else {
-				out = append(out, p)
-			}
+		// The gRPC address (for fetching) may not be known yet; pushing needs only the
+		// Raft address.
+		p := blobPeer{id: string(s.ID), raftAddr: string(s.Address), addr: n.grpcAddrOf(string(s.ID))}
+		if s.ID == leader {
+			out = slices.Insert(out, 0, p)
+		} else {
+			out = append(out, p)
 		}
 	}
 	return out, voters / 2, nil // this node plus voters/2 peers is a majority
@@ -342,6 +342,9 @@ func (n *Node) blob(ctx context.Context, d blobstore.Digest) ([]byte, error) {
 }
 
 func (n *Node) fetchBlob(ctx context.Context, p blobPeer, d blobstore.Digest) ([]byte, error) {
+	if p.addr == "" {
+		return nil, fmt.Errorf("no gRPC address known for node %s", p.id)
+	}
 	conn, err := n.conn(p.addr)
 	if err != nil {
 		return nil, err
