@@ -108,6 +108,8 @@ func (f *FSM) apply(idx uint64, c *pb.Command) error {
 		return f.stopFederation(x.StopFederation)
 	case *pb.Command_RestartCeremony:
 		return f.restartCeremony(t, x.RestartCeremony)
+	case *pb.Command_ResumeFederation:
+		return f.resumeFederation(t, x.ResumeFederation)
 	case *pb.Command_SetNodeAddr:
 		if err := checkName("node id", x.SetNodeAddr.Id); err != nil {
 			return err
@@ -519,6 +521,25 @@ func (f *FSM) stopFederation(c *pb.StopFederationCmd) error {
 		return fmt.Errorf("%w: stop reason of %d bytes, expected 1 to 4096", ErrInvalid, len(c.Reason))
 	}
 	fd.Stopped, fd.StopReason = true, c.Reason
+	return nil
+}
+
+// resumeFederation lets a stopped federation go on: the count of aborted rounds and the
+// missed rounds are forgotten (every enrolled hospital is selected again), and an
+// unfinished key ceremony's deadline starts over. Resuming a running federation changes
+// nothing.
+func (f *FSM) resumeFederation(t int64, c *pb.ResumeFederationCmd) error {
+	fd, err := f.fed(c.Federation)
+	if err != nil {
+		return err
+	}
+	if !fd.Stopped {
+		return nil
+	}
+	fd.Stopped, fd.StopReason, fd.Aborts, fd.Missed = false, "", 0, nil
+	if fd.spec.Secure && fd.Ceremony.PublicKey == nil {
+		fd.CeremonyStarted = t
+	}
 	return nil
 }
 

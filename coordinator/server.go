@@ -168,6 +168,20 @@ func (s *federationServer) PinModel(ctx context.Context, req *pb.PinModelRequest
 	return f, s.n.toStatus(err)
 }
 
+// ResumeFederation lets a stopped federation go on. Operators only.
+func (s *federationServer) ResumeFederation(ctx context.Context, req *pb.ResumeFederationRequest) (*pb.Federation, error) {
+	if err := s.n.authorize(ctx, pki.RoleOperator, ""); err != nil {
+		return nil, s.n.toStatus(err)
+	}
+	if _, err := s.n.propose(ctx, &pb.Command{Cmd: &pb.Command_ResumeFederation{ResumeFederation: &pb.ResumeFederationCmd{
+		Federation: req.Federation,
+	}}}); err != nil {
+		return nil, s.n.toStatus(err)
+	}
+	f, err := s.n.fsm.Federation(req.Federation)
+	return f, s.n.toStatus(err)
+}
+
 // ---- CeremonyService ----
 
 type ceremonyServer struct {

@@ -133,6 +133,14 @@ func TestSuspensionAndStop(t *testing.T) {
 	if err := h.apply(&pb.Command{Cmd: &pb.Command_OpenRound{OpenRound: &pb.OpenRoundCmd{Federation: "f", Round: 4, ModelVersion: 1, Selected: []string{"a", "c"}}}}); err == nil {
 		t.Fatal("a stopped federation opened a round")
 	}
+	// The operator resumes it: every enrolled hospital is selected again.
+	h.must(&pb.Command{Cmd: &pb.Command_ResumeFederation{ResumeFederation: &pb.ResumeFederationCmd{Federation: "f"}}})
+	if f, _ := h.f.Federation("f"); f.Stopped || f.StopReason != "" || len(f.Suspended) != 0 {
+		t.Fatalf("after resume: stopped=%v (%q), suspended %v", f.Stopped, f.StopReason, f.Suspended)
+	}
+	if sel := open(4); !slices.Equal(sel, []string{"a", "b", "c"}) {
+		t.Fatalf("round 4 after resume selects %v, want [a b c]", sel)
+	}
 }
 
 // TestRestartCeremony: the FSM restarts a key ceremony with the hospitals present, refuses

@@ -37,6 +37,8 @@ func runFederation(ctx context.Context, args []string, stdout, stderr io.Writer)
 		return runFederationCmd(ctx, "show", args[1:], stdout, stderr)
 	case "pin", "unpin":
 		return runFederationPin(ctx, args[0], args[1:], stdout, stderr)
+	case "resume":
+		return runFederationResume(ctx, args[1:], stdout, stderr)
 	case "-h", "--help", "help":
 		federationUsage(stderr)
 		return flag.ErrHelp
@@ -52,10 +54,14 @@ func federationUsage(w io.Writer) {
   medfed federation show   --coordinator ADDR[,ADDR...] (--name NAME | --spec FILE) [TLS flags] [--json]
   medfed federation pin    --coordinator ADDR[,ADDR...] --name NAME --version V [TLS flags] [--json]
   medfed federation unpin  --coordinator ADDR[,ADDR...] --name NAME --version V [TLS flags] [--json]
+  medfed federation resume --coordinator ADDR[,ADDR...] --name NAME [TLS flags] [--json]
 
 pin keeps a published model version served on every coordinator node (Open Inference
 Protocol, /v2/models/NAME/versions/V) however many newer rounds publish; unpin lets it be
-retired. Both need an operator certificate.
+retired. resume lets a federation the coordinator stopped (its key ceremony timed out, or
+max_aborted_rounds rounds in a row aborted) go on once its hospitals are back: rounds open
+again with every enrolled hospital, an unfinished key ceremony gets a new ceremony_timeout.
+All three need an operator certificate.
 
 The spec is YAML or JSON, for example:
 
@@ -237,7 +243,9 @@ func runFederationPin(ctx context.Context, sub string, args []string, stdout, st
 	}
 	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
-	f, err := pinModel(ctx, &cf, stderr, &pb.PinModelRequest{Federation: name, Version: version, Unpin: sub == "unpin"})
+	f, err := operatorCall(ctx, &cf, stderr, func(c pb.FederationServiceClient) (*pb.Federation, error) {
+		return c.PinModel(ctx, &pb.PinModelRequest{Federation: name, Version: version, Unpin: sub == "unpin"})
+	})
 	if err != nil {
 		return err
 	}
@@ -249,10 +257,43 @@ func runFederationPin(ctx context.Context, sub string, args []string, stdout, st
 	return nil
 }
 
-// pinModel calls FederationService.PinModel on the first node that takes it, moving on to
-// the next address (with a growing pause after each full pass) while nodes are unreachable
-// or have no leader, until ctx is done.
-func pinModel(ctx context.Context, cf *coordinatorFlags, stderr io.Writer, req *pb.PinModelRequest) (*pb.Federation, error) {
+// runFederationResume lets a stopped federation go on.
+func runFederationResume(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	var cf coordinatorFlags
+	var name string
+	fs := flag.NewFlagSet("medfed federation resume", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf.register(fs)
+	fs.StringVar(&name, "name", "", "the federation (required)")
+	jsonOut := fs.Bool("json", false, "print the federation as one JSON object on stdout, nothing else")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cf.check(fs); err != nil {
+		return err
+	}
+	if name == "" {
+		return usageError(fs, "missing --name")
+	}
+	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	f, err := operatorCall(ctx, &cf, stderr, func(c pb.FederationServiceClient) (*pb.Federation, error) {
+		return c.ResumeFederation(ctx, &pb.ResumeFederationRequest{Federation: name})
+	})
+	if err != nil {
+		return err
+	}
+	if *jsonOut {
+		return json.NewEncoder(stdout).Encode(federationViewOf(f))
+	}
+	fmt.Fprintf(stdout, "federation %s: running (%d rounds so far)\n", name, len(f.Rounds))
+	return nil
+}
+
+// operatorCall makes an operator's FederationService call on the first node that takes
+// it, moving on to the next address (with a growing pause after each full pass) while
+// nodes are unreachable or have no leader, until ctx is done.
+func operatorCall(ctx context.Context, cf *coordinatorFlags, stderr io.Writer, call func(pb.FederationServiceClient) (*pb.Federation, error)) (*pb.Federation, error) {
 	creds, err := cf.tls.clientCreds()
 	if err != nil {
 		return nil, err
@@ -269,7 +310,7 @@ func pinModel(ctx context.Context, cf *coordinatorFlags, stderr io.Writer, req *
 			if err != nil {
 				return nil, fmt.Errorf("coordinator %s: %w", addr, err)
 			}
-			f, err := pb.NewFederationServiceClient(conn).PinModel(ctx, req)
+			f, err := call(pb.NewFederationServiceClient(conn))
 			conn.Close()
 			if err == nil {
 				return f, nil

@@ -131,6 +131,7 @@ func TestClientCommandsBadFlags(t *testing.T) {
 		{runFederation, []string{"pin", "--coordinator", "127.0.0.1:1", "--insecure", "--name", "a"}},
 		{runFederation, []string{"unpin", "--coordinator", "127.0.0.1:1", "--insecure", "--name", "a", "--version", "0"}},
 		{runFederation, []string{"unpin", "--name", "a", "--version", "1", "--insecure"}},
+		{runFederation, []string{"resume", "--coordinator", "127.0.0.1:1", "--insecure"}},
 	} {
 		var stderr bytes.Buffer
 		if err := tt.run(context.Background(), tt.args, io.Discard, &stderr); !errors.Is(err, errUsage) {
@@ -388,5 +389,15 @@ func TestClusterByHand(t *testing.T) {
 	fv = federationView{}
 	if err != nil || json.Unmarshal([]byte(out), &fv) != nil || fv.Name != "study" || len(fv.Pinned) != 0 {
 		t.Errorf("unpin --json: %+v %v\n%s", fv, err, out)
+	}
+	// resume is for operators; on a running federation it changes nothing.
+	resumeArgs := func(who string) []string {
+		return append([]string{"resume", "--coordinator", coord, "--name", "study"}, tlsArgs(who)...)
+	}
+	if _, err := cli(runFederation, resumeArgs("h1")...); err == nil || !strings.Contains(err.Error(), "PermissionDenied") {
+		t.Errorf("hospital resume: got %v, want PermissionDenied", err)
+	}
+	if out, err := cli(runFederation, resumeArgs("alice")...); err != nil || !strings.Contains(out, "federation study: running") {
+		t.Errorf("resume: %v\n%s", err, out)
 	}
 }

@@ -24,7 +24,7 @@ func commands() []command {
 		{"train", "train one model locally on one data set (the seed example)", runTrain},
 		{"coordinator", "run one node of the Raft-replicated coordinator", runCoordinator},
 		{"client", "run a hospital client node", runClient},
-		{"federation", "create, show, pin or unpin a federation on a coordinator cluster", runFederation},
+		{"federation", "create, show, pin, unpin or resume a federation on a coordinator cluster", runFederation},
 		{"status", "show the coordinator cluster, its federations and rounds", runStatus},
 		{"partition", "split a data set into per-hospital folders", runPartition},
 		{"pki", "consortium CA and mTLS certificates (init, issue)", runPKI},

@@ -100,6 +100,7 @@ type Command struct {
 	//	*Command_SetAggregate
 	//	*Command_StopFederation
 	//	*Command_RestartCeremony
+	//	*Command_ResumeFederation
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -302,6 +303,15 @@ func (x *Command) GetRestartCeremony() *RestartCeremonyCmd {
 	return nil
 }
 
+func (x *Command) GetResumeFederation() *ResumeFederationCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_ResumeFederation); ok {
+			return x.ResumeFederation
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -374,6 +384,10 @@ type Command_RestartCeremony struct {
 	RestartCeremony *RestartCeremonyCmd `protobuf:"bytes,26,opt,name=restart_ceremony,json=restartCeremony,proto3,oneof"`
 }
 
+type Command_ResumeFederation struct {
+	ResumeFederation *ResumeFederationCmd `protobuf:"bytes,27,opt,name=resume_federation,json=resumeFederation,proto3,oneof"`
+}
+
 func (*Command_CreateFederation) isCommand_Cmd() {}
 
 func (*Command_Enrol) isCommand_Cmd() {}
@@ -407,6 +421,8 @@ func (*Command_SetAggregate) isCommand_Cmd() {}
 func (*Command_StopFederation) isCommand_Cmd() {}
 
 func (*Command_RestartCeremony) isCommand_Cmd() {}
+
+func (*Command_ResumeFederation) isCommand_Cmd() {}
 
 // CreateFederationCmd creates a federation whose initial weights (version 0) were staged as
 // a blob.
@@ -1560,11 +1576,56 @@ func (x *RestartCeremonyCmd) GetReason() string {
 	return ""
 }
 
+// ResumeFederationCmd lets a stopped federation go on.
+type ResumeFederationCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Federation    string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeFederationCmd) Reset() {
+	*x = ResumeFederationCmd{}
+	mi := &file_command_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeFederationCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeFederationCmd) ProtoMessage() {}
+
+func (x *ResumeFederationCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeFederationCmd.ProtoReflect.Descriptor instead.
+func (*ResumeFederationCmd) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *ResumeFederationCmd) GetFederation() string {
+	if x != nil {
+		return x.Federation
+	}
+	return ""
+}
+
 var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
-	"\rcommand.proto\x12\tmedfed.v1\x1a\fmedfed.proto\"\xde\b\n" +
+	"\rcommand.proto\x12\tmedfed.v1\x1a\fmedfed.proto\"\xad\t\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12M\n" +
 	"\x11create_federation\x18\n" +
@@ -1587,7 +1648,8 @@ const file_command_proto_rawDesc = "" +
 	"\tpin_model\x18\x17 \x01(\v2\x16.medfed.v1.PinModelCmdH\x00R\bpinModel\x12A\n" +
 	"\rset_aggregate\x18\x18 \x01(\v2\x1a.medfed.v1.SetAggregateCmdH\x00R\fsetAggregate\x12G\n" +
 	"\x0fstop_federation\x18\x19 \x01(\v2\x1c.medfed.v1.StopFederationCmdH\x00R\x0estopFederation\x12J\n" +
-	"\x10restart_ceremony\x18\x1a \x01(\v2\x1d.medfed.v1.RestartCeremonyCmdH\x00R\x0frestartCeremonyB\x05\n" +
+	"\x10restart_ceremony\x18\x1a \x01(\v2\x1d.medfed.v1.RestartCeremonyCmdH\x00R\x0frestartCeremony\x12M\n" +
+	"\x11resume_federation\x18\x1b \x01(\v2\x1e.medfed.v1.ResumeFederationCmdH\x00R\x10resumeFederationB\x05\n" +
 	"\x03cmd\"p\n" +
 	"\x13CreateFederationCmd\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.medfed.v1.FederationSpecR\x04spec\x12\x12\n" +
@@ -1697,7 +1759,11 @@ const file_command_proto_rawDesc = "" +
 	"federation\x18\x01 \x01(\tR\n" +
 	"federation\x12\x18\n" +
 	"\amembers\x18\x02 \x03(\tR\amembers\x12\x16\n" +
-	"\x06reason\x18\x03 \x01(\tR\x06reason*\x89\x01\n" +
+	"\x06reason\x18\x03 \x01(\tR\x06reason\"5\n" +
+	"\x13ResumeFederationCmd\x12\x1e\n" +
+	"\n" +
+	"federation\x18\x01 \x01(\tR\n" +
+	"federation*\x89\x01\n" +
 	"\fCeremonyStep\x12\x1d\n" +
 	"\x19CEREMONY_STEP_UNSPECIFIED\x10\x00\x12\x1c\n" +
 	"\x18CEREMONY_STEP_COMMITMENT\x10\x01\x12\x18\n" +
@@ -1717,7 +1783,7 @@ func file_command_proto_rawDescGZIP() []byte {
 }
 
 var file_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_command_proto_goTypes = []any{
 	(CeremonyStep)(0),           // 0: medfed.v1.CeremonyStep
 	(*Command)(nil),             // 1: medfed.v1.Command
@@ -1738,8 +1804,9 @@ var file_command_proto_goTypes = []any{
 	(*SetAggregateCmd)(nil),     // 16: medfed.v1.SetAggregateCmd
 	(*StopFederationCmd)(nil),   // 17: medfed.v1.StopFederationCmd
 	(*RestartCeremonyCmd)(nil),  // 18: medfed.v1.RestartCeremonyCmd
-	(*FederationSpec)(nil),      // 19: medfed.v1.FederationSpec
-	(*Envelope)(nil),            // 20: medfed.v1.Envelope
+	(*ResumeFederationCmd)(nil), // 19: medfed.v1.ResumeFederationCmd
+	(*FederationSpec)(nil),      // 20: medfed.v1.FederationSpec
+	(*Envelope)(nil),            // 21: medfed.v1.Envelope
 }
 var file_command_proto_depIdxs = []int32{
 	2,  // 0: medfed.v1.Command.create_federation:type_name -> medfed.v1.CreateFederationCmd
@@ -1759,14 +1826,15 @@ var file_command_proto_depIdxs = []int32{
 	16, // 14: medfed.v1.Command.set_aggregate:type_name -> medfed.v1.SetAggregateCmd
 	17, // 15: medfed.v1.Command.stop_federation:type_name -> medfed.v1.StopFederationCmd
 	18, // 16: medfed.v1.Command.restart_ceremony:type_name -> medfed.v1.RestartCeremonyCmd
-	19, // 17: medfed.v1.CreateFederationCmd.spec:type_name -> medfed.v1.FederationSpec
-	0,  // 18: medfed.v1.CeremonyCmd.step:type_name -> medfed.v1.CeremonyStep
-	20, // 19: medfed.v1.EnvelopeCmd.envelope:type_name -> medfed.v1.Envelope
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	19, // 17: medfed.v1.Command.resume_federation:type_name -> medfed.v1.ResumeFederationCmd
+	20, // 18: medfed.v1.CreateFederationCmd.spec:type_name -> medfed.v1.FederationSpec
+	0,  // 19: medfed.v1.CeremonyCmd.step:type_name -> medfed.v1.CeremonyStep
+	21, // 20: medfed.v1.EnvelopeCmd.envelope:type_name -> medfed.v1.Envelope
+	21, // [21:21] is the sub-list for method output_type
+	21, // [21:21] is the sub-list for method input_type
+	21, // [21:21] is the sub-list for extension type_name
+	21, // [21:21] is the sub-list for extension extendee
+	0,  // [0:21] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -1793,6 +1861,7 @@ func file_command_proto_init() {
 		(*Command_SetAggregate)(nil),
 		(*Command_StopFederation)(nil),
 		(*Command_RestartCeremony)(nil),
+		(*Command_ResumeFederation)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1800,7 +1869,7 @@ func file_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -1292,6 +1292,50 @@ func (x *EnrolRequest) GetAgeRecipient() string {
 	return ""
 }
 
+type ResumeFederationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Federation    string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResumeFederationRequest) Reset() {
+	*x = ResumeFederationRequest{}
+	mi := &file_medfed_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResumeFederationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResumeFederationRequest) ProtoMessage() {}
+
+func (x *ResumeFederationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_medfed_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResumeFederationRequest.ProtoReflect.Descriptor instead.
+func (*ResumeFederationRequest) Descriptor() ([]byte, []int) {
+	return file_medfed_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *ResumeFederationRequest) GetFederation() string {
+	if x != nil {
+		return x.Federation
+	}
+	return ""
+}
+
 // CeremonyMessage carries one party's ceremony message (he wire encoding).
 type CeremonyMessage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1304,7 +1348,7 @@ type CeremonyMessage struct {
 
 func (x *CeremonyMessage) Reset() {
 	*x = CeremonyMessage{}
-	mi := &file_medfed_proto_msgTypes[13]
+	mi := &file_medfed_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1316,7 +1360,7 @@ func (x *CeremonyMessage) String() string {
 func (*CeremonyMessage) ProtoMessage() {}
 
 func (x *CeremonyMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[13]
+	mi := &file_medfed_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1329,7 +1373,7 @@ func (x *CeremonyMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CeremonyMessage.ProtoReflect.Descriptor instead.
 func (*CeremonyMessage) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{13}
+	return file_medfed_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *CeremonyMessage) GetFederation() string {
@@ -1362,7 +1406,7 @@ type GetCeremonyRequest struct {
 
 func (x *GetCeremonyRequest) Reset() {
 	*x = GetCeremonyRequest{}
-	mi := &file_medfed_proto_msgTypes[14]
+	mi := &file_medfed_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1374,7 +1418,7 @@ func (x *GetCeremonyRequest) String() string {
 func (*GetCeremonyRequest) ProtoMessage() {}
 
 func (x *GetCeremonyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[14]
+	mi := &file_medfed_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1387,7 +1431,7 @@ func (x *GetCeremonyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCeremonyRequest.ProtoReflect.Descriptor instead.
 func (*GetCeremonyRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{14}
+	return file_medfed_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *GetCeremonyRequest) GetFederation() string {
@@ -1411,7 +1455,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_medfed_proto_msgTypes[15]
+	mi := &file_medfed_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1423,7 +1467,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[15]
+	mi := &file_medfed_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1436,7 +1480,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{15}
+	return file_medfed_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Envelope) GetFederation() string {
@@ -1475,7 +1519,7 @@ type SendEnvelopeResponse struct {
 
 func (x *SendEnvelopeResponse) Reset() {
 	*x = SendEnvelopeResponse{}
-	mi := &file_medfed_proto_msgTypes[16]
+	mi := &file_medfed_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1487,7 +1531,7 @@ func (x *SendEnvelopeResponse) String() string {
 func (*SendEnvelopeResponse) ProtoMessage() {}
 
 func (x *SendEnvelopeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[16]
+	mi := &file_medfed_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1500,7 +1544,7 @@ func (x *SendEnvelopeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendEnvelopeResponse.ProtoReflect.Descriptor instead.
 func (*SendEnvelopeResponse) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{16}
+	return file_medfed_proto_rawDescGZIP(), []int{17}
 }
 
 type FetchEnvelopesRequest struct {
@@ -1513,7 +1557,7 @@ type FetchEnvelopesRequest struct {
 
 func (x *FetchEnvelopesRequest) Reset() {
 	*x = FetchEnvelopesRequest{}
-	mi := &file_medfed_proto_msgTypes[17]
+	mi := &file_medfed_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1525,7 +1569,7 @@ func (x *FetchEnvelopesRequest) String() string {
 func (*FetchEnvelopesRequest) ProtoMessage() {}
 
 func (x *FetchEnvelopesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[17]
+	mi := &file_medfed_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1538,7 +1582,7 @@ func (x *FetchEnvelopesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchEnvelopesRequest.ProtoReflect.Descriptor instead.
 func (*FetchEnvelopesRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{17}
+	return file_medfed_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *FetchEnvelopesRequest) GetFederation() string {
@@ -1564,7 +1608,7 @@ type FetchEnvelopesResponse struct {
 
 func (x *FetchEnvelopesResponse) Reset() {
 	*x = FetchEnvelopesResponse{}
-	mi := &file_medfed_proto_msgTypes[18]
+	mi := &file_medfed_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1576,7 +1620,7 @@ func (x *FetchEnvelopesResponse) String() string {
 func (*FetchEnvelopesResponse) ProtoMessage() {}
 
 func (x *FetchEnvelopesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[18]
+	mi := &file_medfed_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1589,7 +1633,7 @@ func (x *FetchEnvelopesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchEnvelopesResponse.ProtoReflect.Descriptor instead.
 func (*FetchEnvelopesResponse) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{18}
+	return file_medfed_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FetchEnvelopesResponse) GetEnvelopes() []*Envelope {
@@ -1608,7 +1652,7 @@ type WatchRoundsRequest struct {
 
 func (x *WatchRoundsRequest) Reset() {
 	*x = WatchRoundsRequest{}
-	mi := &file_medfed_proto_msgTypes[19]
+	mi := &file_medfed_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1620,7 +1664,7 @@ func (x *WatchRoundsRequest) String() string {
 func (*WatchRoundsRequest) ProtoMessage() {}
 
 func (x *WatchRoundsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[19]
+	mi := &file_medfed_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1633,7 +1677,7 @@ func (x *WatchRoundsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRoundsRequest.ProtoReflect.Descriptor instead.
 func (*WatchRoundsRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{19}
+	return file_medfed_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *WatchRoundsRequest) GetFederation() string {
@@ -1653,7 +1697,7 @@ type GetRoundRequest struct {
 
 func (x *GetRoundRequest) Reset() {
 	*x = GetRoundRequest{}
-	mi := &file_medfed_proto_msgTypes[20]
+	mi := &file_medfed_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1665,7 +1709,7 @@ func (x *GetRoundRequest) String() string {
 func (*GetRoundRequest) ProtoMessage() {}
 
 func (x *GetRoundRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[20]
+	mi := &file_medfed_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1678,7 +1722,7 @@ func (x *GetRoundRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRoundRequest.ProtoReflect.Descriptor instead.
 func (*GetRoundRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{20}
+	return file_medfed_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *GetRoundRequest) GetFederation() string {
@@ -1714,7 +1758,7 @@ type UploadHeader struct {
 
 func (x *UploadHeader) Reset() {
 	*x = UploadHeader{}
-	mi := &file_medfed_proto_msgTypes[21]
+	mi := &file_medfed_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1726,7 +1770,7 @@ func (x *UploadHeader) String() string {
 func (*UploadHeader) ProtoMessage() {}
 
 func (x *UploadHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[21]
+	mi := &file_medfed_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1739,7 +1783,7 @@ func (x *UploadHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadHeader.ProtoReflect.Descriptor instead.
 func (*UploadHeader) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{21}
+	return file_medfed_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *UploadHeader) GetFederation() string {
@@ -1806,7 +1850,7 @@ type UploadChunk struct {
 
 func (x *UploadChunk) Reset() {
 	*x = UploadChunk{}
-	mi := &file_medfed_proto_msgTypes[22]
+	mi := &file_medfed_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1818,7 +1862,7 @@ func (x *UploadChunk) String() string {
 func (*UploadChunk) ProtoMessage() {}
 
 func (x *UploadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[22]
+	mi := &file_medfed_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1831,7 +1875,7 @@ func (x *UploadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadChunk.ProtoReflect.Descriptor instead.
 func (*UploadChunk) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{22}
+	return file_medfed_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UploadChunk) GetMsg() isUploadChunk_Msg {
@@ -1887,7 +1931,7 @@ type UpdateAck struct {
 
 func (x *UpdateAck) Reset() {
 	*x = UpdateAck{}
-	mi := &file_medfed_proto_msgTypes[23]
+	mi := &file_medfed_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +1943,7 @@ func (x *UpdateAck) String() string {
 func (*UpdateAck) ProtoMessage() {}
 
 func (x *UpdateAck) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[23]
+	mi := &file_medfed_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +1956,7 @@ func (x *UpdateAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAck.ProtoReflect.Descriptor instead.
 func (*UpdateAck) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{23}
+	return file_medfed_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UpdateAck) GetFederation() string {
@@ -1948,7 +1992,7 @@ type ShareAck struct {
 
 func (x *ShareAck) Reset() {
 	*x = ShareAck{}
-	mi := &file_medfed_proto_msgTypes[24]
+	mi := &file_medfed_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1960,7 +2004,7 @@ func (x *ShareAck) String() string {
 func (*ShareAck) ProtoMessage() {}
 
 func (x *ShareAck) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[24]
+	mi := &file_medfed_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1973,7 +2017,7 @@ func (x *ShareAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareAck.ProtoReflect.Descriptor instead.
 func (*ShareAck) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{24}
+	return file_medfed_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ShareAck) GetFederation() string {
@@ -2014,7 +2058,7 @@ type FetchAggregateRequest struct {
 
 func (x *FetchAggregateRequest) Reset() {
 	*x = FetchAggregateRequest{}
-	mi := &file_medfed_proto_msgTypes[25]
+	mi := &file_medfed_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2026,7 +2070,7 @@ func (x *FetchAggregateRequest) String() string {
 func (*FetchAggregateRequest) ProtoMessage() {}
 
 func (x *FetchAggregateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[25]
+	mi := &file_medfed_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2039,7 +2083,7 @@ func (x *FetchAggregateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchAggregateRequest.ProtoReflect.Descriptor instead.
 func (*FetchAggregateRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{25}
+	return file_medfed_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *FetchAggregateRequest) GetFederation() string {
@@ -2069,7 +2113,7 @@ type FetchModelRequest struct {
 
 func (x *FetchModelRequest) Reset() {
 	*x = FetchModelRequest{}
-	mi := &file_medfed_proto_msgTypes[26]
+	mi := &file_medfed_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2081,7 +2125,7 @@ func (x *FetchModelRequest) String() string {
 func (*FetchModelRequest) ProtoMessage() {}
 
 func (x *FetchModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[26]
+	mi := &file_medfed_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2094,7 +2138,7 @@ func (x *FetchModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchModelRequest.ProtoReflect.Descriptor instead.
 func (*FetchModelRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{26}
+	return file_medfed_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FetchModelRequest) GetFederation() string {
@@ -2135,7 +2179,7 @@ type DownloadHeader struct {
 
 func (x *DownloadHeader) Reset() {
 	*x = DownloadHeader{}
-	mi := &file_medfed_proto_msgTypes[27]
+	mi := &file_medfed_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2147,7 +2191,7 @@ func (x *DownloadHeader) String() string {
 func (*DownloadHeader) ProtoMessage() {}
 
 func (x *DownloadHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[27]
+	mi := &file_medfed_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2160,7 +2204,7 @@ func (x *DownloadHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadHeader.ProtoReflect.Descriptor instead.
 func (*DownloadHeader) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{27}
+	return file_medfed_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *DownloadHeader) GetTotalLength() uint64 {
@@ -2233,7 +2277,7 @@ type DownloadChunk struct {
 
 func (x *DownloadChunk) Reset() {
 	*x = DownloadChunk{}
-	mi := &file_medfed_proto_msgTypes[28]
+	mi := &file_medfed_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2245,7 +2289,7 @@ func (x *DownloadChunk) String() string {
 func (*DownloadChunk) ProtoMessage() {}
 
 func (x *DownloadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[28]
+	mi := &file_medfed_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2258,7 +2302,7 @@ func (x *DownloadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadChunk.ProtoReflect.Descriptor instead.
 func (*DownloadChunk) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{28}
+	return file_medfed_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DownloadChunk) GetMsg() isDownloadChunk_Msg {
@@ -2318,7 +2362,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_medfed_proto_msgTypes[29]
+	mi := &file_medfed_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2330,7 +2374,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[29]
+	mi := &file_medfed_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2343,7 +2387,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{29}
+	return file_medfed_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -2389,7 +2433,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_medfed_proto_msgTypes[30]
+	mi := &file_medfed_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2401,7 +2445,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[30]
+	mi := &file_medfed_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2414,7 +2458,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{30}
+	return file_medfed_proto_rawDescGZIP(), []int{31}
 }
 
 type ClusterStatus struct {
@@ -2433,7 +2477,7 @@ type ClusterStatus struct {
 
 func (x *ClusterStatus) Reset() {
 	*x = ClusterStatus{}
-	mi := &file_medfed_proto_msgTypes[31]
+	mi := &file_medfed_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2445,7 +2489,7 @@ func (x *ClusterStatus) String() string {
 func (*ClusterStatus) ProtoMessage() {}
 
 func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[31]
+	mi := &file_medfed_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2458,7 +2502,7 @@ func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatus.ProtoReflect.Descriptor instead.
 func (*ClusterStatus) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{31}
+	return file_medfed_proto_rawDescGZIP(), []int{32}
 }
 
 func (x *ClusterStatus) GetNodeId() string {
@@ -2528,7 +2572,7 @@ type AddNodeRequest struct {
 
 func (x *AddNodeRequest) Reset() {
 	*x = AddNodeRequest{}
-	mi := &file_medfed_proto_msgTypes[32]
+	mi := &file_medfed_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2540,7 +2584,7 @@ func (x *AddNodeRequest) String() string {
 func (*AddNodeRequest) ProtoMessage() {}
 
 func (x *AddNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[32]
+	mi := &file_medfed_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2553,7 +2597,7 @@ func (x *AddNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNodeRequest.ProtoReflect.Descriptor instead.
 func (*AddNodeRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{32}
+	return file_medfed_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *AddNodeRequest) GetId() string {
@@ -2586,7 +2630,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_medfed_proto_msgTypes[33]
+	mi := &file_medfed_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2598,7 +2642,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[33]
+	mi := &file_medfed_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2611,7 +2655,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{33}
+	return file_medfed_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -2631,7 +2675,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_medfed_proto_msgTypes[34]
+	mi := &file_medfed_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2643,7 +2687,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[34]
+	mi := &file_medfed_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2656,7 +2700,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{34}
+	return file_medfed_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -2675,7 +2719,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_medfed_proto_msgTypes[35]
+	mi := &file_medfed_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2687,7 +2731,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[35]
+	mi := &file_medfed_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2700,7 +2744,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{35}
+	return file_medfed_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -2719,7 +2763,7 @@ type GetBlobRequest struct {
 
 func (x *GetBlobRequest) Reset() {
 	*x = GetBlobRequest{}
-	mi := &file_medfed_proto_msgTypes[36]
+	mi := &file_medfed_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2731,7 +2775,7 @@ func (x *GetBlobRequest) String() string {
 func (*GetBlobRequest) ProtoMessage() {}
 
 func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[36]
+	mi := &file_medfed_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2744,7 +2788,7 @@ func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobRequest.ProtoReflect.Descriptor instead.
 func (*GetBlobRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{36}
+	return file_medfed_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *GetBlobRequest) GetSha256() []byte {
@@ -2882,7 +2926,11 @@ const file_medfed_proto_rawDesc = "" +
 	"federation\x18\x01 \x01(\tR\n" +
 	"federation\x12\x1b\n" +
 	"\tclient_id\x18\x02 \x01(\tR\bclientId\x12#\n" +
-	"\rage_recipient\x18\x03 \x01(\tR\fageRecipient\"b\n" +
+	"\rage_recipient\x18\x03 \x01(\tR\fageRecipient\"9\n" +
+	"\x17ResumeFederationRequest\x12\x1e\n" +
+	"\n" +
+	"federation\x18\x01 \x01(\tR\n" +
+	"federation\"b\n" +
 	"\x0fCeremonyMessage\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
@@ -3008,13 +3056,14 @@ const file_medfed_proto_rawDesc = "" +
 	"\x12ROUND_STATE_SEALED\x10\x02\x12\x1a\n" +
 	"\x16ROUND_STATE_DECRYPTING\x10\x03\x12\x19\n" +
 	"\x15ROUND_STATE_PUBLISHED\x10\x04\x12\x17\n" +
-	"\x13ROUND_STATE_ABORTED\x10\x052\xfc\x02\n" +
+	"\x13ROUND_STATE_ABORTED\x10\x052\xcb\x03\n" +
 	"\x11FederationService\x12M\n" +
 	"\x10CreateFederation\x12\".medfed.v1.CreateFederationRequest\x1a\x15.medfed.v1.Federation\x12G\n" +
 	"\rGetFederation\x12\x1f.medfed.v1.GetFederationRequest\x1a\x15.medfed.v1.Federation\x12X\n" +
 	"\x0fListFederations\x12!.medfed.v1.ListFederationsRequest\x1a\".medfed.v1.ListFederationsResponse\x126\n" +
 	"\x05Enrol\x12\x17.medfed.v1.EnrolRequest\x1a\x14.medfed.v1.Enrolment\x12=\n" +
-	"\bPinModel\x12\x1a.medfed.v1.PinModelRequest\x1a\x15.medfed.v1.Federation2\xe0\x03\n" +
+	"\bPinModel\x12\x1a.medfed.v1.PinModelRequest\x1a\x15.medfed.v1.Federation\x12M\n" +
+	"\x10ResumeFederation\x12\".medfed.v1.ResumeFederationRequest\x1a\x15.medfed.v1.Federation2\xe0\x03\n" +
 	"\x0fCeremonyService\x12M\n" +
 	"\x14SubmitSeedCommitment\x12\x1a.medfed.v1.CeremonyMessage\x1a\x19.medfed.v1.CeremonyStatus\x12I\n" +
 	"\x10SubmitSeedReveal\x12\x1a.medfed.v1.CeremonyMessage\x1a\x19.medfed.v1.CeremonyStatus\x12M\n" +
@@ -3052,7 +3101,7 @@ func file_medfed_proto_rawDescGZIP() []byte {
 }
 
 var file_medfed_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_medfed_proto_msgTypes = make([]protoimpl.MessageInfo, 37)
+var file_medfed_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
 var file_medfed_proto_goTypes = []any{
 	(RoundState)(0),                 // 0: medfed.v1.RoundState
 	(*FederationSpec)(nil),          // 1: medfed.v1.FederationSpec
@@ -3068,30 +3117,31 @@ var file_medfed_proto_goTypes = []any{
 	(*ListFederationsResponse)(nil), // 11: medfed.v1.ListFederationsResponse
 	(*PinModelRequest)(nil),         // 12: medfed.v1.PinModelRequest
 	(*EnrolRequest)(nil),            // 13: medfed.v1.EnrolRequest
-	(*CeremonyMessage)(nil),         // 14: medfed.v1.CeremonyMessage
-	(*GetCeremonyRequest)(nil),      // 15: medfed.v1.GetCeremonyRequest
-	(*Envelope)(nil),                // 16: medfed.v1.Envelope
-	(*SendEnvelopeResponse)(nil),    // 17: medfed.v1.SendEnvelopeResponse
-	(*FetchEnvelopesRequest)(nil),   // 18: medfed.v1.FetchEnvelopesRequest
-	(*FetchEnvelopesResponse)(nil),  // 19: medfed.v1.FetchEnvelopesResponse
-	(*WatchRoundsRequest)(nil),      // 20: medfed.v1.WatchRoundsRequest
-	(*GetRoundRequest)(nil),         // 21: medfed.v1.GetRoundRequest
-	(*UploadHeader)(nil),            // 22: medfed.v1.UploadHeader
-	(*UploadChunk)(nil),             // 23: medfed.v1.UploadChunk
-	(*UpdateAck)(nil),               // 24: medfed.v1.UpdateAck
-	(*ShareAck)(nil),                // 25: medfed.v1.ShareAck
-	(*FetchAggregateRequest)(nil),   // 26: medfed.v1.FetchAggregateRequest
-	(*FetchModelRequest)(nil),       // 27: medfed.v1.FetchModelRequest
-	(*DownloadHeader)(nil),          // 28: medfed.v1.DownloadHeader
-	(*DownloadChunk)(nil),           // 29: medfed.v1.DownloadChunk
-	(*NodeStatus)(nil),              // 30: medfed.v1.NodeStatus
-	(*StatusRequest)(nil),           // 31: medfed.v1.StatusRequest
-	(*ClusterStatus)(nil),           // 32: medfed.v1.ClusterStatus
-	(*AddNodeRequest)(nil),          // 33: medfed.v1.AddNodeRequest
-	(*RemoveNodeRequest)(nil),       // 34: medfed.v1.RemoveNodeRequest
-	(*ProposeRequest)(nil),          // 35: medfed.v1.ProposeRequest
-	(*ProposeResponse)(nil),         // 36: medfed.v1.ProposeResponse
-	(*GetBlobRequest)(nil),          // 37: medfed.v1.GetBlobRequest
+	(*ResumeFederationRequest)(nil), // 14: medfed.v1.ResumeFederationRequest
+	(*CeremonyMessage)(nil),         // 15: medfed.v1.CeremonyMessage
+	(*GetCeremonyRequest)(nil),      // 16: medfed.v1.GetCeremonyRequest
+	(*Envelope)(nil),                // 17: medfed.v1.Envelope
+	(*SendEnvelopeResponse)(nil),    // 18: medfed.v1.SendEnvelopeResponse
+	(*FetchEnvelopesRequest)(nil),   // 19: medfed.v1.FetchEnvelopesRequest
+	(*FetchEnvelopesResponse)(nil),  // 20: medfed.v1.FetchEnvelopesResponse
+	(*WatchRoundsRequest)(nil),      // 21: medfed.v1.WatchRoundsRequest
+	(*GetRoundRequest)(nil),         // 22: medfed.v1.GetRoundRequest
+	(*UploadHeader)(nil),            // 23: medfed.v1.UploadHeader
+	(*UploadChunk)(nil),             // 24: medfed.v1.UploadChunk
+	(*UpdateAck)(nil),               // 25: medfed.v1.UpdateAck
+	(*ShareAck)(nil),                // 26: medfed.v1.ShareAck
+	(*FetchAggregateRequest)(nil),   // 27: medfed.v1.FetchAggregateRequest
+	(*FetchModelRequest)(nil),       // 28: medfed.v1.FetchModelRequest
+	(*DownloadHeader)(nil),          // 29: medfed.v1.DownloadHeader
+	(*DownloadChunk)(nil),           // 30: medfed.v1.DownloadChunk
+	(*NodeStatus)(nil),              // 31: medfed.v1.NodeStatus
+	(*StatusRequest)(nil),           // 32: medfed.v1.StatusRequest
+	(*ClusterStatus)(nil),           // 33: medfed.v1.ClusterStatus
+	(*AddNodeRequest)(nil),          // 34: medfed.v1.AddNodeRequest
+	(*RemoveNodeRequest)(nil),       // 35: medfed.v1.RemoveNodeRequest
+	(*ProposeRequest)(nil),          // 36: medfed.v1.ProposeRequest
+	(*ProposeResponse)(nil),         // 37: medfed.v1.ProposeResponse
+	(*GetBlobRequest)(nil),          // 38: medfed.v1.GetBlobRequest
 }
 var file_medfed_proto_depIdxs = []int32{
 	0,  // 0: medfed.v1.RoundInfo.state:type_name -> medfed.v1.RoundState
@@ -3103,57 +3153,59 @@ var file_medfed_proto_depIdxs = []int32{
 	5,  // 6: medfed.v1.Federation.models:type_name -> medfed.v1.ModelVersionInfo
 	1,  // 7: medfed.v1.CreateFederationRequest.spec:type_name -> medfed.v1.FederationSpec
 	7,  // 8: medfed.v1.ListFederationsResponse.federations:type_name -> medfed.v1.Federation
-	16, // 9: medfed.v1.FetchEnvelopesResponse.envelopes:type_name -> medfed.v1.Envelope
-	22, // 10: medfed.v1.UploadChunk.header:type_name -> medfed.v1.UploadHeader
+	17, // 9: medfed.v1.FetchEnvelopesResponse.envelopes:type_name -> medfed.v1.Envelope
+	23, // 10: medfed.v1.UploadChunk.header:type_name -> medfed.v1.UploadHeader
 	3,  // 11: medfed.v1.UpdateAck.contribution:type_name -> medfed.v1.Contribution
-	28, // 12: medfed.v1.DownloadChunk.header:type_name -> medfed.v1.DownloadHeader
-	30, // 13: medfed.v1.ClusterStatus.nodes:type_name -> medfed.v1.NodeStatus
+	29, // 12: medfed.v1.DownloadChunk.header:type_name -> medfed.v1.DownloadHeader
+	31, // 13: medfed.v1.ClusterStatus.nodes:type_name -> medfed.v1.NodeStatus
 	8,  // 14: medfed.v1.FederationService.CreateFederation:input_type -> medfed.v1.CreateFederationRequest
 	9,  // 15: medfed.v1.FederationService.GetFederation:input_type -> medfed.v1.GetFederationRequest
 	10, // 16: medfed.v1.FederationService.ListFederations:input_type -> medfed.v1.ListFederationsRequest
 	13, // 17: medfed.v1.FederationService.Enrol:input_type -> medfed.v1.EnrolRequest
 	12, // 18: medfed.v1.FederationService.PinModel:input_type -> medfed.v1.PinModelRequest
-	14, // 19: medfed.v1.CeremonyService.SubmitSeedCommitment:input_type -> medfed.v1.CeremonyMessage
-	14, // 20: medfed.v1.CeremonyService.SubmitSeedReveal:input_type -> medfed.v1.CeremonyMessage
-	14, // 21: medfed.v1.CeremonyService.SubmitPublicKeyShare:input_type -> medfed.v1.CeremonyMessage
-	15, // 22: medfed.v1.CeremonyService.GetCeremony:input_type -> medfed.v1.GetCeremonyRequest
-	16, // 23: medfed.v1.CeremonyService.SendEnvelope:input_type -> medfed.v1.Envelope
-	18, // 24: medfed.v1.CeremonyService.FetchEnvelopes:input_type -> medfed.v1.FetchEnvelopesRequest
-	20, // 25: medfed.v1.RoundService.WatchRounds:input_type -> medfed.v1.WatchRoundsRequest
-	21, // 26: medfed.v1.RoundService.GetRound:input_type -> medfed.v1.GetRoundRequest
-	23, // 27: medfed.v1.RoundService.SubmitUpdate:input_type -> medfed.v1.UploadChunk
-	26, // 28: medfed.v1.RoundService.FetchAggregate:input_type -> medfed.v1.FetchAggregateRequest
-	23, // 29: medfed.v1.RoundService.SubmitDecryptionShare:input_type -> medfed.v1.UploadChunk
-	27, // 30: medfed.v1.RoundService.FetchModel:input_type -> medfed.v1.FetchModelRequest
-	31, // 31: medfed.v1.ClusterService.Status:input_type -> medfed.v1.StatusRequest
-	33, // 32: medfed.v1.ClusterService.AddNode:input_type -> medfed.v1.AddNodeRequest
-	34, // 33: medfed.v1.ClusterService.RemoveNode:input_type -> medfed.v1.RemoveNodeRequest
-	35, // 34: medfed.v1.ClusterService.Propose:input_type -> medfed.v1.ProposeRequest
-	37, // 35: medfed.v1.BlobService.GetBlob:input_type -> medfed.v1.GetBlobRequest
-	7,  // 36: medfed.v1.FederationService.CreateFederation:output_type -> medfed.v1.Federation
-	7,  // 37: medfed.v1.FederationService.GetFederation:output_type -> medfed.v1.Federation
-	11, // 38: medfed.v1.FederationService.ListFederations:output_type -> medfed.v1.ListFederationsResponse
-	2,  // 39: medfed.v1.FederationService.Enrol:output_type -> medfed.v1.Enrolment
-	7,  // 40: medfed.v1.FederationService.PinModel:output_type -> medfed.v1.Federation
-	6,  // 41: medfed.v1.CeremonyService.SubmitSeedCommitment:output_type -> medfed.v1.CeremonyStatus
-	6,  // 42: medfed.v1.CeremonyService.SubmitSeedReveal:output_type -> medfed.v1.CeremonyStatus
-	6,  // 43: medfed.v1.CeremonyService.SubmitPublicKeyShare:output_type -> medfed.v1.CeremonyStatus
-	6,  // 44: medfed.v1.CeremonyService.GetCeremony:output_type -> medfed.v1.CeremonyStatus
-	17, // 45: medfed.v1.CeremonyService.SendEnvelope:output_type -> medfed.v1.SendEnvelopeResponse
-	19, // 46: medfed.v1.CeremonyService.FetchEnvelopes:output_type -> medfed.v1.FetchEnvelopesResponse
-	4,  // 47: medfed.v1.RoundService.WatchRounds:output_type -> medfed.v1.RoundInfo
-	4,  // 48: medfed.v1.RoundService.GetRound:output_type -> medfed.v1.RoundInfo
-	24, // 49: medfed.v1.RoundService.SubmitUpdate:output_type -> medfed.v1.UpdateAck
-	29, // 50: medfed.v1.RoundService.FetchAggregate:output_type -> medfed.v1.DownloadChunk
-	25, // 51: medfed.v1.RoundService.SubmitDecryptionShare:output_type -> medfed.v1.ShareAck
-	29, // 52: medfed.v1.RoundService.FetchModel:output_type -> medfed.v1.DownloadChunk
-	32, // 53: medfed.v1.ClusterService.Status:output_type -> medfed.v1.ClusterStatus
-	32, // 54: medfed.v1.ClusterService.AddNode:output_type -> medfed.v1.ClusterStatus
-	32, // 55: medfed.v1.ClusterService.RemoveNode:output_type -> medfed.v1.ClusterStatus
-	36, // 56: medfed.v1.ClusterService.Propose:output_type -> medfed.v1.ProposeResponse
-	29, // 57: medfed.v1.BlobService.GetBlob:output_type -> medfed.v1.DownloadChunk
-	36, // [36:58] is the sub-list for method output_type
-	14, // [14:36] is the sub-list for method input_type
+	14, // 19: medfed.v1.FederationService.ResumeFederation:input_type -> medfed.v1.ResumeFederationRequest
+	15, // 20: medfed.v1.CeremonyService.SubmitSeedCommitment:input_type -> medfed.v1.CeremonyMessage
+	15, // 21: medfed.v1.CeremonyService.SubmitSeedReveal:input_type -> medfed.v1.CeremonyMessage
+	15, // 22: medfed.v1.CeremonyService.SubmitPublicKeyShare:input_type -> medfed.v1.CeremonyMessage
+	16, // 23: medfed.v1.CeremonyService.GetCeremony:input_type -> medfed.v1.GetCeremonyRequest
+	17, // 24: medfed.v1.CeremonyService.SendEnvelope:input_type -> medfed.v1.Envelope
+	19, // 25: medfed.v1.CeremonyService.FetchEnvelopes:input_type -> medfed.v1.FetchEnvelopesRequest
+	21, // 26: medfed.v1.RoundService.WatchRounds:input_type -> medfed.v1.WatchRoundsRequest
+	22, // 27: medfed.v1.RoundService.GetRound:input_type -> medfed.v1.GetRoundRequest
+	24, // 28: medfed.v1.RoundService.SubmitUpdate:input_type -> medfed.v1.UploadChunk
+	27, // 29: medfed.v1.RoundService.FetchAggregate:input_type -> medfed.v1.FetchAggregateRequest
+	24, // 30: medfed.v1.RoundService.SubmitDecryptionShare:input_type -> medfed.v1.UploadChunk
+	28, // 31: medfed.v1.RoundService.FetchModel:input_type -> medfed.v1.FetchModelRequest
+	32, // 32: medfed.v1.ClusterService.Status:input_type -> medfed.v1.StatusRequest
+	34, // 33: medfed.v1.ClusterService.AddNode:input_type -> medfed.v1.AddNodeRequest
+	35, // 34: medfed.v1.ClusterService.RemoveNode:input_type -> medfed.v1.RemoveNodeRequest
+	36, // 35: medfed.v1.ClusterService.Propose:input_type -> medfed.v1.ProposeRequest
+	38, // 36: medfed.v1.BlobService.GetBlob:input_type -> medfed.v1.GetBlobRequest
+	7,  // 37: medfed.v1.FederationService.CreateFederation:output_type -> medfed.v1.Federation
+	7,  // 38: medfed.v1.FederationService.GetFederation:output_type -> medfed.v1.Federation
+	11, // 39: medfed.v1.FederationService.ListFederations:output_type -> medfed.v1.ListFederationsResponse
+	2,  // 40: medfed.v1.FederationService.Enrol:output_type -> medfed.v1.Enrolment
+	7,  // 41: medfed.v1.FederationService.PinModel:output_type -> medfed.v1.Federation
+	7,  // 42: medfed.v1.FederationService.ResumeFederation:output_type -> medfed.v1.Federation
+	6,  // 43: medfed.v1.CeremonyService.SubmitSeedCommitment:output_type -> medfed.v1.CeremonyStatus
+	6,  // 44: medfed.v1.CeremonyService.SubmitSeedReveal:output_type -> medfed.v1.CeremonyStatus
+	6,  // 45: medfed.v1.CeremonyService.SubmitPublicKeyShare:output_type -> medfed.v1.CeremonyStatus
+	6,  // 46: medfed.v1.CeremonyService.GetCeremony:output_type -> medfed.v1.CeremonyStatus
+	18, // 47: medfed.v1.CeremonyService.SendEnvelope:output_type -> medfed.v1.SendEnvelopeResponse
+	20, // 48: medfed.v1.CeremonyService.FetchEnvelopes:output_type -> medfed.v1.FetchEnvelopesResponse
+	4,  // 49: medfed.v1.RoundService.WatchRounds:output_type -> medfed.v1.RoundInfo
+	4,  // 50: medfed.v1.RoundService.GetRound:output_type -> medfed.v1.RoundInfo
+	25, // 51: medfed.v1.RoundService.SubmitUpdate:output_type -> medfed.v1.UpdateAck
+	30, // 52: medfed.v1.RoundService.FetchAggregate:output_type -> medfed.v1.DownloadChunk
+	26, // 53: medfed.v1.RoundService.SubmitDecryptionShare:output_type -> medfed.v1.ShareAck
+	30, // 54: medfed.v1.RoundService.FetchModel:output_type -> medfed.v1.DownloadChunk
+	33, // 55: medfed.v1.ClusterService.Status:output_type -> medfed.v1.ClusterStatus
+	33, // 56: medfed.v1.ClusterService.AddNode:output_type -> medfed.v1.ClusterStatus
+	33, // 57: medfed.v1.ClusterService.RemoveNode:output_type -> medfed.v1.ClusterStatus
+	37, // 58: medfed.v1.ClusterService.Propose:output_type -> medfed.v1.ProposeResponse
+	30, // 59: medfed.v1.BlobService.GetBlob:output_type -> medfed.v1.DownloadChunk
+	37, // [37:60] is the sub-list for method output_type
+	14, // [14:37] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -3164,11 +3216,11 @@ func file_medfed_proto_init() {
 	if File_medfed_proto != nil {
 		return
 	}
-	file_medfed_proto_msgTypes[22].OneofWrappers = []any{
+	file_medfed_proto_msgTypes[23].OneofWrappers = []any{
 		(*UploadChunk_Header)(nil),
 		(*UploadChunk_Data)(nil),
 	}
-	file_medfed_proto_msgTypes[28].OneofWrappers = []any{
+	file_medfed_proto_msgTypes[29].OneofWrappers = []any{
 		(*DownloadChunk_Header)(nil),
 		(*DownloadChunk_Data)(nil),
 	}
@@ -3178,7 +3230,7 @@ func file_medfed_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_medfed_proto_rawDesc), len(file_medfed_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   37,
+			NumMessages:   38,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -33,6 +33,7 @@ const (
 	FederationService_ListFederations_FullMethodName  = "/medfed.v1.FederationService/ListFederations"
 	FederationService_Enrol_FullMethodName            = "/medfed.v1.FederationService/Enrol"
 	FederationService_PinModel_FullMethodName         = "/medfed.v1.FederationService/PinModel"
+	FederationService_ResumeFederation_FullMethodName = "/medfed.v1.FederationService/ResumeFederation"
 )
 
 // FederationServiceClient is the client API for FederationService service.
@@ -48,6 +49,10 @@ type FederationServiceClient interface {
 	// PinModel keeps a model version served on every coordinator node beyond the nodes'
 	// retention window, or removes the pin. Operators only.
 	PinModel(ctx context.Context, in *PinModelRequest, opts ...grpc.CallOption) (*Federation, error)
+	// ResumeFederation lets a stopped federation go on (after the operator brought its
+	// hospitals back): rounds open again, every enrolled hospital is selected, and an
+	// unfinished key ceremony gets a new ceremony_timeout. Operators only.
+	ResumeFederation(ctx context.Context, in *ResumeFederationRequest, opts ...grpc.CallOption) (*Federation, error)
 }
 
 type federationServiceClient struct {
@@ -108,6 +113,16 @@ func (c *federationServiceClient) PinModel(ctx context.Context, in *PinModelRequ
 	return out, nil
 }
 
+func (c *federationServiceClient) ResumeFederation(ctx context.Context, in *ResumeFederationRequest, opts ...grpc.CallOption) (*Federation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Federation)
+	err := c.cc.Invoke(ctx, FederationService_ResumeFederation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FederationServiceServer is the server API for FederationService service.
 // All implementations must embed UnimplementedFederationServiceServer
 // for forward compatibility.
@@ -121,6 +136,10 @@ type FederationServiceServer interface {
 	// PinModel keeps a model version served on every coordinator node beyond the nodes'
 	// retention window, or removes the pin. Operators only.
 	PinModel(context.Context, *PinModelRequest) (*Federation, error)
+	// ResumeFederation lets a stopped federation go on (after the operator brought its
+	// hospitals back): rounds open again, every enrolled hospital is selected, and an
+	// unfinished key ceremony gets a new ceremony_timeout. Operators only.
+	ResumeFederation(context.Context, *ResumeFederationRequest) (*Federation, error)
 	mustEmbedUnimplementedFederationServiceServer()
 }
 
@@ -145,6 +164,9 @@ func (UnimplementedFederationServiceServer) Enrol(context.Context, *EnrolRequest
 }
 func (UnimplementedFederationServiceServer) PinModel(context.Context, *PinModelRequest) (*Federation, error) {
 	return nil, status.Error(codes.Unimplemented, "method PinModel not implemented")
+}
+func (UnimplementedFederationServiceServer) ResumeFederation(context.Context, *ResumeFederationRequest) (*Federation, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResumeFederation not implemented")
 }
 func (UnimplementedFederationServiceServer) mustEmbedUnimplementedFederationServiceServer() {}
 func (UnimplementedFederationServiceServer) testEmbeddedByValue()                           {}
@@ -257,6 +279,24 @@ func _FederationService_PinModel_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FederationService_ResumeFederation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResumeFederationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FederationServiceServer).ResumeFederation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FederationService_ResumeFederation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FederationServiceServer).ResumeFederation(ctx, req.(*ResumeFederationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FederationService_ServiceDesc is the grpc.ServiceDesc for FederationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -283,6 +323,10 @@ var FederationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PinModel",
 			Handler:    _FederationService_PinModel_Handler,
+		},
+		{
+			MethodName: "ResumeFederation",
+			Handler:    _FederationService_ResumeFederation_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
