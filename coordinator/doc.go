@@ -123,14 +123,14 @@
 // # Not done yet
 //
 // Staged payloads that are not blobs (initial weights, new models) live in memory on every
-// node until committed. Differential privacy
-// settings are stored but not enforced by the coordinator. Served models carry no feature
-// or class names yet, so explanations of tabular models are by index only.
+// node until committed. Differential privacy settings are stored but not enforced by the
+// coordinator. Served models carry feature and class names only when trained on the
+// built-in breast cancer table; one trained on a hospital's own CSV is explained by
+// feature index.
 //
-// BenchmarkServedInfer (64 callers, seed CNN, one 2-core machine shared with the callers)
-// serves over gRPC at about 0.65 to 0.75 of in-process Predict throughput, over REST (JSON)
-// at about 0.45, under the 0.5 target: the JSON decoding of the inputs is the next thing
-// to make cheaper.
+// BenchmarkServedInfer (64 callers, seed CNN, one 2-core machine shared with the callers):
+// gRPC at 0.66 to 0.85 of in-process Predict throughput, REST (JSON) at 0.56 to 0.72 (the
+// README has the numbers).
 //
 // BenchmarkIngest (3 replicas, 4 uploading hospitals and the benchmark on one 2-core
 // machine) accepts encrypted updates at 0.32 (2 MiB updates) to 0.41 (16 MiB) of the rate
