@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"encoding/binary"
+	"fmt"
 	"io"
 	"net"
 	"testing"
@@ -28,10 +29,17 @@ func (tc *testCluster) holders(d blobstore.Digest) []int {
 // TestUpdateBlobs follows update bytes outside the Raft log on a 3-node cluster: an
 // acknowledged update is on a majority of nodes whichever node received it; a leader that
 // lacks a contribution fetches it from a peer when it aggregates the round; and once the
-// round is published every node deletes the round's blobs.
+// round is published every node deletes the round's blobs. With and without
+// Config.SyncUpdates.
 func TestUpdateBlobs(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) })
-	tc := startCluster(t, 3)
+	for _, sync := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sync=%v", sync), func(t *testing.T) { testUpdateBlobs(t, sync) })
+	}
+}
+
+func testUpdateBlobs(t *testing.T, sync bool) {
+	tc := startClusterWith(t, 3, func(c *Config) { c.SyncUpdates = sync })
 	ctx := testCtx(t)
 	leader := tc.leader()
 	follower := (leader + 1) % 3
