@@ -244,10 +244,7 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 		}
 		checkBuffers.Put(bp)
 		if err != nil {
-			cancel()
-			for _, b := range pushes {
-				b.finish()
-			}
+			stop()
 			// The file stays: the same bytes may belong to an accepted update (sent with
 			// another sample count, say). Unreferenced, it goes after BlobGrace.
 			return d, err
@@ -263,20 +260,26 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 		}
 	}
 	// Peers that failed are replaced by the others, from the stored copy.
-	for _, p := range peers[min(need, len(peers)):] {
+	return d, n.topUp(pctx, d, peers[min(need, len(peers)):], held, need, errs)
+}
+
+// topUp pushes stored blob d to peers, in order, until need of them hold it besides the
+// held ones already; errs are the failures so far, for the message.
+func (n *Node) topUp(ctx context.Context, d blobstore.Digest, peers []blobPeer, held, need int, errs []error) error {
+	for _, p := range peers {
 		if held >= need {
 			break
 		}
-		if err := n.pushStored(pctx, p, d); err != nil {
+		if err := n.pushStored(ctx, p, d); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.id, err))
 		} else {
 			held++
 		}
 	}
 	if held < need {
-		return d, fmt.Errorf("%w: update stored on %d of the %d nodes a majority needs: %v", ErrNotLeader, held+1, need+1, errors.Join(errs...))
+		return fmt.Errorf("%w: blob stored on %d of the %d nodes a majority needs: %v", ErrNotLeader, held+1, need+1, errors.Join(errs...))
 	}
-	return d, nil
+	return nil
 }
 
 // storeReplicated stores data this node made (an aggregate) in its blob store and on as
@@ -290,22 +293,7 @@ func (n *Node) storeReplicated(ctx context.Context, data []byte) (blobstore.Dige
 	if err != nil {
 		return d, err
 	}
-	held := 0
-	var errs []error
-	for _, p := range peers {
-		if held >= need {
-			break
-		}
-		if err := n.pushStored(ctx, p, d); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", p.id, err))
-		} else {
-			held++
-		}
-	}
-	if held < need {
-		return d, fmt.Errorf("%w: blob stored on %d of the %d nodes a majority needs: %v", ErrNotLeader, held+1, need+1, errors.Join(errs...))
-	}
-	return d, nil
+	return d, n.topUp(ctx, d, peers, 0, need, nil)
 }
 
 // checkBuffers hold the bytes of uploads being checked.

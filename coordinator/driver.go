@@ -173,29 +173,28 @@ func reselect(a action) (active, silent []uint32, ok bool) {
 // enough hospitals took part (at least min_clients and the threshold), the ceremony
 // starts again with just them; otherwise the federation stops, naming who is missing.
 func (n *Node) ceremonyDeadline(ctx context.Context, a action, now time.Time) error {
-	deadline := a.deadline // created + the spec's timeout, or created alone when it has none
-	if deadline == a.created {
-		deadline += n.cfg.CeremonyTimeout.Nanoseconds()
+	timeout := n.cfg.CeremonyTimeout
+	if a.timeout > 0 {
+		timeout = time.Duration(a.timeout) * time.Millisecond
 	}
-	if now.UnixNano() < deadline {
+	if now.UnixNano() < a.started+timeout.Nanoseconds() {
 		return nil
 	}
-	waited := time.Duration(deadline - a.created).Round(time.Second)
-	// a.selected: the members present; a.minClients: how many a round needs; a.contributions:
-	// the members now.
-	if len(a.selected) >= a.minClients && len(a.selected) < a.contributions {
-		reason := fmt.Sprintf("%s after %v; the ceremony starts again with the %d hospitals present", a.reason, waited, len(a.selected))
+	waited := timeout.Round(time.Second)
+	if len(a.present) >= a.need && len(a.present) < a.members {
+		reason := fmt.Sprintf("%s after %v; the ceremony starts again with the %d hospitals present", a.reason, waited, len(a.present))
 		_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_RestartCeremony{RestartCeremony: &pb.RestartCeremonyCmd{
-			Federation: a.fed, Members: a.selected, Reason: reason}}})
+			Federation: a.fed, Members: a.present, Reason: reason}}})
 		if err == nil {
-			n.log.Warn("key ceremony restarted", "federation", a.fed, "members", a.selected, "reason", reason)
+			n.log.Warn("key ceremony restarted", "federation", a.fed, "members", a.present, "reason", reason)
 		}
 		return err
 	}
-	reason := fmt.Sprintf("%s, %v after the ceremony started, and %d hospitals present are fewer than the %d a round needs; create the federation again without the missing hospitals, or with a longer ceremony_timeout",
-		a.reason, waited, len(a.selected), a.minClients)
-	if len(a.selected) >= a.contributions {
-		reason = fmt.Sprintf("%s, %v after the ceremony started; create the federation again, or with a longer ceremony_timeout", a.reason, waited)
+	const next = "bring the missing hospitals back and run medfed federation resume, or create the federation again without them"
+	reason := fmt.Sprintf("%s, %v after the ceremony started, and %d hospitals present are fewer than the %d a round needs; %s",
+		a.reason, waited, len(a.present), a.need, next)
+	if len(a.present) >= a.members {
+		reason = fmt.Sprintf("%s, %v after the ceremony started; run medfed federation resume to give it another ceremony_timeout", a.reason, waited)
 	}
 	_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_StopFederation{StopFederation: &pb.StopFederationCmd{Federation: a.fed, Reason: reason}}})
 	if err == nil {

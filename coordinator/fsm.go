@@ -682,7 +682,7 @@ func (f *FSM) abortRound(idx uint64, c *pb.AbortRoundCmd) error {
 	fd.Aborts++
 	if fd.Aborts >= fd.maxAbortedRounds() && !fd.done() {
 		fd.Stopped = true
-		fd.StopReason = fmt.Sprintf("%d rounds in a row were aborted (rounds %d to %d; max_aborted_rounds is %d), the last because %s",
+		fd.StopReason = fmt.Sprintf("%d rounds in a row were aborted (rounds %d to %d; max_aborted_rounds is %d), the last because %s; once the hospitals are back, an operator can run medfed federation resume",
 			fd.Aborts, rd.Number-uint64(fd.Aborts)+1, rd.Number, fd.maxAbortedRounds(), c.Reason)
 	}
 	rd.State = pb.RoundState_ROUND_STATE_ABORTED
@@ -784,21 +784,9 @@ func (f *FSM) commitShare(idx uint64, c *pb.CommitShareCmd) error {
 	if err != nil {
 		return err
 	}
-	if rd.State != pb.RoundState_ROUND_STATE_DECRYPTING {
-		return fmt.Errorf("%w: round %d is %s, not decrypting", ErrRoundState, rd.Number, stateName(rd.State))
-	}
-	party := fd.partyOf(c.ClientId)
-	if party == 0 {
-		return fmt.Errorf("%w: %q is not an enrolled member of %q", ErrUnknownClient, c.ClientId, c.Federation)
-	}
-	if !slices.Contains(rd.Active, party) {
-		return fmt.Errorf("%w: %q (party %d) is not in the active set %v of round %d", ErrUnknownClient, c.ClientId, party, rd.Active, rd.Number)
-	}
-	if s := rd.Shares[c.ClientId]; s != nil {
-		if bytes.Equal(s.Digest, c.Digest) {
-			return nil
-		}
-		return fmt.Errorf("%w: %q already sent a different decryption share for round %d", ErrExists, c.ClientId, rd.Number)
+	_, dup, err := checkSharer(fd, rd, c.ClientId, c.Digest)
+	if err != nil || dup {
+		return err
 	}
 	// The receiving node stored the bytes on a majority and checked them (a share from
 	// this party for this aggregate, he.DecodeDecryptionShare).
@@ -811,6 +799,29 @@ func (f *FSM) commitShare(idx uint64, c *pb.CommitShareCmd) error {
 	rd.Shares[c.ClientId] = &share{Digest: slices.Clone(c.Digest)}
 	rd.Changed = idx
 	return nil
+}
+
+// checkSharer runs the checks of commitShare that do not need the share: the round is
+// decrypting and client's party is in its active set. It returns the party, and dup when
+// client already sent this share (digest); a different one is ErrExists.
+func checkSharer(fd *federation, rd *round, client string, digest []byte) (party uint32, dup bool, err error) {
+	if rd.State != pb.RoundState_ROUND_STATE_DECRYPTING {
+		return 0, false, fmt.Errorf("%w: round %d is %s, not decrypting", ErrRoundState, rd.Number, stateName(rd.State))
+	}
+	party = fd.partyOf(client)
+	if party == 0 {
+		return 0, false, fmt.Errorf("%w: %q is not an enrolled member of %q", ErrUnknownClient, client, fd.spec.Name)
+	}
+	if !slices.Contains(rd.Active, party) {
+		return 0, false, fmt.Errorf("%w: %q (party %d) is not in the active set %v of round %d", ErrUnknownClient, client, party, rd.Active, rd.Number)
+	}
+	if s := rd.Shares[client]; s != nil {
+		if bytes.Equal(s.Digest, digest) {
+			return party, true, nil
+		}
+		return 0, false, fmt.Errorf("%w: %q already sent a different decryption share for round %d", ErrExists, client, rd.Number)
+	}
+	return party, false, nil
 }
 
 func (f *FSM) publishModel(idx uint64, t int64, c *pb.PublishModelCmd) error {

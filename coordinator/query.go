@@ -147,18 +147,9 @@ func (f *FSM) shareCheck(fed string, r uint64, client string, digest []byte) (fu
 	if err != nil {
 		return nil, nil, err
 	}
-	if rd.State != pb.RoundState_ROUND_STATE_DECRYPTING {
-		return nil, nil, fmt.Errorf("%w: round %d is %s, not decrypting", ErrRoundState, r, stateName(rd.State))
-	}
-	party := fd.partyOf(client)
-	if party == 0 {
-		return nil, nil, fmt.Errorf("%w: %q is not an enrolled member of %q", ErrUnknownClient, client, fed)
-	}
-	if !slices.Contains(rd.Active, party) {
-		return nil, nil, fmt.Errorf("%w: %q (party %d) is not in the active set %v of round %d", ErrUnknownClient, client, party, rd.Active, r)
-	}
-	if s := rd.Shares[client]; s != nil && !bytes.Equal(s.Digest, digest) {
-		return nil, nil, fmt.Errorf("%w: %q already sent a different decryption share for round %d", ErrExists, client, r)
+	party, _, err := checkSharer(fd, rd, client, digest)
+	if err != nil {
+		return nil, nil, err
 	}
 	p, contributions, aggHE := *fd.params, len(rd.Contribs), slices.Clone(rd.AggHE)
 	check := func(b []byte) error {
@@ -327,24 +318,27 @@ type action struct {
 	// for open
 	version  uint64
 	selected []string
-	timeout  int64 // round_timeout_ms
+	timeout  int64 // round_timeout_ms; for the ceremony deadline ceremony_timeout_ms
 	// for seal/abort/decrypt decisions
 	deadline      int64
 	contributions int
 	minClients    int
 	allIn         bool
 	active        []uint32
-	// for reselect: when the current active set was chosen, which of its parties
-	// answered, the round's contributors in roster order and the parties excluded
-	// so far
+	// for reselect: when the current active set was chosen (for the ceremony deadline:
+	// when the current ceremony started), which of its parties answered, the round's
+	// contributors in roster order and the parties excluded so far
 	started      int64
 	answered     []uint32
 	contributors []uint32
 	excluded     []uint32
 	threshold    int
-	// for the ceremony deadline: when the federation was created, what it waits for
-	created int64
+	// for the ceremony deadline: what it waits for, the members that took the step it
+	// waits at (present), how many a round needs and how many members it has
 	reason  string
+	present []string
+	need    int
+	members int
 }
 
 type actionKind int
@@ -377,9 +371,9 @@ func (f *FSM) pendingActions() []action {
 				if fd.CeremonyStarted != 0 {
 					started = fd.CeremonyStarted
 				}
-				out = append(out, action{fed: name, kind: actCeremonyDeadline, created: started, deadline: started + int64(fd.spec.CeremonyTimeoutMs)*1e6,
-					reason: "the key ceremony is not complete: waiting for " + fd.ceremonyWaitingFor(), selected: fd.ceremonyPresent(),
-					minClients: max(int(fd.spec.MinClients), int(fd.spec.Threshold)), contributions: len(fd.members())})
+				out = append(out, action{fed: name, kind: actCeremonyDeadline, started: started, timeout: int64(fd.spec.CeremonyTimeoutMs),
+					reason: "the key ceremony is not complete: waiting for " + fd.ceremonyWaitingFor(), present: fd.ceremonyPresent(),
+					need: max(int(fd.spec.MinClients), int(fd.spec.Threshold)), members: len(fd.members())})
 				continue
 			}
 			sel := fd.selection()
@@ -593,32 +587,48 @@ func (f *FSM) blobRefs() (live, done map[blobstore.Digest]bool) {
 	return live, done
 }
 
-// ceremonyWaitingFor names the roster members the key ceremony waits for and the step
-// each has not taken, for example "h3 (not enrolled), h5 (no public key share)".
-func (fd *federation) ceremonyWaitingFor() string {
-	done := map[string]map[int32]bool{}
+// ceremonySteps returns, per client, the key-ceremony steps it has sent.
+func (fd *federation) ceremonySteps() map[string]map[pb.CeremonyStep]bool {
+	done := map[string]map[pb.CeremonyStep]bool{}
 	for _, st := range fd.Ceremony.Steps {
 		if done[st.Client] == nil {
-			done[st.Client] = map[int32]bool{}
+			done[st.Client] = map[pb.CeremonyStep]bool{}
 		}
-		done[st.Client][st.Step] = true
+		done[st.Client][pbStep(st.Step)] = true
 	}
+	return done
+}
+
+// ceremonyOrder is the order of the key-ceremony steps, with what a missing one is called.
+var ceremonyOrder = []struct {
+	step    pb.CeremonyStep
+	missing string
+}{
+	{pb.CeremonyStep_CEREMONY_STEP_COMMITMENT, "no seed commitment"},
+	{pb.CeremonyStep_CEREMONY_STEP_REVEAL, "no seed reveal"},
+	{pb.CeremonyStep_CEREMONY_STEP_PUBLIC_KEY_SHARE, "no public key share"},
+}
+
+// ceremonyWaitingFor names the members the key ceremony waits for and the step each has
+// not taken, for example "h3 (not enrolled), h5 (no public key share)".
+func (fd *federation) ceremonyWaitingFor() string {
+	done := fd.ceremonySteps()
 	var out []string
 	for _, c := range fd.members() {
-		var missing string
-		switch {
-		case fd.Enrolled[c] == nil:
+		missing := ""
+		if fd.Enrolled[c] == nil {
 			missing = "not enrolled"
-		case !done[c][int32(pb.CeremonyStep_CEREMONY_STEP_COMMITMENT)]:
-			missing = "no seed commitment"
-		case !done[c][int32(pb.CeremonyStep_CEREMONY_STEP_REVEAL)]:
-			missing = "no seed reveal"
-		case !done[c][int32(pb.CeremonyStep_CEREMONY_STEP_PUBLIC_KEY_SHARE)]:
-			missing = "no public key share"
-		default:
-			continue
+		} else {
+			for _, o := range ceremonyOrder {
+				if !done[c][o.step] {
+					missing = o.missing
+					break
+				}
+			}
 		}
-		out = append(out, fmt.Sprintf("%s (%s)", c, missing))
+		if missing != "" {
+			out = append(out, fmt.Sprintf("%s (%s)", c, missing))
+		}
 	}
 	if len(out) == 0 {
 		return "nobody (the public key is being computed)"
@@ -653,21 +663,14 @@ func (f *FSM) reselectInput(fed string, r uint64) (*reselectInput, error) {
 }
 
 // ceremonyPresent lists the members that took the step the key ceremony waits at (the
-// first of commitment, reveal, public-key share that not every member has sent), in
-// roster order: they were up when it mattered; the others are what it waits for.
+// first that not every member has sent), in roster order: they were up when it mattered;
+// the others are what it waits for.
 func (fd *federation) ceremonyPresent() []string {
-	did := func(c string, step pb.CeremonyStep) bool {
-		for _, st := range fd.Ceremony.Steps {
-			if st.Client == c && st.Step == int32(step) {
-				return true
-			}
-		}
-		return false
-	}
-	for _, step := range []pb.CeremonyStep{pb.CeremonyStep_CEREMONY_STEP_COMMITMENT, pb.CeremonyStep_CEREMONY_STEP_REVEAL, pb.CeremonyStep_CEREMONY_STEP_PUBLIC_KEY_SHARE} {
+	done := fd.ceremonySteps()
+	for _, o := range ceremonyOrder {
 		var out []string
 		for _, c := range fd.members() {
-			if did(c, step) {
+			if done[c][o.step] {
 				out = append(out, c)
 			}
 		}

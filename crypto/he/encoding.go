@@ -93,24 +93,16 @@ type VectorInfo struct {
 
 // CheckVector checks an encoded Vector as DecodeVector does (header, exact size, every
 // coefficient below its modulus) without building it, and returns its header. A
-// coordinator runs it on each upload; it allocates one polynomial row, not the vector.
+// coordinator runs it on each upload; it allocates one polynomial, not the vector.
 func CheckVector(p Params, b []byte) (VectorInfo, error) {
 	length, contributions, weight, body, err := p.vectorHeader(b)
 	if err != nil {
 		return VectorInfo{}, err
 	}
-	row := make([]uint64, p.fhe.N())
-	qs := p.fhe.Q()
-	off := 0
-	for j := range p.numCiphertexts(length) {
-		for range 2 {
-			for i, q := range qs {
-				n := len(row) * p.qBits[i] / 8
-				if err := unpack(body[off:off+n], row, uint(p.qBits[i]), q); err != nil {
-					return VectorInfo{}, fmt.Errorf("ciphertext %d: %w", j, err)
-				}
-				off += n
-			}
+	scratch := p.fhe.RingQ().NewPoly() // one polynomial, not the vector
+	for off := 0; off < len(body); off += p.polyBytes {
+		if err := p.readPoly(body[off:off+p.polyBytes], scratch); err != nil {
+			return VectorInfo{}, fmt.Errorf("ciphertext %d: %w", off/(2*p.polyBytes), err)
 		}
 	}
 	return VectorInfo{Length: length, Contributions: contributions, Weight: weight}, nil
