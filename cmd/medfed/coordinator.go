@@ -46,7 +46,7 @@ func coordinatorConfig(args []string, stderr io.Writer) (coordinator.Config, slo
 	fs := flag.NewFlagSet("medfed coordinator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's ID, one of the IDs in --peers (required)")
-	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the Raft log and snapshots; a restarted node resumes from it (required)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the Raft log, snapshots and stored update bytes (blobs/); a restarted node resumes from it (required)")
 	fs.StringVar(&cfg.RaftAddr, "raft-addr", "", "HOST:PORT of the Raft transport; the address --peers gives for this node (required)")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "", "HOST:PORT of the gRPC services (required)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "", "HOST:PORT of /healthz, /metrics and inference over REST (/v2/...); HTTPS unless --insecure (default: off)")
@@ -54,6 +54,8 @@ func coordinatorConfig(args []string, stderr io.Writer) (coordinator.Config, slo
 	fs.StringVar(&grpcPeers, "grpc-peers", "", "the nodes' gRPC addresses, id1=grpcaddr1,...; needed so that followers can forward writes to the leader before it has recorded its address")
 	fs.StringVar(&tokenFile, "inference-tokens", "", "file of bearer tokens for inference callers without a consortium certificate: one \"<caller> sha256:<hex of the token's SHA-256>\" per line, # comments (default: certificates only)")
 	fs.IntVar(&cfg.Inference.Retain, "inference-retain", 0, "newest model versions of each federation kept loaded for inference (default 3)")
+	fs.BoolVar(&cfg.SyncUpdates, "sync-updates", false, "flush every stored copy of an update to disk before acknowledging it (default: acknowledged once a majority of nodes hold it, flushed by the operating system later; this survives the loss of any minority of nodes, not a power cut on a majority)")
+	fs.DurationVar(&cfg.CeremonyTimeout, "ceremony-timeout", 0, "how long a key ceremony may take when the federation does not say (ceremony_timeout); then it restarts without the missing hospitals or the federation stops (default 30m)")
 	tf.register(fs, "this node's coordinator")
 	fs.StringVar(&logLevel, "log-level", "info", "debug, info, warn or error")
 	if err := parseFlags(fs, args); err != nil {
@@ -75,6 +77,9 @@ func coordinatorConfig(args []string, stderr io.Writer) (coordinator.Config, slo
 	var err error
 	if cfg.Peers, err = coordinator.ParsePeers(peers, grpcPeers); err != nil {
 		return cfg, 0, usageError(fs, "%v", err)
+	}
+	if cfg.CeremonyTimeout < 0 {
+		return cfg, 0, usageError(fs, "--ceremony-timeout %v: expected a positive duration such as 30m", cfg.CeremonyTimeout)
 	}
 	if cfg.Inference.Retain < 0 {
 		return cfg, 0, usageError(fs, "--inference-retain %d: expected at least 1", cfg.Inference.Retain)

@@ -225,11 +225,25 @@ func TestCoordinatorBadFlags(t *testing.T) {
 		{"--node-id", "n1", "--data-dir", "d", "--raft-addr", "127.0.0.1:1", "--grpc-addr", "127.0.0.1:2", "--peers", "n1", "--insecure"},
 		{"--node-id", "n1", "--data-dir", "d", "--raft-addr", "127.0.0.1:1", "--grpc-addr", "127.0.0.1:2", "--peers", "n1=127.0.0.1:1", "--insecure", "--tls-ca", "x"},
 		{"--node-id", "n1", "--data-dir", "d", "--raft-addr", "127.0.0.1:1", "--grpc-addr", "127.0.0.1:2", "--peers", "n1=127.0.0.1:1", "--insecure", "--inference-retain", "-1"},
+		{"--node-id", "n1", "--data-dir", "d", "--raft-addr", "127.0.0.1:1", "--grpc-addr", "127.0.0.1:2", "--peers", "n1=127.0.0.1:1", "--insecure", "--ceremony-timeout", "-1m"},
+		{"--node-id", "n1", "--data-dir", "d", "--raft-addr", "127.0.0.1:1", "--grpc-addr", "127.0.0.1:2", "--peers", "n1=127.0.0.1:1", "--insecure", "--ceremony-timeout", "soon"},
 	} {
 		var stderr bytes.Buffer
 		err := runCoordinator(context.Background(), args, io.Discard, &stderr)
 		if !errors.Is(err, errUsage) {
 			t.Errorf("%v: got %v, want a usage error", args, err)
 		}
+	}
+}
+
+func TestCoordinatorDurabilityFlags(t *testing.T) {
+	args := []string{"--node-id", "n1", "--data-dir", "d", "--raft-addr", "127.0.0.1:1", "--grpc-addr", "127.0.0.1:2",
+		"--peers", "n1=127.0.0.1:1", "--insecure", "--sync-updates", "--ceremony-timeout", "45m"}
+	cfg, _, err := coordinatorConfig(args, io.Discard)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !cfg.SyncUpdates || cfg.CeremonyTimeout != 45*time.Minute {
+		t.Fatalf("SyncUpdates %v, CeremonyTimeout %v; want true and 45m", cfg.SyncUpdates, cfg.CeremonyTimeout)
 	}
 }
