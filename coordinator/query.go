@@ -102,37 +102,37 @@ func (f *FSM) Contribution(fed string, r uint64, client string) *pb.Contribution
 }
 
 // CheckUpload runs the checks an update would meet at commit that do not need its bytes, on
-// this replica's state. It returns the existing contribution for a resubmission of the same
-// update.
-func (f *FSM) CheckUpload(h *pb.UploadHeader) (*pb.Contribution, error) {
+// this replica's state, and returns the check the bytes must pass (updateCheck). It
+// returns the existing contribution, and no check, for a resubmission of the same update.
+func (f *FSM) CheckUpload(h *pb.UploadHeader) (*pb.Contribution, func([]byte) error, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if fd := f.st.Federations[h.Federation]; fd != nil {
 		if dup, err := acceptedBefore(fd, h.Round, h.ClientId, h.Sha256); err != nil || dup != nil {
 			if dup != nil {
-				return dup.pb(), nil
+				return dup.pb(), nil, nil
 			}
-			return nil, err
+			return nil, nil, err
 		}
 	}
 	fd, rd, err := f.roundFor(h.Federation, h.Round)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	dup, err := checkUpdate(fd, rd, h.ClientId, h.ModelVersion, h.Samples, h.Sha256)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	if dup != nil {
-		return dup.pb(), nil
+		return dup.pb(), nil, nil
 	}
 	if !fd.spec.Secure && h.TotalLength != 4*uint64(fd.NumParams) {
-		return nil, fmt.Errorf("%w: update of %d bytes (%d float32 values), the model has %d values", ErrLength, h.TotalLength, h.TotalLength/4, fd.NumParams)
+		return nil, nil, fmt.Errorf("%w: update of %d bytes (%d float32 values), the model has %d values", ErrLength, h.TotalLength, h.TotalLength/4, fd.NumParams)
 	}
 	if fd.spec.Secure && h.TotalLength > uint64(fd.params.MaxWireSize()) {
-		return nil, fmt.Errorf("%w: encrypted update of %d bytes, limit %d", ErrTooLarge, h.TotalLength, fd.params.MaxWireSize())
+		return nil, nil, fmt.Errorf("%w: encrypted update of %d bytes, limit %d", ErrTooLarge, h.TotalLength, fd.params.MaxWireSize())
 	}
-	return nil, nil
+	return nil, updateCheck(fd, h.ClientId, h.Samples), nil
 }
 
 // shareCheck checks that client may send a decryption share for round r now, and returns
@@ -169,30 +169,23 @@ func (f *FSM) shareCheck(fed string, r uint64, client string, digest []byte) (fu
 }
 
 // updateCheck returns the check an update's bytes must pass before a node accepts it into
-// a round of federation fed: finite float32 values in plaintext mode, and in secure mode a
-// well-formed ciphertext of the model's length with one contribution weighted by samples.
-func (f *FSM) updateCheck(fed, client string, samples uint64) (func([]byte) error, error) {
-	f.mu.RLock()
-	defer f.mu.RUnlock()
-	fd, err := f.fed(fed)
-	if err != nil {
-		return nil, err
-	}
-	n := fd.NumParams
+// a round of fd: finite float32 values in plaintext mode, and in secure mode a well-formed
+// ciphertext of the model's length with one contribution weighted by samples.
+func updateCheck(fd *federation, client string, samples uint64) func([]byte) error {
 	if !fd.spec.Secure {
 		return func(b []byte) error {
 			_, err := DecodeFloat32s(b)
 			return err
-		}, nil
+		}
 	}
-	p := *fd.params
+	p, n := *fd.params, fd.NumParams
 	return func(b []byte) error {
 		u := aggregation.EncryptedUpdate{Client: client, Data: b, Samples: int(samples)}
 		if err := aggregation.CheckEncrypted(p, n, u); err != nil {
 			return fmt.Errorf("%w: encrypted update: %v", ErrInvalid, err)
 		}
 		return nil
-	}, nil
+	}
 }
 
 // ModelVersion returns a model version's lineage and weights; version 0 is the initial

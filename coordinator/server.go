@@ -396,16 +396,12 @@ func (n *Node) submitUpdate(stream uploadStream) (*pb.UpdateAck, error) {
 	ack := func(c *pb.Contribution) *pb.UpdateAck {
 		return &pb.UpdateAck{Federation: h.Federation, Round: h.Round, Contribution: c}
 	}
-	dup, err := n.fsm.CheckUpload(h)
+	dup, check, err := n.fsm.CheckUpload(h)
 	if err != nil {
 		return nil, err
 	}
 	if dup != nil {
 		return ack(dup), nil
-	}
-	check, err := n.fsm.updateCheck(h.Federation, h.ClientId, h.Samples)
-	if err != nil {
-		return nil, err
 	}
 	if _, err := n.receiveReplicated(stream, h, check); err != nil {
 		return nil, err
