@@ -118,6 +118,48 @@ func (s *Set) Split(testFraction float64, seed int64) (train, test *Set) {
 	return s.Subset(trainIdx), s.Subset(testIdx)
 }
 
+// Fold is one round of k-fold cross-validation: Test is one fold, Train the other k-1.
+type Fold struct {
+	Train, Test *Set
+}
+
+// Folds partitions the set into k seeded, stratified folds and returns, for each fold, the
+// fold as a test part and the rest as a training part: every sample is tested exactly once.
+// Each class is spread over the folds as evenly as it divides, and fold sizes differ by at
+// most one: the samples are taken class by class, each class in the seeded order Split
+// uses, and dealt to the folds in turn. Both parts are copies.
+//
+// Folds panics unless 2 <= k <= Len(); validate user input before calling it.
+func (s *Set) Folds(k int, seed int64) []Fold {
+	if k < 2 || k > s.Len() {
+		panic(fmt.Sprintf("dataset: Folds k = %d not in [2, %d]", k, s.Len()))
+	}
+	byClass := make([][]int, s.Classes+1)
+	for _, i := range permutation(s.Len(), seed) {
+		c := s.group(i)
+		byClass[c] = append(byClass[c], i)
+	}
+	tests := make([][]int, k)
+	next := 0
+	for _, idx := range byClass {
+		for _, i := range idx {
+			tests[next] = append(tests[next], i)
+			next = (next + 1) % k
+		}
+	}
+	folds := make([]Fold, k)
+	for f := range folds {
+		var train []int
+		for g, idx := range tests {
+			if g != f {
+				train = append(train, idx...)
+			}
+		}
+		folds[f] = Fold{Train: s.Subset(train), Test: s.Subset(tests[f])}
+	}
+	return folds
+}
+
 // group returns the stratum of sample i: its class, or Classes for a label out of range.
 func (s *Set) group(i int) int {
 	y := s.Y[i]

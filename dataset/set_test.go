@@ -87,6 +87,53 @@ func TestPermutationGolden(t *testing.T) {
 	}
 }
 
+func TestFolds(t *testing.T) {
+	s := countingSet(103, 3) // three classes of 34 samples once the last is relabelled
+	s.Y[102] = 9             // out of range: dealt as its own group
+	folds := s.Folds(5, 7)
+	if len(folds) != 5 {
+		t.Fatalf("Folds(5) returned %d folds", len(folds))
+	}
+	var tested []int
+	for f, fold := range folds {
+		if n := fold.Test.Len(); n != 20 && n != 21 {
+			t.Errorf("fold %d: %d test samples, want 20 or 21", f, n)
+		}
+		for c, n := range fold.Test.ClassCounts() {
+			if n != 6 && n != 7 {
+				t.Errorf("fold %d: class %d has %d test samples, want 6 or 7 (a fifth of 34)", f, c, n)
+			}
+		}
+		all := append(ids(fold.Train), ids(fold.Test)...)
+		slices.Sort(all)
+		if !slices.Equal(all, ids(s)) {
+			t.Errorf("fold %d: train and test together are not the whole set", f)
+		}
+		tested = append(tested, ids(fold.Test)...)
+	}
+	slices.Sort(tested)
+	if !slices.Equal(tested, ids(s)) {
+		t.Errorf("the test folds together are not the whole set, each sample once")
+	}
+	again, other := s.Folds(5, 7), s.Folds(5, 8)
+	if !slices.Equal(ids(again[2].Test), ids(folds[2].Test)) {
+		t.Errorf("Folds(5, 7) twice gave different folds")
+	}
+	if slices.Equal(ids(other[2].Test), ids(folds[2].Test)) {
+		t.Errorf("Folds(5, 7) and Folds(5, 8) gave the same folds")
+	}
+	for _, k := range []int{1, 104} {
+		func() {
+			defer func() {
+				if recover() == nil {
+					t.Errorf("Folds(%d) of 103 samples did not panic", k)
+				}
+			}()
+			s.Folds(k, 1)
+		}()
+	}
+}
+
 func TestSplit(t *testing.T) {
 	s := countingSet(1000, 4)
 	s.Y[999] = 7 // out of range: split as its own group

@@ -52,13 +52,23 @@ func TestTrainText(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d, stderr %q", code, errOut)
 	}
-	for _, s := range []string{"mlp on breast-cancer", "epoch 1/1", "test accuracy"} {
+	for _, s := range []string{"mlp on breast-cancer", "5-fold cross-validation over 569 samples", "fold 5/5 epoch 1/1",
+		"fold 5/5: test loss", "(569 samples, each tested once by 5-fold cross-validation)"} {
 		if !strings.Contains(out, s) {
 			t.Errorf("output lacks %q:\n%s", s, out)
 		}
 	}
 	if strings.Contains(errOut, "\r") {
 		t.Error("progress bar drawn although stderr is not a terminal")
+	}
+	code, out, errOut = runCLI("train", "--model", "mlp", "--dataset", "breast-cancer", "--epochs", "1", "--folds", "1", "--test-split", "0.25")
+	if code != 0 {
+		t.Fatalf("--folds 1: exit %d, stderr %q", code, errOut)
+	}
+	for _, s := range []string{"427 training and 142 test samples", "epoch 1/1", "(142 samples)"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("--folds 1: output lacks %q:\n%s", s, out)
+		}
 	}
 }
 
@@ -76,6 +86,9 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"train", "--dataset", "csv"}, 1, "--csv FILE"},
 		{[]string{"train", "--model", "cnn", "--dataset", "breast-cancer"}, 1, "needs images"},
 		{[]string{"train", "extra"}, 2, `unexpected argument "extra"`},
+		{[]string{"train", "--dataset", "mnist", "--folds", "3"}, 1, "folds apply to tables; data set mnist has a fixed test set"},
+		{[]string{"train", "--model", "mlp", "--dataset", "breast-cancer", "--folds", "-2"}, 1, "folds -2, want at least 2"},
+		{[]string{"train", "--model", "mlp", "--dataset", "breast-cancer", "--test-split", "2"}, 1, "test split 2, want a fraction"},
 		{[]string{"train", "--model", "mlp", "--dataset", "csv", "--csv", "/nonexistent.csv"}, 1, "/nonexistent.csv"},
 		{[]string{"train", "--dataset", "mnist", "--data-dir", "/nonexistent"}, 1, "/nonexistent"},
 	}

@@ -28,7 +28,9 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	fs.StringVar(&cfg.Optimizer, "optimizer", cfg.Optimizer, "adam or sgd")
 	fs.Float64Var(&cfg.Momentum, "momentum", 0, "SGD momentum")
 	fs.Uint64Var(&cfg.Seed, "seed", cfg.Seed, "seed for initialisation, shuffling and splits")
-	fs.StringVar(&cfg.Out, "out", "", "save the trained model to this .safetensors file")
+	fs.IntVar(&cfg.Folds, "folds", 0, fmt.Sprintf("tables: evaluate by k-fold cross-validation (default %d); 1 holds out --test-split instead", localtrain.DefaultFolds))
+	fs.Float64Var(&cfg.TestSplit, "test-split", cfg.TestSplit, "tables with --folds 1: share of the rows held out for testing")
+	fs.StringVar(&cfg.Out, "out", "", "save the trained model to this .safetensors file (after a cross-validation: trained on every row)")
 	jsonOut := fs.Bool("json", false, "print one JSON object with the results on stdout, nothing else")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -37,15 +39,35 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 		return err
 	}
 	var bar *progress.Bar
+	label := "" // the fold, in a cross-validation
 	hooks := localtrain.Hooks{
 		Loaded: func(train, test *dataset.Set, params int) {
-			if !*jsonOut {
+			switch {
+			case *jsonOut:
+			case cfg.CVFolds() > 0:
+				fmt.Fprintf(stdout, "%s on %s: %d parameters, %d-fold cross-validation over %d samples (%d training and %d test per fold)\n",
+					cfg.Model, cfg.Dataset, params, cfg.CVFolds(), train.Len()+test.Len(), train.Len(), test.Len())
+			default:
 				fmt.Fprintf(stdout, "%s on %s: %d parameters, %d training and %d test samples\n", cfg.Model, cfg.Dataset, params, train.Len(), test.Len())
+			}
+		},
+		Fold: func(fold, k int) {
+			label = fmt.Sprintf("fold %d/%d ", fold, k)
+			if fold == 0 {
+				label = "final model "
+				if !*jsonOut {
+					fmt.Fprintf(stdout, "final model on every sample, for %s\n", cfg.Out)
+				}
+			}
+		},
+		FoldDone: func(f localtrain.FoldResult) {
+			if !*jsonOut {
+				fmt.Fprintf(stdout, "fold %d/%d: test loss %.4f, test accuracy %.4f (%d samples)\n", f.Fold, cfg.CVFolds(), f.TestLoss, f.TestAccuracy, f.TestSamples)
 			}
 		},
 		Batch: func(epoch, done, total int) {
 			if bar == nil {
-				bar = progress.New(stderr, fmt.Sprintf("epoch %d/%d", epoch, cfg.Epochs))
+				bar = progress.New(stderr, fmt.Sprintf("%sepoch %d/%d", label, epoch, cfg.Epochs))
 			}
 			bar.Update(done, total, "")
 		},
@@ -55,7 +77,7 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 				bar = nil
 			}
 			if !*jsonOut {
-				fmt.Fprintf(stdout, "epoch %d/%d: loss %.4f, accuracy %.4f, %.1fs\n", st.Epoch, cfg.Epochs, st.Loss, st.Accuracy, st.Seconds)
+				fmt.Fprintf(stdout, "%sepoch %d/%d: loss %.4f, accuracy %.4f, %.1fs\n", label, st.Epoch, cfg.Epochs, st.Loss, st.Accuracy, st.Seconds)
 			}
 		},
 	}
@@ -66,7 +88,11 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if *jsonOut {
 		return writeTrainJSON(stdout, res)
 	}
-	fmt.Fprintf(stdout, "test loss %.4f, test accuracy %.4f (%d samples), training %.1fs\n", res.TestLoss, res.TestAccuracy, res.TestSamples, res.TrainSeconds)
+	how := ""
+	if len(res.Folds) > 0 {
+		how = fmt.Sprintf(", each tested once by %d-fold cross-validation", len(res.Folds))
+	}
+	fmt.Fprintf(stdout, "test loss %.4f, test accuracy %.4f (%d samples%s), training %.1fs\n", res.TestLoss, res.TestAccuracy, res.TestSamples, how, res.TrainSeconds)
 	if cfg.Out != "" {
 		fmt.Fprintf(stdout, "model saved to %s\n", cfg.Out)
 	}
