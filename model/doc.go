@@ -4,7 +4,8 @@
 // Reach first for a Spec, the declarative, JSON-serialisable architecture that a coordinator
 // and its hospitals agree on by value, and Build, which turns it into a Sequential model with
 // Keras-style initialisation from a seed (Glorot uniform kernels, orthogonal recurrent
-// kernels, zero biases except the LSTM forget gate's, which starts at 1):
+// kernels, zero biases except the LSTM forget gate's, which starts at 1; a recurrent
+// layer's gates are drawn one by one, as in Flax, not as Keras's fused matrices):
 //
 //	spec, _ := model.Architecture("cnn", []int{28, 28, 1}, 10) // the seed example
 //	m, _ := model.Build(spec, 1)

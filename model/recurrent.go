@@ -67,8 +67,21 @@ func newRecurrent(kind string, in []int, units int, act string, returnSeq bool, 
 	r.kernel.Data = make([]float32, r.in*gu)
 	r.recurrent.Data = make([]float32, units*gu)
 	r.bias.Data = make([]float32, prod(r.bias.Shape))
-	glorotUniform(rng, r.kernel.Data, r.in, gu)
-	orthogonal(rng, r.recurrent.Data, units, gu)
+	// Each gate's matrices are initialised on their own, as Flax's cells do: Glorot with
+	// the gate's fans and a square orthogonal recurrent block. Keras draws them over the
+	// fused [in, G*units] and [units, G*units] matrices, which scales every gate's input
+	// weights by about 1/sqrt(G) less and gives its recurrent block singular values below
+	// 1. On sequential MNIST the GRU's accuracy after one epoch averaged 0.959 with the
+	// fused draw and 0.968 with this one over seeds 1-8 (README, Speed and accuracy).
+	block := make([]float32, max(r.in, units)*units)
+	for g := range r.gates {
+		glorotUniform(rng, block[:r.in*units], r.in, units)
+		setColumns(r.kernel.Data, gu, g*units, block[:r.in*units], units)
+	}
+	for g := range r.gates {
+		orthogonal(rng, block[:units*units], units, units)
+		setColumns(r.recurrent.Data, gu, g*units, block[:units*units], units)
+	}
 	if kind == "lstm" {
 		// Keras's unit_forget_bias: the forget gate (second block) starts open.
 		for j := units; j < 2*units; j++ {
@@ -90,6 +103,14 @@ func (r *recurrent) outShape() []int {
 func (r *recurrent) params() []*Param { return []*Param{&r.kernel, &r.recurrent, &r.bias} }
 
 func (r *recurrent) newState(e env) state { return &recurrentState{r: r, env: e} }
+
+// setColumns copies src, a row-major matrix of width w, into columns [col, col+w) of dst,
+// a row-major matrix of width cols with as many rows.
+func setColumns(dst []float32, cols, col int, src []float32, w int) {
+	for i := range len(src) / w {
+		copy(dst[i*cols+col:i*cols+col+w], src[i*w:(i+1)*w])
+	}
+}
 
 // orthogonal fills w, a rows×cols matrix, like Keras's Orthogonal initialiser with gain 1: the
 // QR decomposition of a Gaussian matrix (of the transposed shape when rows < cols), with the

@@ -324,26 +324,33 @@ func TestRecurrentInit(t *testing.T) {
 				t.Errorf("layers from different seeds have the same recurrent kernel")
 			}
 			gu := r.gates * units
-			limit := float32(math.Sqrt(6 / float64(in+gu)))
+			limit := float32(math.Sqrt(6 / float64(in+units))) // Glorot over one gate's [in, units]
+			var peak float32
 			for i, v := range r.kernel.Data {
 				if v < -limit || v > limit {
-					t.Fatalf("kernel[%d] = %v outside the Glorot limit %v", i, v, limit)
+					t.Fatalf("kernel[%d] = %v outside the per-gate Glorot limit %v", i, v, limit)
 				}
+				peak = max(peak, v, -v)
 			}
-			// Rows of the [units, G*units] recurrent kernel are orthonormal.
+			if peak < 0.9*limit {
+				t.Errorf("kernel values within %v of a Glorot limit %v: drawn with the fused matrix's fans?", peak, limit)
+			}
+			// Each gate's [units, units] block of the recurrent kernel is orthogonal.
 			U := r.recurrent.Data
-			for a := 0; a < units; a++ {
-				for b := 0; b < units; b++ {
-					var dot float64
-					for j := 0; j < gu; j++ {
-						dot += float64(U[a*gu+j]) * float64(U[b*gu+j])
-					}
-					want := 0.0
-					if a == b {
-						want = 1
-					}
-					if math.Abs(dot-want) > 1e-5 {
-						t.Fatalf("row %d · row %d of the recurrent kernel = %v, want %v", a, b, dot, want)
+			for g := range r.gates {
+				for a := 0; a < units; a++ {
+					for b := 0; b < units; b++ {
+						var dot float64
+						for j := g * units; j < (g+1)*units; j++ {
+							dot += float64(U[a*gu+j]) * float64(U[b*gu+j])
+						}
+						want := 0.0
+						if a == b {
+							want = 1
+						}
+						if math.Abs(dot-want) > 1e-5 {
+							t.Fatalf("gate %d: row %d · row %d of the recurrent block = %v, want %v", g, a, b, dot, want)
+						}
 					}
 				}
 			}
