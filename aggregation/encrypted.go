@@ -23,13 +23,46 @@ func (u EncryptedUpdate) name(i int) string { return Update{Client: u.Client}.na
 
 // CheckEncrypted decodes an encrypted update and checks that it holds n values, one
 // contribution, and the weight its sample count claims. It is what a coordinator node runs
-// on an upload before it accepts it, so that a later sum cannot fail.
+// on an upload before it accepts it, so that a later sum cannot fail; EncryptedChecker runs
+// it on the bytes as they arrive.
 func CheckEncrypted(p he.Params, n int, u EncryptedUpdate) error {
-	v, err := he.CheckVector(p, u.Data)
+	c := NewEncryptedChecker(p, n, u, len(u.Data))
+	c.Write(u.Data)
+	return c.Close()
+}
+
+// EncryptedChecker is CheckEncrypted on a stream: Write the update's bytes in order, in
+// pieces of any size, then Close. A malformed ciphertext is refused by the Write that
+// reaches it; the header's length, contributions and weight are compared at Close.
+type EncryptedChecker struct {
+	c *he.VectorChecker
+	n int
+	u EncryptedUpdate
+}
+
+// NewEncryptedChecker returns a checker for u's bytes, announced as size bytes (u.Data is
+// not read).
+func NewEncryptedChecker(p he.Params, n int, u EncryptedUpdate, size int) *EncryptedChecker {
+	u.Data = nil
+	return &EncryptedChecker{c: he.NewVectorChecker(p, size), n: n, u: u}
+}
+
+// Write checks the next bytes of the update.
+func (e *EncryptedChecker) Write(b []byte) (int, error) {
+	k, err := e.c.Write(b)
 	if err != nil {
-		return fmt.Errorf("%w: %s: %v", ErrLengthMismatch, u.name(0), err)
+		return k, fmt.Errorf("%w: %s: %v", ErrLengthMismatch, e.u.name(0), err)
 	}
-	return checkEncryptedHeader(v.Length, v.Contributions, v.Weight, n, u, 0)
+	return k, nil
+}
+
+// Close reports whether the whole update passed.
+func (e *EncryptedChecker) Close() error {
+	v, err := e.c.Close()
+	if err != nil {
+		return fmt.Errorf("%w: %s: %v", ErrLengthMismatch, e.u.name(0), err)
+	}
+	return checkEncryptedHeader(v.Length, v.Contributions, v.Weight, e.n, e.u, 0)
 }
 
 func checkEncryptedHeader(length, contributions int, weight float64, n int, u EncryptedUpdate, i int) error {

@@ -154,6 +154,18 @@ func TestEncryptedWeightedSumRefuses(t *testing.T) {
 		if err := CheckEncrypted(p, 2, c.u); !errors.Is(err, c.want) {
 			t.Errorf("CheckEncrypted(%s) = %v, want %v", c.name, err, c.want)
 		}
+		// The same through an EncryptedChecker, a few bytes at a time.
+		ec := NewEncryptedChecker(p, 2, c.u, len(c.u.Data))
+		var err error
+		for off := 0; off < len(c.u.Data) && err == nil; off += 3000 {
+			_, err = ec.Write(c.u.Data[off:min(off+3000, len(c.u.Data))])
+		}
+		if err == nil {
+			err = ec.Close()
+		}
+		if !errors.Is(err, c.want) {
+			t.Errorf("EncryptedChecker(%s) = %v, want %v", c.name, err, c.want)
+		}
 		if _, err := EncryptedWeightedSum(p, 2, []EncryptedUpdate{good, c.u}); !errors.Is(err, c.want) {
 			t.Errorf("EncryptedWeightedSum(%s) = %v, want %v", c.name, err, c.want)
 		}

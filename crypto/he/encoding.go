@@ -39,26 +39,40 @@ func (v *Vector) MarshalBinary() ([]byte, error) {
 
 // vectorHeader checks everything but the coefficients and returns the body.
 func (p Params) vectorHeader(b []byte) (length, contributions int, weight float64, body []byte, err error) {
+	if length, contributions, weight, err = p.vectorFields(b); err != nil {
+		return 0, 0, 0, nil, err
+	}
+	if err := exactSize(kindVector, len(b), p.vectorSize(length)); err != nil {
+		return 0, 0, 0, nil, err
+	}
+	return length, contributions, weight, b[headerSize+vectorFixed:], nil
+}
+
+// vectorFields checks the header and fixed fields of an encoded Vector, the first
+// headerSize+vectorFixed bytes of b, and returns the fields.
+func (p Params) vectorFields(b []byte) (length, contributions int, weight float64, err error) {
 	rest, err := readHeader(b, p, kindVector, vectorFixed)
 	if err != nil {
-		return 0, 0, 0, nil, err
+		return 0, 0, 0, err
 	}
 	length = int(le.Uint32(rest))
 	contributions = int(le.Uint32(rest[4:]))
 	weight = math.Float64frombits(le.Uint64(rest[8:]))
 	if length < 1 || length > p.profile.MaxValues {
-		return 0, 0, 0, nil, fmt.Errorf("%w: vector length must be in [1, %d], got %d", ErrTooLarge, p.profile.MaxValues, length)
+		return 0, 0, 0, fmt.Errorf("%w: vector length must be in [1, %d], got %d", ErrTooLarge, p.profile.MaxValues, length)
 	}
 	if contributions < 1 || contributions > p.profile.MaxParties {
-		return 0, 0, 0, nil, fmt.Errorf("%w: contributions must be in [1, %d], got %d", ErrMalformed, p.profile.MaxParties, contributions)
+		return 0, 0, 0, fmt.Errorf("%w: contributions must be in [1, %d], got %d", ErrMalformed, p.profile.MaxParties, contributions)
 	}
 	if !(weight > 0) || weight > p.Capacity() {
-		return 0, 0, 0, nil, fmt.Errorf("%w: weight must be in (0, %g], got %g", ErrMalformed, p.Capacity(), weight)
+		return 0, 0, 0, fmt.Errorf("%w: weight must be in (0, %g], got %g", ErrMalformed, p.Capacity(), weight)
 	}
-	if err := exactSize(kindVector, len(b), headerSize+vectorFixed+2*p.numCiphertexts(length)*p.polyBytes); err != nil {
-		return 0, 0, 0, nil, err
-	}
-	return length, contributions, weight, rest[vectorFixed:], nil
+	return length, contributions, weight, nil
+}
+
+// vectorSize is the encoded size of a Vector of length values.
+func (p Params) vectorSize(length int) int {
+	return headerSize + vectorFixed + 2*p.numCiphertexts(length)*p.polyBytes
 }
 
 // DecodeVector decodes a ciphertext vector encoded by Vector.MarshalBinary.
@@ -92,20 +106,115 @@ type VectorInfo struct {
 }
 
 // CheckVector checks an encoded Vector as DecodeVector does (header, exact size, every
-// coefficient below its modulus) without building it, and returns its header. A
-// coordinator runs it on each upload; it allocates one polynomial, not the vector.
+// coefficient below its modulus) without building it, and returns its header. It
+// allocates one polynomial, not the vector; VectorChecker does the same on a stream.
 func CheckVector(p Params, b []byte) (VectorInfo, error) {
-	length, contributions, weight, body, err := p.vectorHeader(b)
-	if err != nil {
-		return VectorInfo{}, err
+	c := NewVectorChecker(p, len(b))
+	c.Write(b)
+	return c.Close()
+}
+
+// VectorChecker checks an encoded Vector as its bytes arrive, as CheckVector checks them
+// whole, so that a receiver validates an upload while it streams through instead of
+// keeping or re-reading it. Write the bytes in order, in pieces of any size, then call
+// Close. After the first error every call returns it. A coordinator runs one per upload.
+type VectorChecker struct {
+	p       Params
+	size    int // announced length of the encoding
+	seen    int
+	head    []byte // the header and fixed fields, until complete
+	info    VectorInfo
+	part    []byte // a polynomial split across writes
+	scratch ring.Poly
+	polys   int // polynomials checked
+	err     error
+}
+
+// NewVectorChecker returns a checker for an encoding announced to be size bytes long.
+func NewVectorChecker(p Params, size int) *VectorChecker {
+	return &VectorChecker{p: p, size: size}
+}
+
+// Write checks the next bytes of the encoding. It never keeps b.
+func (c *VectorChecker) Write(b []byte) (int, error) {
+	if c.err != nil {
+		return 0, c.err
 	}
-	scratch := p.fhe.RingQ().NewPoly() // one polynomial, not the vector
-	for off := 0; off < len(body); off += p.polyBytes {
-		if err := p.readPoly(body[off:off+p.polyBytes], scratch); err != nil {
-			return VectorInfo{}, fmt.Errorf("ciphertext %d: %w", off/(2*p.polyBytes), err)
+	n := len(b)
+	if c.seen+n > c.size {
+		c.err = fmt.Errorf("%w: %v announced as %d bytes, got more", ErrMalformed, kindVector, c.size)
+		return 0, c.err
+	}
+	c.seen += n
+	if c.scratch.N() == 0 { // the header is incomplete
+		k := min(headerSize+vectorFixed-len(c.head), len(b))
+		c.head, b = append(c.head, b[:k]...), b[k:]
+		if len(c.head) < headerSize+vectorFixed {
+			return n, nil
+		}
+		length, contributions, weight, err := c.p.vectorFields(c.head)
+		if err == nil {
+			err = exactSize(kindVector, c.size, c.p.vectorSize(length))
+		}
+		if err != nil {
+			c.err = err
+			return 0, err
+		}
+		c.info = VectorInfo{Length: length, Contributions: contributions, Weight: weight}
+		c.scratch = c.p.fhe.RingQ().NewPoly()
+	}
+	pb := c.p.polyBytes
+	if len(c.part) > 0 {
+		k := min(pb-len(c.part), len(b))
+		c.part, b = append(c.part, b[:k]...), b[k:]
+		if len(c.part) < pb {
+			return n, nil
+		}
+		if err := c.poly(c.part); err != nil {
+			return 0, err
+		}
+		c.part = c.part[:0]
+	}
+	for ; len(b) >= pb; b = b[pb:] {
+		if err := c.poly(b[:pb]); err != nil {
+			return 0, err
 		}
 	}
-	return VectorInfo{Length: length, Contributions: contributions, Weight: weight}, nil
+	if len(b) > 0 {
+		if c.part == nil {
+			c.part = make([]byte, 0, pb)
+		}
+		c.part = append(c.part, b...)
+	}
+	return n, nil
+}
+
+func (c *VectorChecker) poly(b []byte) error {
+	if err := c.p.readPoly(b, c.scratch); err != nil {
+		c.err = fmt.Errorf("ciphertext %d: %w", c.polys/2, err)
+		return c.err
+	}
+	c.polys++
+	return nil
+}
+
+// Close reports whether all the announced bytes arrived and passed, and returns the
+// vector's header.
+func (c *VectorChecker) Close() (VectorInfo, error) {
+	switch {
+	case c.err != nil:
+	case c.scratch.N() == 0:
+		_, _, _, c.err = c.p.vectorFields(c.head) // names the missing bytes
+		if c.err == nil {
+			c.err = fmt.Errorf("%w: %v incomplete", ErrMalformed, kindVector)
+		}
+	case c.seen != c.size:
+		c.err = fmt.Errorf("%w: %v of %d bytes ended after %d", ErrMalformed, kindVector, c.size, c.seen)
+	}
+	if c.err != nil {
+		return VectorInfo{}, c.err
+	}
+	return c.info, nil
 }
 
 const shareFixed = 4 + 4 + 4 + 2 + 32

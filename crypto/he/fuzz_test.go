@@ -77,6 +77,15 @@ func FuzzCheckVector(f *testing.F) {
 		if derr == nil && (info.Length != v.Len() || info.Contributions != v.Contributions() || info.Weight != v.Weight()) {
 			panic(fmt.Sprintf("CheckVector reports %+v, DecodeVector %d values, %d contributions, weight %v", info, v.Len(), v.Contributions(), v.Weight()))
 		}
+		// The same bytes through a VectorChecker in pieces of a size drawn from them.
+		c := NewVectorChecker(e.p, len(b))
+		step := 1 + (len(b)*7919)%4099
+		for off := 0; off < len(b); off += step {
+			c.Write(b[off:min(off+step, len(b))])
+		}
+		if sinfo, serr := c.Close(); (serr == nil) != (derr == nil) || sinfo != info {
+			panic(fmt.Sprintf("in pieces of %d: VectorChecker says %+v, %v; CheckVector %+v, %v", step, sinfo, serr, info, cerr))
+		}
 		return derr
 	})
 }

@@ -9,6 +9,7 @@ import (
 	"os"
 	"runtime"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/tuneinsight/lattigo/v5/core/rlwe"
@@ -613,6 +614,16 @@ func TestWireErrors(t *testing.T) {
 			if _, err := DecodeVector(p, tc.b); !errors.Is(err, tc.want) {
 				t.Errorf("DecodeVector: got %v, want %v", err, tc.want)
 			}
+			if _, err := CheckVector(p, tc.b); !errors.Is(err, tc.want) {
+				t.Errorf("CheckVector: got %v, want %v", err, tc.want)
+			}
+			c := NewVectorChecker(p, len(tc.b))
+			for off := 0; off < len(tc.b); off += 1000 {
+				c.Write(tc.b[off:min(off+1000, len(tc.b))])
+			}
+			if _, err := c.Close(); !errors.Is(err, tc.want) {
+				t.Errorf("VectorChecker in pieces of 1000 bytes: got %v, want %v", err, tc.want)
+			}
 			agg, _ := DecodeVector(p, good)
 			before, _ := agg.MarshalBinary()
 			if err := agg.AddBinary(tc.b); !errors.Is(err, tc.want) {
@@ -662,6 +673,69 @@ func TestWireErrors(t *testing.T) {
 		}
 		if err := tc.fn(good); !errors.Is(err, ErrMalformed) {
 			t.Errorf("%s from a vector: got %v", tc.name, err)
+		}
+	}
+}
+
+// TestVectorCheckerStream checks what a receiver relies on: a good vector passes in pieces
+// of any size with its header reported, a bad coefficient is refused by the Write that
+// completes its polynomial (before the rest arrives), and so are bytes past the announced
+// size, an announced size the header contradicts, and a stream that ends early.
+func TestVectorCheckerStream(t *testing.T) {
+	p := mustParams(t, DefaultProfile())
+	f := newFederation(t, p, 3, 2)
+	v, _ := NewEncryptor(p, f.pk).Encrypt(randomVector(rand.New(rand.NewPCG(4, 4)), 3*p.Slots()), 7)
+	good, _ := v.MarshalBinary()
+	want := VectorInfo{Length: 3 * p.Slots(), Contributions: 1, Weight: 7}
+	feed := func(c *VectorChecker, b []byte, step int) (failedAt int, err error) {
+		for off := 0; off < len(b); off += step {
+			if _, err := c.Write(b[off:min(off+step, len(b))]); err != nil {
+				return off, err
+			}
+		}
+		return -1, nil
+	}
+	for _, step := range []int{1, 7, 4096, p.polyBytes, p.polyBytes + 1, len(good)} {
+		c := NewVectorChecker(p, len(good))
+		if _, err := feed(c, good, step); err != nil {
+			t.Fatalf("pieces of %d: %v", step, err)
+		}
+		if info, err := c.Close(); err != nil || info != want {
+			t.Errorf("pieces of %d: Close = %+v, %v; want %+v", step, info, err, want)
+		}
+	}
+
+	bad := bytes.Clone(good)
+	at := headerSize + vectorFixed + 2*p.polyBytes // the second ciphertext's first coefficient
+	for i := at; i < at+16; i++ {
+		bad[i] = 0xff
+	}
+	c := NewVectorChecker(p, len(bad))
+	off, err := feed(c, bad, 4096)
+	if !errors.Is(err, ErrMalformed) || !strings.Contains(err.Error(), "ciphertext 1") || off > at+p.polyBytes {
+		t.Errorf("bad coefficient at byte %d: refused at piece %d with %v; want ErrMalformed naming ciphertext 1, by byte %d", at, off, err, at+p.polyBytes)
+	}
+	if _, err2 := c.Write(good[:1]); err2 != err {
+		t.Errorf("Write after a failure returned %v, want the first error", err2)
+	}
+	if _, err2 := c.Close(); err2 != err {
+		t.Errorf("Close after a failure returned %v, want the first error", err2)
+	}
+
+	c = NewVectorChecker(p, len(good)-1)
+	if _, err := feed(c, good, 4096); !errors.Is(err, ErrMalformed) {
+		t.Errorf("size announced one byte short: got %v", err)
+	}
+	c = NewVectorChecker(p, len(good))
+	c.Write(good)
+	if _, err := c.Write([]byte{0}); !errors.Is(err, ErrMalformed) {
+		t.Errorf("byte past the announced size: got %v", err)
+	}
+	for _, n := range []int{0, 9, headerSize + vectorFixed, len(good) - 1} {
+		c = NewVectorChecker(p, len(good))
+		c.Write(good[:n])
+		if _, err := c.Close(); !errors.Is(err, ErrMalformed) {
+			t.Errorf("stream ended after %d of %d bytes: Close = %v", n, len(good), err)
 		}
 	}
 }
