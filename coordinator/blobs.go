@@ -161,9 +161,9 @@ func (n *Node) pushStored(ctx context.Context, p blobPeer, d blobstore.Digest) e
 
 // receiveReplicated reads the rest of an upload stream whose header h was checked into
 // this node's blob store, streaming the chunks on to enough peers for a majority, and
-// returns once the digest is checked and a majority holds the blob. check, if not nil,
-// validates the stored bytes before the peers' copies are awaited.
-func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check func([]byte) error) (blobstore.Digest, error) {
+// returns once the digest is checked and a majority holds the blob. check validates the
+// bytes as they arrive; its verdict is awaited before the peers' copies are.
+func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check byteCheck) (blobstore.Digest, error) {
 	ctx := stream.Context()
 	d, err := blobstore.ParseDigest(h.Sha256)
 	if err != nil {
@@ -173,6 +173,7 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 	if err != nil {
 		return d, err
 	}
+	n.pins.pin(d, 0)
 	pctx, cancel := context.WithCancel(n.ctx)
 	defer cancel()
 	var pushes []*blobPush
@@ -210,6 +211,8 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 			err = fmt.Errorf("%w: stream carries more than the %d bytes its header announced", ErrTooLarge, h.TotalLength)
 		} else if _, err = w.Write(data); err != nil {
 			err = fmt.Errorf("%w: %v", ErrInvalid, err)
+		} else {
+			_, err = check.Write(data)
 		}
 		if err != nil {
 			w.Abort()
@@ -235,20 +238,11 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 		}
 		return d, err
 	}
-	if check != nil {
-		bp := checkBuffers.Get().(*[]byte)
-		data, err := n.blobs.ReadUnchecked(d, *bp) // Commit checked the digest
-		if err == nil {
-			err = check(data)
-			*bp = data
-		}
-		checkBuffers.Put(bp)
-		if err != nil {
-			stop()
-			// The file stays: the same bytes may belong to an accepted update (sent with
-			// another sample count, say). Unreferenced, it goes after BlobGrace.
-			return d, err
-		}
+	if err := check.Close(); err != nil {
+		stop()
+		// The file stays: the same bytes may belong to an accepted update (sent with
+		// another sample count, say). Unreferenced, it goes after BlobGrace.
+		return d, err
 	}
 	held := 0
 	var errs []error
@@ -285,6 +279,7 @@ func (n *Node) topUp(ctx context.Context, d blobstore.Digest, peers []blobPeer, 
 // storeReplicated stores data this node made (an aggregate) in its blob store and on as
 // many peers as a majority needs, and returns its digest.
 func (n *Node) storeReplicated(ctx context.Context, data []byte) (blobstore.Digest, error) {
+	n.pins.pin(blobstore.Sum(data), 0)
 	d, err := n.blobs.Put(data, n.cfg.SyncUpdates)
 	if err != nil {
 		return d, err
@@ -295,9 +290,6 @@ func (n *Node) storeReplicated(ctx context.Context, data []byte) (blobstore.Dige
 	}
 	return d, n.topUp(ctx, d, peers, 0, need, nil)
 }
-
-// checkBuffers hold the bytes of uploads being checked.
-var checkBuffers = sync.Pool{New: func() any { return new([]byte) }}
 
 // blob returns blob d from this node's store, fetching it from a peer (and keeping a copy)
 // if this node does not hold it.
@@ -401,13 +393,56 @@ func (n *Node) collectBlobsOnce(now time.Time) {
 		return
 	}
 	live, done := n.fsm.blobRefs()
+	n.pins.mu.Lock()
+	defer n.pins.mu.Unlock()
+	for d, p := range n.pins.m {
+		if now.Sub(p.at) > n.cfg.BlobGrace {
+			delete(n.pins.m, d)
+		}
+	}
 	for _, b := range list {
+		p, pinned := n.pins.m[b.Digest]
+		ended, isDone := done[b.Digest]
 		switch {
 		case live[b.Digest]:
-		case done[b.Digest] || now.Sub(b.ModTime) > n.cfg.BlobGrace:
+		case pinned && (!isDone || p.index >= ended):
+			// Being received, or received for a round after the one that ended with
+			// the same bytes (a hospital that sent them again): not yet committed.
+		case isDone || now.Sub(b.ModTime) > n.cfg.BlobGrace:
 			if err := n.blobs.Remove(b.Digest); err != nil {
 				n.log.Warn("removing blob", "blob", b.Digest, "err", err)
 			}
 		}
 	}
+}
+
+// blobPins keeps the collector off the blobs a node is receiving or has just received,
+// until their digest is committed (they are live then) or BlobGrace passes. A blob whose
+// digest an ended round also names is otherwise deleted at once: the same bytes may
+// arrive again for a later round (a retried or repeated upload), on this node or pushed
+// by a peer, while the end of the earlier round is applied here. A pin records the Raft
+// index the bytes arrived at (on the node that received them from the hospital, which
+// had applied the round they are for): it outlives the end of a round applied before
+// that index and not one applied after it.
+type blobPins struct {
+	fsm *FSM
+	mu  sync.Mutex
+	m   map[blobstore.Digest]blobPin
+}
+
+type blobPin struct {
+	index uint64
+	at    time.Time
+}
+
+// pin protects blob d from now, as having arrived at index or the node's applied index,
+// whichever is later. The caller pins before it looks for d in the store.
+func (p *blobPins) pin(d blobstore.Digest, index uint64) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.m == nil {
+		p.m = map[blobstore.Digest]blobPin{}
+	}
+	_, applied := p.fsm.Changed()
+	p.m[d] = blobPin{index: max(index, applied, p.m[d].index), at: time.Now()}
 }

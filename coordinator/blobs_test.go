@@ -114,6 +114,114 @@ func testUpdateBlobs(t *testing.T, sync bool) {
 	tc.closeAll()
 }
 
+// TestRepeatedBytesSurviveCollection sends the same update bytes in two rounds. Once the
+// first round ends its blobs are garbage, but the same digest arriving for the second
+// round (from the hospital on the receiving node, pushed by a peer on another) must
+// survive the collector until it is committed: a blob is pinned at the Raft index it
+// arrived at, and the end of a round applied before that index does not release it.
+func TestRepeatedBytesSurviveCollection(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	tc := startCluster(t, 3)
+	ctx := testCtx(t)
+	leader := tc.leader()
+	follower := (leader + 1) % 3
+	c := newClient(t, []string{tc.cfgs[leader].GRPCAddr})
+	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{
+		Name: "f", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1, Rounds: 2, Strategy: "fedavg",
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: "f", ClientId: "h1"}); err != nil {
+		t.Fatal(err)
+	}
+	data := EncodeFloat32s(delta(0))
+	d := blobstore.Sum(data)
+	submit := func(r uint64) {
+		t.Helper()
+		ri := waitRound(t, ctx, c, "f", r, pb.RoundState_ROUND_STATE_OPEN)
+		if _, err := c.SubmitUpdate(ctx, coordclient.Update{Federation: "f", Round: r, ClientID: "h1", ModelVersion: ri.ModelVersion, Samples: 1, Data: data}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	submit(1)
+	waitRound(t, ctx, c, "f", 1, pb.RoundState_ROUND_STATE_PUBLISHED)
+	waitFor(t, "every node to delete round 1's blob", func() bool { return len(tc.holders(d)) == 0 })
+	waitRound(t, ctx, c, "f", 2, pb.RoundState_ROUND_STATE_OPEN)
+
+	// The same bytes arrive again, before their commit: on the leader from the hospital
+	// (as receiveReplicated pins them), on the follower from a peer over the blob port,
+	// naming an index later than the follower's own.
+	ln, fn := tc.nodes[leader], tc.nodes[follower]
+	ln.pins.pin(d, 0)
+	if _, err := ln.blobs.Put(data, false); err != nil {
+		t.Fatal(err)
+	}
+	_, applied := fn.fsm.Changed()
+	conn, err := net.DialTimeout("tcp", tc.cfgs[follower].RaftAddr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	hdr := append([]byte{blobMagic}, d[:]...)
+	hdr = binary.BigEndian.AppendUint64(hdr, uint64(len(data)))
+	hdr = append(hdr, 0)
+	hdr = binary.BigEndian.AppendUint64(hdr, applied+1000)
+	if _, err := conn.Write(append(hdr, data...)); err != nil {
+		t.Fatal(err)
+	}
+	var st [1]byte
+	if _, err := io.ReadFull(conn, st[:]); err != nil || st[0] != blobStored {
+		t.Fatalf("push to the follower: status %d, %v", st[0], err)
+	}
+	fn.pins.mu.Lock()
+	got := fn.pins.m[d].index
+	fn.pins.mu.Unlock()
+	if got != applied+1000 {
+		t.Errorf("follower pinned the pushed blob at index %d, want the sender's %d", got, applied+1000)
+	}
+	for _, n := range []*Node{ln, fn} {
+		n.collectBlobsOnce(time.Now())
+	}
+	if h := tc.holders(d); len(h) != 2 {
+		t.Fatalf("after collection the repeated bytes are on nodes %v, want the leader and the follower", h)
+	}
+	submit(2)
+	waitRound(t, ctx, c, "f", 2, pb.RoundState_ROUND_STATE_PUBLISHED)
+	waitFor(t, "the leader to delete round 2's blob", func() bool { return !ln.blobs.Has(d) })
+	waitFor(t, "the follower to apply the end of round 2", func() bool {
+		ri, err := fn.fsm.Round("f", 2)
+		return err == nil && ri.State == pb.RoundState_ROUND_STATE_PUBLISHED
+	})
+	// The follower's pin named an index past the round's end: it holds until BlobGrace.
+	fn.collectBlobsOnce(time.Now())
+	if !fn.blobs.Has(d) {
+		t.Fatal("follower dropped a blob pinned past the end of its round before BlobGrace")
+	}
+	fn.collectBlobsOnce(time.Now().Add(fn.cfg.BlobGrace + time.Second))
+	if fn.blobs.Has(d) {
+		t.Fatal("follower kept an ended round's blob after its pin expired")
+	}
+
+	// Without a pin, or with one from before the round's end, ended bytes go at once.
+	for _, pin := range []*blobPin{nil, {index: 1, at: time.Now()}} {
+		if _, err := fn.blobs.Put(data, false); err != nil {
+			t.Fatal(err)
+		}
+		fn.pins.mu.Lock()
+		delete(fn.pins.m, d)
+		if pin != nil {
+			fn.pins.m[d] = *pin
+		}
+		fn.pins.mu.Unlock()
+		fn.collectBlobsOnce(time.Now())
+		if fn.blobs.Has(d) {
+			t.Errorf("pin %+v: an ended round's blob survived collection", pin)
+		}
+	}
+	tc.closeAll()
+}
+
 // TestBlobConnRefusals sends bad blob requests to a node's Raft port: an oversized blob
 // is refused with a message, bytes that are not Raft's are dropped, and the node keeps
 // serving Raft and blobs.
@@ -133,6 +241,7 @@ func TestBlobConnRefusals(t *testing.T) {
 		hdr := append([]byte{blobMagic}, d[:]...)
 		hdr = binary.BigEndian.AppendUint64(hdr, size)
 		hdr = append(hdr, 0)
+		hdr = binary.BigEndian.AppendUint64(hdr, 0) // index
 		if _, err := conn.Write(append(hdr, body...)); err != nil {
 			t.Fatal(err)
 		}

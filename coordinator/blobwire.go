@@ -24,11 +24,14 @@ import (
 // sorts accepted connections by their first byte: Raft's start with an RPC type (0 to 3),
 // blob connections with blobMagic. A blob connection then carries any number of puts:
 //
-//	request:  digest [32]byte | length uint64 (big endian) | flags byte (1 = durable) | length bytes
+//	request:  digest [32]byte | length uint64 | flags byte (1 = durable) | index uint64 | length bytes
 //	response: 0 stored | 1 already held | 2, uint16 length, message (refused; the bytes were read)
+//
+// Integers are big endian. index is the sender's last applied Raft index: the receiver
+// pins the blob at least that late (see blobPins).
 
 const (
-	blobMagic       byte = 0xB7
+	blobMagic       byte = 0xB8 // 0xB7 was the format without index
 	blobFlagDurable byte = 1
 
 	blobStored byte = 0
@@ -170,6 +173,7 @@ func (n *Node) serveBlobConn(c net.Conn) {
 			writeBlobStatus(c, blobFailed, fmt.Sprintf("blob of %d bytes, limit %d", size, int64(MaxBlobBytes)))
 			return // the framing is lost
 		}
+		n.pins.pin(d, binary.BigEndian.Uint64(hdr[41:49]))
 		status, msg, err := n.storeFromConn(r, d, int64(size), hdr[40]&blobFlagDurable != 0)
 		if err != nil {
 			return // the connection failed mid-blob
@@ -180,7 +184,7 @@ func (n *Node) serveBlobConn(c net.Conn) {
 	}
 }
 
-const sizeOfBlobHeader = 32 + 8 + 1
+const sizeOfBlobHeader = 32 + 8 + 1 + 8
 
 // storeFromConn reads size bytes from r into blob d. A failure of the store is reported
 // in the status (the bytes are still read, so the connection stays usable); a failure of
@@ -331,6 +335,8 @@ func (n *Node) push(ctx context.Context, p blobPeer, d blobstore.Digest, size ui
 	if n.cfg.SyncUpdates {
 		hdr[40] = blobFlagDurable
 	}
+	_, applied := n.fsm.Changed()
+	binary.BigEndian.PutUint64(hdr[41:49], applied)
 	c := n.blobConns.get(p.raftAddr)
 	if c != nil {
 		c.SetWriteDeadline(time.Now().Add(blobIOTimeout))

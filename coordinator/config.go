@@ -144,7 +144,8 @@ type Config struct {
 	SyncUpdates bool
 	// BlobGrace is how long a stored blob that no round references is kept before it is
 	// deleted: an upload in flight, or a copy of an update whose commit failed (default
-	// 10 minutes). Blobs of published or aborted rounds are deleted right away.
+	// 10 minutes). Blobs of published or aborted rounds are deleted right away, unless the
+	// same bytes arrived again for a later round that has not committed them yet.
 	BlobGrace time.Duration
 
 	// Inference tunes the model serving every node does (batching, limits, rate limit,

@@ -44,7 +44,8 @@
 // (round, client): the same bytes again return the original acknowledgement (even after
 // the round moved on), different bytes are ErrExists. A node deletes the blobs of a round
 // as soon as it applies the round's publication or abort, and blobs no round refers to
-// after Config.BlobGrace.
+// after Config.BlobGrace. Bytes that arrive again for a later round (the same digest) are
+// pinned until their commit, so the end of the earlier round does not take them along.
 //
 // # Key ceremony
 //

@@ -49,6 +49,7 @@ type Node struct {
 	blobs     *blobstore.Store // the bytes of updates, by digest
 	streams   raft.StreamLayer // the Raft port's TLS or TCP layer, for blob connections
 	blobConns blobConns
+	pins      blobPins
 
 	grpcSrv *grpc.Server
 	grpcLn  net.Listener
@@ -87,6 +88,7 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	n = &Node{cfg: cfg, log: logger, fsm: NewFSM(logger), metrics: &metrics{}, ctx: ctx, cancel: cancel, conns: map[string]*grpc.ClientConn{}}
+	n.pins.fsm = n.fsm
 	// On failure, close what was started: the named result is nil by then ("return nil,
 	// err"), so the deferred call keeps its own reference.
 	started := n

@@ -2,10 +2,12 @@ package coordinator
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"maps"
 	"slices"
 	"strings"
+	"sync"
 
 	"google.golang.org/protobuf/proto"
 
@@ -104,7 +106,7 @@ func (f *FSM) Contribution(fed string, r uint64, client string) *pb.Contribution
 // CheckUpload runs the checks an update would meet at commit that do not need its bytes, on
 // this replica's state, and returns the check the bytes must pass (updateCheck). It
 // returns the existing contribution, and no check, for a resubmission of the same update.
-func (f *FSM) CheckUpload(h *pb.UploadHeader) (*pb.Contribution, func([]byte) error, error) {
+func (f *FSM) CheckUpload(h *pb.UploadHeader) (*pb.Contribution, byteCheck, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	if fd := f.st.Federations[h.Federation]; fd != nil {
@@ -132,7 +134,7 @@ func (f *FSM) CheckUpload(h *pb.UploadHeader) (*pb.Contribution, func([]byte) er
 	if fd.spec.Secure && h.TotalLength > uint64(fd.params.MaxWireSize()) {
 		return nil, nil, fmt.Errorf("%w: encrypted update of %d bytes, limit %d", ErrTooLarge, h.TotalLength, fd.params.MaxWireSize())
 	}
-	return nil, updateCheck(fd, h.ClientId, h.Samples), nil
+	return nil, updateCheck(fd, h.ClientId, h.Samples, h.TotalLength), nil
 }
 
 // shareCheck checks that client may send a decryption share for round r now, and returns
@@ -140,7 +142,7 @@ func (f *FSM) CheckUpload(h *pb.UploadHeader) (*pb.Contribution, func([]byte) er
 // current aggregate and its contributions) and the he digest of that aggregate. The same
 // share again passes (it is acknowledged again); a different one from the same client is
 // ErrExists.
-func (f *FSM) shareCheck(fed string, r uint64, client string, digest []byte) (func([]byte) error, []byte, error) {
+func (f *FSM) shareCheck(fed string, r uint64, client string, digest []byte) (byteCheck, []byte, error) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	fd, rd, err := f.roundFor(fed, r)
@@ -165,27 +167,77 @@ func (f *FSM) shareCheck(fed string, r uint64, client string, digest []byte) (fu
 		}
 		return nil
 	}
-	return check, aggHE, nil
+	return wholeCheck(check), aggHE, nil
 }
 
-// updateCheck returns the check an update's bytes must pass before a node accepts it into
-// a round of fd: finite float32 values in plaintext mode, and in secure mode a well-formed
-// ciphertext of the model's length with one contribution weighted by samples.
-func updateCheck(fd *federation, client string, samples uint64) func([]byte) error {
+// updateCheck returns the check an update's size bytes must pass before a node accepts
+// it into a round of fd: finite float32 values in plaintext mode, and in secure mode a
+// well-formed ciphertext of the model's length with one contribution weighted by
+// samples, checked as it streams in.
+func updateCheck(fd *federation, client string, samples, size uint64) byteCheck {
 	if !fd.spec.Secure {
-		return func(b []byte) error {
+		return wholeCheck(func(b []byte) error {
 			_, err := DecodeFloat32s(b)
 			return err
-		}
+		})
 	}
-	p, n := *fd.params, fd.NumParams
-	return func(b []byte) error {
-		u := aggregation.EncryptedUpdate{Client: client, Data: b, Samples: int(samples)}
-		if err := aggregation.CheckEncrypted(p, n, u); err != nil {
-			return fmt.Errorf("%w: encrypted update: %v", ErrInvalid, err)
-		}
-		return nil
+	u := aggregation.EncryptedUpdate{Client: client, Samples: int(samples)}
+	return encryptedCheck{aggregation.NewEncryptedChecker(*fd.params, fd.NumParams, u, int(size))}
+}
+
+// A byteCheck validates bytes as they arrive: Write them in order, then Close for the
+// verdict. Write may refuse early. Close returns the buffers it holds; a check abandoned
+// without Close leaves them to the garbage collector.
+type byteCheck interface {
+	Write(b []byte) (int, error)
+	Close() error
+}
+
+// encryptedCheck is a ciphertext update's check, with the node's error class.
+type encryptedCheck struct{ c *aggregation.EncryptedChecker }
+
+func (e encryptedCheck) Write(b []byte) (int, error) {
+	k, err := e.c.Write(b)
+	if err != nil {
+		return k, fmt.Errorf("%w: encrypted update: %v", ErrInvalid, err)
 	}
+	return k, nil
+}
+
+func (e encryptedCheck) Close() error {
+	if err := e.c.Close(); err != nil {
+		return fmt.Errorf("%w: encrypted update: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// wholeCheck runs check on all the bytes at once, gathered in a pooled buffer.
+func wholeCheck(check func([]byte) error) byteCheck {
+	return &gathered{check: check, buf: checkBuffers.Get().(*[]byte)}
+}
+
+type gathered struct {
+	check func([]byte) error
+	buf   *[]byte
+}
+
+// checkBuffers hold the bytes of uploads being checked whole.
+var checkBuffers = sync.Pool{New: func() any { return new([]byte) }}
+
+func (g *gathered) Write(b []byte) (int, error) {
+	*g.buf = append(*g.buf, b...)
+	return len(b), nil
+}
+
+func (g *gathered) Close() error {
+	if g.buf == nil {
+		return errors.New("byte check closed twice")
+	}
+	err := g.check(*g.buf)
+	*g.buf = (*g.buf)[:0]
+	checkBuffers.Put(g.buf)
+	g.buf = nil
+	return err
 }
 
 // ModelVersion returns a model version's lineage and weights; version 0 is the initial
@@ -550,31 +602,31 @@ func (f *FSM) endedRounds() int {
 }
 
 // blobRefs returns the digests of the blobs (contributions, aggregates, decryption shares)
-// of rounds still in progress (live) and of published or aborted rounds (done), over every
-// federation.
-func (f *FSM) blobRefs() (live, done map[blobstore.Digest]bool) {
+// of rounds still in progress (live) and of published or aborted rounds (done, with the
+// log index of the latest such round's end), over every federation.
+func (f *FSM) blobRefs() (live map[blobstore.Digest]bool, done map[blobstore.Digest]uint64) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
-	live, done = map[blobstore.Digest]bool{}, map[blobstore.Digest]bool{}
+	live, done = map[blobstore.Digest]bool{}, map[blobstore.Digest]uint64{}
 	for _, fd := range f.st.Federations {
 		for _, rd := range fd.Rounds {
-			m := live
-			if terminal(rd.State) {
-				m = done
+			note := func(b []byte) {
+				d, err := blobstore.ParseDigest(b)
+				switch {
+				case err != nil:
+				case terminal(rd.State):
+					done[d] = max(done[d], rd.Changed)
+				default:
+					live[d] = true
+				}
 			}
 			for _, c := range rd.Contribs {
-				if d, err := blobstore.ParseDigest(c.Digest); err == nil {
-					m[d] = true
-				}
+				note(c.Digest)
 			}
 			for _, sh := range rd.Shares {
-				if d, err := blobstore.ParseDigest(sh.Digest); err == nil {
-					m[d] = true
-				}
+				note(sh.Digest)
 			}
-			if d, err := blobstore.ParseDigest(rd.AggDigest); err == nil {
-				m[d] = true
-			}
+			note(rd.AggDigest)
 		}
 	}
 	return live, done

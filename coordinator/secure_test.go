@@ -1,9 +1,14 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"math"
+	"strings"
 	"testing"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"go.uber.org/goleak"
 
@@ -47,6 +52,28 @@ func TestSecureRound(t *testing.T) {
 		b, err := v.MarshalBinary()
 		if err != nil {
 			t.Fatal(err)
+		}
+		if k == 0 {
+			// Malformed ciphertexts are refused, one while it streams in (a coefficient
+			// above its modulus in the third 32 KiB chunk), one at its end (a weight that
+			// is not the sample count), and the round takes the good update after them.
+			bad := bytes.Clone(b)
+			for i := 80 << 10; i < 80<<10+16; i++ {
+				bad[i] = 0xff
+			}
+			for _, tt := range []struct {
+				data    []byte
+				samples uint64
+				want    string
+			}{
+				{bad, 10, "expected below modulus"},
+				{b, 11, "expected 1 of weight 11"},
+			} {
+				_, err := c.SubmitUpdate(ctx, coordclient.Update{Federation: "sec", Round: 1, ClientID: h, Samples: tt.samples, Data: tt.data})
+				if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tt.want) {
+					t.Errorf("malformed update: %v, want InvalidArgument saying %q", err, tt.want)
+				}
+			}
 		}
 		if _, err := c.SubmitUpdate(ctx, coordclient.Update{Federation: "sec", Round: 1, ClientID: h, Samples: uint64(10 * (k + 1)), Data: b}); err != nil {
 			t.Fatalf("submit %s: %v", h, err)

@@ -136,24 +136,6 @@ func (s *Store) Get(d Digest) ([]byte, error) {
 	return data, nil
 }
 
-// ReadUnchecked reads blob d into buf (growing it if needed) without checking its digest:
-// for a blob the caller has just written through a verifying Writer.
-func (s *Store) ReadUnchecked(d Digest, buf []byte) ([]byte, error) {
-	f, size, err := s.Reader(d)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	if int64(cap(buf)) < size {
-		buf = make([]byte, size)
-	}
-	buf = buf[:size]
-	if _, err := io.ReadFull(f, buf); err != nil {
-		return nil, fmt.Errorf("blobstore: %w", err)
-	}
-	return buf, nil
-}
-
 // Reader opens blob d for streaming, without checking its digest (the receiver does), and
 // returns its size.
 func (s *Store) Reader(d Digest) (io.ReadCloser, int64, error) {
