@@ -5,7 +5,9 @@ import (
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
+	"log/slog"
 	"net"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -17,6 +19,15 @@ import (
 	"github.com/medfed/medfed/internal/pb"
 	"github.com/medfed/medfed/model"
 )
+
+// testLogger returns nil (the nodes log nothing), or with MEDFED_TEST_LOG=1 a logger to
+// stderr, for finding out why a test or benchmark failed.
+func testLogger() *slog.Logger {
+	if os.Getenv("MEDFED_TEST_LOG") != "1" {
+		return nil
+	}
+	return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
 
 // Generous timeouts: the tests run on a loaded 2-core machine where an election can take
 // seconds.
@@ -100,7 +111,7 @@ func tryStartCluster(t testing.TB, n int, tune func(*Config)) (*testCluster, err
 			tune(&cfg)
 		}
 		tc.cfgs = append(tc.cfgs, cfg)
-		node, err := New(cfg, nil)
+		node, err := New(cfg, testLogger())
 		if err != nil {
 			return tc, fmt.Errorf("start %s: %w", cfg.NodeID, err)
 		}
@@ -111,7 +122,7 @@ func tryStartCluster(t testing.TB, n int, tune func(*Config)) (*testCluster, err
 
 func (tc *testCluster) start(i int) {
 	tc.t.Helper()
-	n, err := New(tc.cfgs[i], nil)
+	n, err := New(tc.cfgs[i], testLogger())
 	if err != nil {
 		tc.t.Fatalf("start %s: %v", tc.cfgs[i].NodeID, err)
 	}
