@@ -69,11 +69,6 @@ type Config struct {
 	// Exit controls when Run returns: once the federation has run all its rounds
 	// (the default), or never (ExitNever) until its context is cancelled.
 	Exit ExitPolicy
-	// MaxAbortedRounds is how many rounds in a row may abort (too few hospitals by the
-	// deadline, for example) before Run gives up with ErrFederation, saying why the last
-	// one aborted (default 3). The coordinator keeps opening rounds; with ExitNever the
-	// node keeps following them.
-	MaxAbortedRounds int
 }
 
 // ExitPolicy says when Node.Run returns on its own.
@@ -95,7 +90,6 @@ func DefaultConfig() Config {
 		MinBackoff:       100 * time.Millisecond,
 		MaxBackoff:       2 * time.Second,
 		MaxAttempts:      60,
-		MaxAbortedRounds: 3,
 	}
 }
 
@@ -118,9 +112,6 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxAttempts == 0 {
 		c.MaxAttempts = d.MaxAttempts
-	}
-	if c.MaxAbortedRounds == 0 {
-		c.MaxAbortedRounds = d.MaxAbortedRounds
 	}
 	return c
 }
@@ -148,7 +139,7 @@ func (c Config) Validate() error {
 		return fmt.Errorf("client config: ScryptWorkFactor %d, expected 1 to 30", c.ScryptWorkFactor)
 	case c.ProximalMu < 0, c.ClipNorm < 0:
 		return errors.New("client config: ProximalMu and ClipNorm must not be negative")
-	case c.PollInterval < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.MaxAttempts < 0, c.MaxAbortedRounds < 0:
+	case c.PollInterval < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.MaxAttempts < 0:
 		return errors.New("client config: negative duration or attempt count")
 	}
 	for _, a := range c.Coordinators {

@@ -39,9 +39,10 @@
 //     those contributions and their samples. It refuses otherwise (ErrRefused, logged).
 //  6. Returns nil once the federation has published all its rounds, or ErrFederation with
 //     the coordinator's reason once the federation stopped (its key ceremony timed out, or
-//     max_aborted_rounds rounds in a row aborted) or Config.MaxAbortedRounds rounds in a
-//     row aborted. If the coordinator left it out of selection after a missed round (it
-//     was down or late), it enrols again, and is selected from the next round on.
+//     max_aborted_rounds rounds in a row aborted: the federation's limit, which a node
+//     does not second-guess with one of its own). If the coordinator left it out of
+//     selection after a missed round (it was down or late), it enrols again, and is
+//     selected from the next round on.
 //
 // # State and restarts
 //

@@ -384,10 +384,6 @@ func (n *Node) loop(ctx context.Context) error {
 					n.noteOutcome(fed)
 					return n.finalOutcome(fed)
 				}
-				if err := n.checkProgress(fed); err != nil && n.cfg.Exit == ExitWhenDone {
-					n.noteOutcome(fed)
-					return err
-				}
 			}
 			n.noteOutcome(fed)
 		}
@@ -433,26 +429,6 @@ func (n *Node) finalOutcome(fed *pb.Federation) error {
 	}
 	n.log.Info("federation done", "rounds", len(fed.Rounds), "model_version", last.PublishedVersion)
 	return nil
-}
-
-// checkProgress returns an error wrapping ErrFederation once the federation's last
-// Config.MaxAbortedRounds finished rounds all aborted: the hospitals it needs (min_clients
-// contributions, t decryption shares) are not there, and waiting longer will not help.
-func (n *Node) checkProgress(fed *pb.Federation) error {
-	rounds := fed.Rounds
-	if k := len(rounds); k > 0 && !terminal(rounds[k-1].State) {
-		rounds = rounds[:k-1] // the round in progress says nothing yet
-	}
-	aborted := 0
-	for i := len(rounds) - 1; i >= 0 && rounds[i].State == pb.RoundState_ROUND_STATE_ABORTED; i-- {
-		aborted++
-	}
-	if aborted == 0 || aborted < n.cfg.MaxAbortedRounds {
-		return nil
-	}
-	last := rounds[len(rounds)-1]
-	return fmt.Errorf("%w: the federation is not making progress: %d rounds in a row aborted (rounds %d to %d), the last because %s",
-		ErrFederation, aborted, last.Round-uint64(aborted)+1, last.Round, last.Reason)
 }
 
 // handleRound does what the current round needs from this node.
