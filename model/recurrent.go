@@ -72,7 +72,7 @@ func newRecurrent(kind string, in []int, units int, act string, returnSeq bool, 
 	// fused [in, G*units] and [units, G*units] matrices, which scales every gate's input
 	// weights by about 1/sqrt(G) less and gives its recurrent block singular values below
 	// 1. On sequential MNIST the GRU's accuracy after one epoch averaged 0.959 with the
-	// fused draw and 0.968 with this one over seeds 1-8 (README, Speed and accuracy).
+	// fused draw and 0.968 with this one over seeds 1-8 (README, Accuracy).
 	block := make([]float32, max(r.in, units)*units)
 	for g := range r.gates {
 		glorotUniform(rng, block[:r.in*units], r.in, units)
