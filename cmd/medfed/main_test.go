@@ -89,6 +89,8 @@ func TestBadInvocations(t *testing.T) {
 		{[]string{"train", "--dataset", "mnist", "--folds", "3"}, 1, "folds apply to tables; data set mnist has a fixed test set"},
 		{[]string{"train", "--model", "mlp", "--dataset", "breast-cancer", "--folds", "-2"}, 1, "folds -2, want at least 2"},
 		{[]string{"train", "--model", "mlp", "--dataset", "breast-cancer", "--test-split", "2"}, 1, "test split 2, want a fraction"},
+		{[]string{"train", "--model", "mlp", "--dataset", "breast-cancer", "--test-split", "0.3"}, 1, "--test-split applies to tables with --folds 1"},
+		{[]string{"train", "--dataset", "mnist", "--test-split", "0.3"}, 1, "--test-split applies to tables with --folds 1"},
 		{[]string{"train", "--model", "mlp", "--dataset", "csv", "--csv", "/nonexistent.csv"}, 1, "/nonexistent.csv"},
 		{[]string{"train", "--dataset", "mnist", "--data-dir", "/nonexistent"}, 1, "/nonexistent"},
 	}

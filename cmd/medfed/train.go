@@ -38,6 +38,15 @@ func runTrain(ctx context.Context, args []string, stdout, stderr io.Writer) erro
 	if err := cfg.Validate(); err != nil {
 		return err
 	}
+	splitSet := false
+	fs.Visit(func(f *flag.Flag) { splitSet = splitSet || f.Name == "test-split" })
+	switch {
+	case !splitSet:
+	case cfg.Dataset != "breast-cancer" && cfg.Dataset != "csv":
+		return fmt.Errorf("--test-split applies to tables with --folds 1; data set %s has a fixed test set", cfg.Dataset)
+	case cfg.CVFolds() > 0:
+		return fmt.Errorf("--test-split applies to tables with --folds 1; without it a table is cross-validated in %d folds", cfg.CVFolds())
+	}
 	var bar *progress.Bar
 	label := "" // the fold, in a cross-validation
 	hooks := localtrain.Hooks{
