@@ -393,8 +393,11 @@ func modelBlobKey(fed string, round uint64, digest []byte) string {
 func createBlobKey(fed string, digest []byte) string {
 	return fmt.Sprintf("f/%s/%s", fed, hex.EncodeToString(digest))
 }
-func roundBlobPrefixes(fed string, round uint64) []string {
-	return []string{fmt.Sprintf("m/%s/%d/", fed, round)}
+
+// roundBlobPrefix is the prefix of a round's staged blobs (its new model's chunks); the
+// round's updates, aggregates and shares are in the nodes' blob stores instead.
+func roundBlobPrefix(fed string, round uint64) string {
+	return fmt.Sprintf("m/%s/%d/", fed, round)
 }
 
 // ---- rounds ----
@@ -554,7 +557,7 @@ func (f *FSM) restartCeremony(t int64, c *pb.RestartCeremonyCmd) error {
 	if !fd.spec.Secure || fd.Ceremony.PublicKey != nil || fd.Stopped {
 		return fmt.Errorf("%w: federation %q has no key ceremony in progress", ErrCeremony, c.Federation)
 	}
-	need := max(int(fd.spec.MinClients), int(fd.spec.Threshold))
+	need := fd.ceremonyQuorum()
 	if len(c.Members) < need || len(c.Members) >= len(fd.members()) {
 		return fmt.Errorf("%w: %d members, expected %d to %d", ErrInvalid, len(c.Members), need, len(fd.members())-1)
 	}
@@ -688,9 +691,7 @@ func (f *FSM) abortRound(idx uint64, c *pb.AbortRoundCmd) error {
 	rd.State = pb.RoundState_ROUND_STATE_ABORTED
 	rd.Reason = c.Reason
 	rd.Changed = idx
-	for _, p := range roundBlobPrefixes(c.Federation, c.Round) {
-		f.dropBlobs(p)
-	}
+	f.dropBlobs(roundBlobPrefix(c.Federation, c.Round))
 	return nil
 }
 
@@ -766,7 +767,8 @@ func (f *FSM) startDecryption(idx uint64, t int64, c *pb.StartDecryptionCmd) err
 			if fd.Missed == nil {
 				fd.Missed = map[string]int{}
 			}
-			fd.Missed[fd.clientOfParty(p)] = max(fd.Missed[fd.clientOfParty(p)], suspendAfter)
+			cl := fd.clientOfParty(p)
+			fd.Missed[cl] = max(fd.Missed[cl], suspendAfter)
 		}
 	}
 	rd.Excluded = excluded
@@ -872,9 +874,7 @@ func (f *FSM) publishModel(idx uint64, t int64, c *pb.PublishModelCmd) error {
 	rd.Published = c.Version
 	rd.Changed = idx
 	delete(f.st.Blobs, key)
-	for _, p := range roundBlobPrefixes(c.Federation, c.Round) {
-		f.dropBlobs(p)
-	}
+	f.dropBlobs(roundBlobPrefix(c.Federation, c.Round))
 	return nil
 }
 

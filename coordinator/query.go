@@ -418,7 +418,7 @@ func (f *FSM) pendingActions() []action {
 				}
 				out = append(out, action{fed: name, kind: actCeremonyDeadline, started: started, timeout: int64(fd.spec.CeremonyTimeoutMs),
 					reason: "the key ceremony is not complete: waiting for " + fd.ceremonyWaitingFor(), present: fd.ceremonyPresent(),
-					need: max(int(fd.spec.MinClients), int(fd.spec.Threshold)), members: len(fd.members())})
+					need: fd.ceremonyQuorum(), members: len(fd.members())})
 				continue
 			}
 			sel := fd.selection()

@@ -290,6 +290,12 @@ func (f *federation) members() []string {
 	return f.spec.Clients
 }
 
+// ceremonyQuorum is how many hospitals a restarted key ceremony needs: enough for a
+// round (min_clients) and for decryption (the threshold).
+func (f *federation) ceremonyQuorum() int {
+	return max(int(f.spec.MinClients), int(f.spec.Threshold))
+}
+
 func (f *federation) isMember(client string) bool { return slices.Contains(f.members(), client) }
 
 // ---- conversions to the wire types ----
