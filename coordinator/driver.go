@@ -180,21 +180,26 @@ func (n *Node) ceremonyDeadline(ctx context.Context, a action, now time.Time) er
 	if now.UnixNano() < a.started+timeout.Nanoseconds() {
 		return nil
 	}
+	st, ok := n.fsm.ceremonyStall(a.fed)
+	if !ok {
+		return nil // completed (or stopped) since the action was listed
+	}
 	waited := timeout.Round(time.Second)
-	if len(a.present) >= a.need && len(a.present) < a.members {
-		reason := fmt.Sprintf("%s after %v; the ceremony starts again with the %d hospitals present", a.reason, waited, len(a.present))
+	stalled := "the key ceremony is not complete: waiting for " + st.waitingFor
+	if len(st.present) >= st.need && len(st.present) < st.members {
+		reason := fmt.Sprintf("%s after %v; the ceremony starts again with the %d hospitals present", stalled, waited, len(st.present))
 		_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_RestartCeremony{RestartCeremony: &pb.RestartCeremonyCmd{
-			Federation: a.fed, Members: a.present, Reason: reason}}})
+			Federation: a.fed, Members: st.present, Reason: reason}}})
 		if err == nil {
-			n.log.Warn("key ceremony restarted", "federation", a.fed, "members", a.present, "reason", reason)
+			n.log.Warn("key ceremony restarted", "federation", a.fed, "members", st.present, "reason", reason)
 		}
 		return err
 	}
 	const next = "bring the missing hospitals back and run medfed federation resume, or create the federation again without them"
 	reason := fmt.Sprintf("%s, %v after the ceremony started, and %d hospitals present are fewer than the %d a round needs; %s",
-		a.reason, waited, len(a.present), a.need, next)
-	if len(a.present) >= a.members {
-		reason = fmt.Sprintf("%s, %v after the ceremony started; run medfed federation resume to give it another ceremony_timeout", a.reason, waited)
+		stalled, waited, len(st.present), st.need, next)
+	if len(st.present) >= st.members {
+		reason = fmt.Sprintf("%s, %v after the ceremony started; run medfed federation resume to give it another ceremony_timeout", stalled, waited)
 	}
 	_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_StopFederation{StopFederation: &pb.StopFederationCmd{Federation: a.fed, Reason: reason}}})
 	if err == nil {

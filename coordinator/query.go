@@ -378,12 +378,6 @@ type action struct {
 	contributors []uint32
 	excluded     []uint32
 	threshold    int
-	// for the ceremony deadline: what it waits for, the members that took the step it
-	// waits at (present), how many a round needs and how many members it has
-	reason  string
-	present []string
-	need    int
-	members int
 }
 
 type actionKind int
@@ -416,9 +410,7 @@ func (f *FSM) pendingActions() []action {
 				if fd.CeremonyStarted != 0 {
 					started = fd.CeremonyStarted
 				}
-				out = append(out, action{fed: name, kind: actCeremonyDeadline, started: started, timeout: int64(fd.spec.CeremonyTimeoutMs),
-					reason: "the key ceremony is not complete: waiting for " + fd.ceremonyWaitingFor(), present: fd.ceremonyPresent(),
-					need: fd.ceremonyQuorum(), members: len(fd.members())})
+				out = append(out, action{fed: name, kind: actCeremonyDeadline, started: started, timeout: int64(fd.spec.CeremonyTimeoutMs)})
 				continue
 			}
 			sel := fd.selection()
@@ -652,6 +644,29 @@ var ceremonyOrder = []struct {
 	{pb.CeremonyStep_CEREMONY_STEP_COMMITMENT, "no seed commitment"},
 	{pb.CeremonyStep_CEREMONY_STEP_REVEAL, "no seed reveal"},
 	{pb.CeremonyStep_CEREMONY_STEP_PUBLIC_KEY_SHARE, "no public key share"},
+}
+
+// ceremonyStall is what the leader needs to act on a key ceremony past its deadline:
+// what it waits for, the members that took the step it waits at (present), how many a
+// round needs and how many members the federation has.
+type ceremonyStall struct {
+	waitingFor    string
+	present       []string
+	need, members int
+}
+
+// ceremonyStall describes federation fed's incomplete key ceremony; ok is false once the
+// ceremony is complete or the federation has stopped. The leader asks only when the
+// ceremony's deadline has passed, not on every tick of its wait.
+func (f *FSM) ceremonyStall(fed string) (st ceremonyStall, ok bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd := f.st.Federations[fed]
+	if fd == nil || fd.Stopped || !fd.spec.Secure || fd.Ceremony.PublicKey != nil {
+		return st, false
+	}
+	return ceremonyStall{waitingFor: fd.ceremonyWaitingFor(), present: fd.ceremonyPresent(),
+		need: fd.ceremonyQuorum(), members: len(fd.members())}, true
 }
 
 // ceremonyWaitingFor names the members the key ceremony waits for and the step each has
