@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"log/slog"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,19 +19,10 @@ import (
 	"github.com/medfed/medfed/coordinator"
 	"github.com/medfed/medfed/coordinator/coordclient"
 	"github.com/medfed/medfed/dataset"
+	"github.com/medfed/medfed/internal/loopback"
 	"github.com/medfed/medfed/internal/pb"
 	"github.com/medfed/medfed/model"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // startCoordinator runs a one-node insecure coordinator cluster on loopback.
 func startCoordinator(t *testing.T) string { return startCoordinatorWith(t, nil) }
@@ -40,7 +30,7 @@ func startCoordinator(t *testing.T) string { return startCoordinatorWith(t, nil)
 // startCoordinatorWith is startCoordinator with tune applied to the node's configuration.
 func startCoordinatorWith(t *testing.T, tune func(*coordinator.Config)) string {
 	t.Helper()
-	raftAddr, grpcAddr := freeAddr(t), freeAddr(t)
+	raftAddr, grpcAddr := loopback.Addr(t), loopback.Addr(t)
 	cfg := coordinator.Config{
 		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: raftAddr, GRPCAddr: grpcAddr, Insecure: true,
 		Peers:          []coordinator.Peer{{ID: "n1", RaftAddr: raftAddr, GRPCAddr: grpcAddr}},

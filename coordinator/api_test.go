@@ -12,6 +12,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/medfed/medfed/coordinator/coordclient"
+	"github.com/medfed/medfed/internal/loopback"
 	"github.com/medfed/medfed/internal/pb"
 	"github.com/medfed/medfed/model"
 )
@@ -212,7 +213,7 @@ func TestAddRemoveNode(t *testing.T) {
 	}
 
 	cfg := testConfig("n2", t.TempDir())
-	cfg.RaftAddr, cfg.GRPCAddr = freeAddr(t), freeAddr(t)
+	cfg.RaftAddr, cfg.GRPCAddr = loopback.Addr(t), loopback.Addr(t)
 	n2, err := New(cfg, nil)
 	if err != nil {
 		t.Fatal(err)

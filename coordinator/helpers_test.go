@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
 	"strings"
@@ -16,6 +15,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	"github.com/medfed/medfed/coordinator/coordclient"
+	"github.com/medfed/medfed/internal/loopback"
 	"github.com/medfed/medfed/internal/pb"
 	"github.com/medfed/medfed/model"
 )
@@ -32,16 +32,6 @@ func testLogger() *slog.Logger {
 // Generous timeouts: the tests run on a loaded 2-core machine where an election can take
 // seconds.
 const waitTimeout = 60 * time.Second
-
-func freeAddr(t testing.TB) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // testModelSpec is a tiny dense classifier: 8 inputs, 3 classes, 27 parameters.
 func testModelSpec(t testing.TB) []byte {
@@ -80,7 +70,7 @@ func testConfig(id, dir string) Config {
 func startCluster(t testing.TB, n int) *testCluster { return startClusterWith(t, n, nil) }
 
 // startClusterWith starts n nodes, letting tune adjust each node's configuration. Ports come
-// from freeAddr, which another process (the e2e tests run in parallel) can take before a node
+// from loopback.Addr, which another process (the e2e tests run in parallel) can take before a node
 // binds it; then the whole cluster starts again on fresh ports.
 func startClusterWith(t testing.TB, n int, tune func(*Config)) *testCluster {
 	t.Helper()
@@ -101,7 +91,7 @@ func startClusterWith(t testing.TB, n int, tune func(*Config)) *testCluster {
 func tryStartCluster(t testing.TB, n int, tune func(*Config)) (*testCluster, error) {
 	var peers []Peer
 	for i := range n {
-		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: freeAddr(t), GRPCAddr: freeAddr(t)})
+		peers = append(peers, Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: loopback.Addr(t), GRPCAddr: loopback.Addr(t)})
 	}
 	tc := &testCluster{t: t}
 	for _, p := range peers {

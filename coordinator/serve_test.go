@@ -28,6 +28,7 @@ import (
 	"github.com/medfed/medfed/crypto/pki"
 	"github.com/medfed/medfed/dataset"
 	"github.com/medfed/medfed/inference"
+	"github.com/medfed/medfed/internal/loopback"
 	"github.com/medfed/medfed/internal/pb"
 	"github.com/medfed/medfed/internal/pb/oip"
 	"github.com/medfed/medfed/model"
@@ -58,7 +59,7 @@ func servingTune(t testing.TB) func(*Config) {
 		t.Fatal(err)
 	}
 	return func(c *Config) {
-		c.HTTPAddr = freeAddr(t)
+		c.HTTPAddr = loopback.Addr(t)
 		c.ChunkBytes = 256 << 10
 		c.Inference = inference.Config{NoRateLimit: true}
 		c.InferenceTokens = tokens

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -17,6 +16,7 @@ import (
 
 	"github.com/medfed/medfed/coordinator/coordclient"
 	"github.com/medfed/medfed/crypto/pki"
+	"github.com/medfed/medfed/internal/loopback"
 )
 
 func long() bool { return os.Getenv("MEDFED_LONG") == "1" }
@@ -56,16 +56,6 @@ func medfed(t *testing.T) string {
 		t.Fatal("the medfed binary has no client command: cmd/medfed/main.go must register runClient")
 	}
 	return buildPath
-}
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
 }
 
 // proc is a medfed process the test started; its output goes to a log file.
@@ -198,7 +188,7 @@ func startCluster(t *testing.T, bin string, pk consortium, dir string, n int) *c
 	var raft, grpcs []string
 	for i := range n {
 		c.ids = append(c.ids, fmt.Sprintf("n%d", i+1))
-		a, g := freeAddr(t), freeAddr(t)
+		a, g := loopback.Addr(t), loopback.Addr(t)
 		raft, grpcs = append(raft, c.ids[i]+"="+a), append(grpcs, c.ids[i]+"="+g)
 		c.grpc = append(c.grpc, g)
 	}

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"math"
 	"math/rand/v2"
-	"net"
 	"os"
 	"path/filepath"
 	"slices"
@@ -23,6 +22,7 @@ import (
 	"github.com/medfed/medfed/crypto/he"
 	"github.com/medfed/medfed/dataset"
 	"github.com/medfed/medfed/internal/localtrain"
+	"github.com/medfed/medfed/internal/loopback"
 	"github.com/medfed/medfed/internal/pb"
 	"github.com/medfed/medfed/model"
 )
@@ -248,15 +248,6 @@ func selection(cfg Config, round int) (train []int, dropped []int) {
 	return train, dropped
 }
 
-func freeAddr() (string, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return "", err
-	}
-	defer l.Close()
-	return l.Addr().String(), nil
-}
-
 // cluster is the in-process coordinator cluster.
 type cluster struct {
 	nodes []*coordinator.Node
@@ -271,12 +262,12 @@ func startCluster(cfg Config) (*cluster, error) {
 	cl := &cluster{dir: dir}
 	var peers []coordinator.Peer
 	for i := range cfg.Nodes {
-		ra, err := freeAddr()
+		ra, err := loopback.FreeAddr()
 		if err != nil {
 			cl.close()
 			return nil, err
 		}
-		ga, err := freeAddr()
+		ga, err := loopback.FreeAddr()
 		if err != nil {
 			cl.close()
 			return nil, err

@@ -15,6 +15,7 @@ import (
 	"github.com/medfed/medfed/coordinator"
 	"github.com/medfed/medfed/coordinator/coordclient"
 	"github.com/medfed/medfed/dataset"
+	"github.com/medfed/medfed/internal/loopback"
 	"github.com/medfed/medfed/internal/pb"
 )
 
@@ -59,7 +60,7 @@ func TestClientBadFlags(t *testing.T) {
 // TestClientCommand runs the real command against a one-node coordinator: a plaintext
 // federation of one hospital on a CSV table, two rounds, with --json output.
 func TestClientCommand(t *testing.T) {
-	raftAddr, grpcAddr := freeAddr(t), freeAddr(t)
+	raftAddr, grpcAddr := loopback.Addr(t), loopback.Addr(t)
 	node, err := coordinator.New(coordinator.Config{
 		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: raftAddr, GRPCAddr: grpcAddr, Insecure: true,
 		Peers:          []coordinator.Peer{{ID: "n1", RaftAddr: raftAddr, GRPCAddr: grpcAddr}},

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"errors"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"path/filepath"
@@ -18,18 +17,9 @@ import (
 	"github.com/medfed/medfed/coordinator"
 	"github.com/medfed/medfed/coordinator/coordclient"
 	"github.com/medfed/medfed/inference"
+	"github.com/medfed/medfed/internal/loopback"
 	"github.com/medfed/medfed/internal/pb"
 )
-
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 // syncBuffer is a bytes.Buffer safe for the node's logger and the test to share.
 type syncBuffer struct {
@@ -66,7 +56,7 @@ func TestCoordinatorCommand(t *testing.T) {
 	if err := os.WriteFile(csvFile, []byte("a,b,c,d\n1,0,0,0\n0,0,0,1\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	raftAddr, grpcAddr, httpAddr := freeAddr(t), freeAddr(t), freeAddr(t)
+	raftAddr, grpcAddr, httpAddr := loopback.Addr(t), loopback.Addr(t), loopback.Addr(t)
 	args := []string{"--node-id", "n1", "--data-dir", dir, "--raft-addr", raftAddr, "--grpc-addr", grpcAddr,
 		"--http-addr", httpAddr, "--peers", "n1=" + raftAddr, "--grpc-peers", "n1=" + grpcAddr, "--insecure",
 		"--inference-tokens", tokenFile, "--inference-retain", "2"}

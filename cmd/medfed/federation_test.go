@@ -18,6 +18,7 @@ import (
 
 	"github.com/medfed/medfed/coordinator/coordclient"
 	"github.com/medfed/medfed/crypto/pki"
+	"github.com/medfed/medfed/internal/loopback"
 	"github.com/medfed/medfed/internal/pb"
 	"github.com/medfed/medfed/model"
 )
@@ -175,7 +176,7 @@ func TestClusterByHand(t *testing.T) {
 
 	var raftAddrs, grpcAddrs, httpAddrs, peers, grpcPeers []string
 	for _, id := range ids {
-		raftAddrs, grpcAddrs, httpAddrs = append(raftAddrs, freeAddr(t)), append(grpcAddrs, freeAddr(t)), append(httpAddrs, freeAddr(t))
+		raftAddrs, grpcAddrs, httpAddrs = append(raftAddrs, loopback.Addr(t)), append(grpcAddrs, loopback.Addr(t)), append(httpAddrs, loopback.Addr(t))
 		peers = append(peers, id+"="+raftAddrs[len(raftAddrs)-1])
 		grpcPeers = append(grpcPeers, id+"="+grpcAddrs[len(grpcAddrs)-1])
 	}
