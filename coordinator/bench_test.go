@@ -106,19 +106,20 @@ func BenchmarkIngest(b *testing.B) {
 	}
 }
 
-// profiled runs f and returns what it returns. When MEDFED_INGEST_PROFILE is set, it also
-// writes a CPU profile of f to that prefix followed by "." and name: BenchmarkIngest
-// profiles each timed cluster round and the sink's rounds, and nothing else, so that
+// profiled runs f. When MEDFED_INGEST_PROFILE is set, it also writes a CPU profile of f
+// to that prefix followed by "." and name: BenchmarkIngest profiles each timed cluster
+// round and the sink's rounds, and nothing else, so that
 //
 //	MEDFED_INGEST_PROFILE=/tmp/ingest go test ./coordinator -run '^$' -bench Ingest/16MiB/pagecache/hospitals=16 -benchtime 10x
 //	go tool pprof -top /tmp/ingest.cluster.*
 //
 // shows where the cluster's time goes (run one sub-benchmark at a time; each overwrites
 // the files).
-func profiled(b *testing.B, name string, f func() time.Duration) time.Duration {
+func profiled(b *testing.B, name string, f func()) {
 	prefix := os.Getenv("MEDFED_INGEST_PROFILE")
 	if prefix == "" {
-		return f()
+		f()
+		return
 	}
 	out, err := os.Create(prefix + "." + name)
 	if err != nil {
@@ -129,7 +130,7 @@ func profiled(b *testing.B, name string, f func() time.Duration) time.Duration {
 		b.Fatal(err)
 	}
 	defer pprof.StopCPUProfile()
-	return f()
+	f()
 }
 
 // ingestInFlight is how many uploads BenchmarkIngest keeps going at once.
@@ -208,7 +209,7 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) 
 			submitAll(c, r, ri.ModelVersion)
 		} else {
 			b.StartTimer()
-			cluster += profiled(b, fmt.Sprintf("cluster.%d", i), func() time.Duration { return submitAll(c, r, ri.ModelVersion) })
+			profiled(b, fmt.Sprintf("cluster.%d", i), func() { cluster += submitAll(c, r, ri.ModelVersion) })
 			b.StopTimer()
 		}
 		// Decrypt and publish, so the next round opens.
@@ -258,12 +259,11 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) 
 	// for a second at least, so that its rate is not one of a few milliseconds.
 	var raw time.Duration
 	sinkRounds := 0
-	profiled(b, "sink", func() time.Duration {
+	profiled(b, "sink", func() {
 		for sinkRounds < b.N || raw < time.Second {
 			raw += submitAll(sink, uint64(sinkRounds+1), 0)
 			sinkRounds++
 		}
-		return raw
 	})
 
 	const mib = 1 << 20
