@@ -65,5 +65,7 @@
 //
 // The node polls the federation's state (Config.PollInterval) instead of streaming
 // WatchRounds. It does not lock StateDir: run one node per state directory. Table
-// features are standardised with each hospital's own statistics.
+// features are standardised with each hospital's own statistics, not federated ones, so
+// the served model takes features scaled that way (medfed predict --standardize-from
+// applies a hospital's statistics to its inputs).
 package client

@@ -28,11 +28,13 @@ import (
 	"time"
 
 	"github.com/medfed/medfed/crypto/pki"
+	"github.com/medfed/medfed/dataset"
 )
 
 // predictConfig is what `medfed predict` needs.
 type predictConfig struct {
 	Coordinator, Model, Version, Input string
+	StandardizeFrom                    string
 	JSON, Explain, Insecure            bool
 	Token                              string
 	TLSCert, TLSKey, TLSCA             string
@@ -48,6 +50,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&cfg.Model, "model", "", "model name: the federation name (required)")
 	fs.StringVar(&cfg.Version, "version", "", "model version (default: the newest)")
 	fs.StringVar(&cfg.Input, "input", "", "an IDX image file, a CSV table with a header row, a PNG or JPEG image, or a folder of them (required)")
+	fs.StringVar(&cfg.StandardizeFrom, "standardize-from", "", "for CSV inputs: a CSV table, the hospital's own training data; each feature is scaled by its mean and standard deviation there, as the hospital's client node did before training (table models take features scaled that way)")
 	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object with the predictions on stdout, nothing else")
 	fs.BoolVar(&cfg.Explain, "explain", false, "for image inputs, write the attribution map (integrated gradients) as a PNG heat map to <input>.explain.png")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("MEDFED_TOKEN"), "bearer token issued by the operator (default $MEDFED_TOKEN)")
@@ -78,6 +81,9 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	}
 	if len(samples) == 0 {
 		return fmt.Errorf("no inputs found in %s (want .idx/-ubyte, .csv, .png, .jpg files)", cfg.Input)
+	}
+	if err := standardizeInputs(cfg.StandardizeFrom, samples, meta, stderr); err != nil {
+		return err
 	}
 	res := predictResult{Model: cfg.Model}
 	for lo := 0; lo < len(samples); lo += cfg.Batch {
@@ -342,7 +348,8 @@ type sample struct {
 	label string // file, file#index or file:line
 	path  string
 	x     []float32
-	image bool
+	image bool // a PNG or JPEG file
+	table bool // a CSV row
 }
 
 type tensorOut struct {
@@ -538,6 +545,47 @@ func readIDXInput(path string, meta modelInfo) ([]sample, error) {
 	return out, nil
 }
 
+// standardizeInputs scales the CSV rows among samples by the per-feature mean and standard
+// deviation of the table at ref (dataset.FitStandardizer), which is what a hospital's
+// client node does to its own table before training. Without ref it warns, once, that
+// table rows go to the model unscaled.
+func standardizeInputs(ref string, samples []sample, meta modelInfo, stderr io.Writer) error {
+	tables := 0
+	for _, s := range samples {
+		if s.table {
+			tables++
+		}
+	}
+	switch {
+	case ref == "" && tables > 0:
+		fmt.Fprintln(stderr, "warning: the rows of CSV inputs go to the model as they are, but hospitals train table models on features scaled by their own means and standard deviations; give --standardize-from with the hospital's training table to scale them the same way")
+		return nil
+	case ref == "":
+		return nil
+	case tables < len(samples):
+		return errors.New("--standardize-from scales CSV inputs; the inputs include images")
+	}
+	rows, err := readCSVInput(ref, meta)
+	if err != nil {
+		return fmt.Errorf("--standardize-from: %w", err)
+	}
+	if len(rows) == 0 {
+		return fmt.Errorf("--standardize-from %s: no rows to fit means and standard deviations on", ref)
+	}
+	width := meta.size()
+	set := &dataset.Set{Shape: []int{width}, X: make([]float32, 0, len(rows)*width), Y: make([]float32, len(rows))}
+	for _, r := range rows {
+		set.X = append(set.X, r.x...)
+	}
+	z := dataset.FitStandardizer(set)
+	for _, s := range samples {
+		if err := z.Apply(&dataset.Set{Shape: []int{width}, X: s.x, Y: make([]float32, 1)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
 // readCSVInput reads a table with a header row. Columns are picked by the model's feature
 // names when it has them; otherwise the table has exactly the model's features, or one more
 // column (the label, last) that is ignored.
@@ -587,7 +635,7 @@ func readCSVInput(path string, meta modelInfo) ([]sample, error) {
 			}
 			x[j] = float32(v)
 		}
-		out = append(out, sample{label: fmt.Sprintf("%s:%d", path, line), path: path, x: x})
+		out = append(out, sample{label: fmt.Sprintf("%s:%d", path, line), path: path, x: x, table: true})
 	}
 	return out, nil
 }

@@ -11,9 +11,11 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
+	"github.com/medfed/medfed/dataset"
 	"github.com/medfed/medfed/inference"
 	"github.com/medfed/medfed/model"
 )
@@ -169,6 +171,72 @@ func TestPredictImagesIDXAndCSV(t *testing.T) {
 	if lines := strings.Split(strings.TrimSpace(out), "\n"); len(lines) != 3 || !strings.Contains(lines[0], "("+wantName+")") {
 		t.Errorf("table output (want first row %s):\n%s", wantName, out)
 	}
+	if !strings.Contains(errOut, "--standardize-from") {
+		t.Errorf("raw CSV rows sent without a warning; stderr:\n%s", errOut)
+	}
+}
+
+// TestPredictStandardizeFrom checks that --standardize-from scales CSV rows by the
+// reference table's means and population standard deviations (what a hospital's client
+// node does to its table before training) before they reach the model.
+func TestPredictStandardizeFrom(t *testing.T) {
+	hs, _, mlp := predictServer(t)
+	dir := t.TempDir()
+	// age: mean 1, sd 1; bmi: mean 20, sd 10; bp: mean 120, sd 20; a label column, last.
+	ref := filepath.Join(dir, "train.csv")
+	os.WriteFile(ref, []byte("age,bmi,bp,label\n0,10,100,0\n2,30,140,1\n"), 0o644)
+	in := filepath.Join(dir, "patients.csv")
+	os.WriteFile(in, []byte("bp,age,bmi\n80,3,20\n"), 0o644)
+	out, errOut, err := runPredictCLI(t, "--coordinator", hs.URL, "--insecure", "--token", predictToken, "--model", "table",
+		"--input", in, "--standardize-from", ref, "--json")
+	if err != nil {
+		t.Fatalf("%v\n%s", err, errOut)
+	}
+	if strings.Contains(errOut, "warning") {
+		t.Errorf("warned with --standardize-from: %s", errOut)
+	}
+	var res struct {
+		Predictions []struct {
+			Class       int     `json:"class"`
+			Probability float32 `json:"probability"`
+		} `json:"predictions"`
+	}
+	if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Predictions) != 1 {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	got := res.Predictions[0]
+	scaled, raw := mlp.Predict([]float32{2, 0, -2}, 1), mlp.Predict([]float32{3, 20, 80}, 1)
+	if d := got.Probability - scaled[got.Class]; d > 1e-5 || d < -1e-5 {
+		t.Errorf("class %d with probability %v; the model gives %v for the scaled row (%v for the raw one)", got.Class, got.Probability, scaled, raw)
+	}
+
+	var png28 bytes.Buffer
+	png.Encode(&png28, image.NewGray(image.Rect(0, 0, 28, 28)))
+	for _, tt := range []struct {
+		name, model, ref, input, msg string
+	}{
+		{"missing column", "table", writeFile(t, dir, "short.csv", "age,bmi\n1,2\n"), in, `no column "bp"`},
+		{"no rows", "table", writeFile(t, dir, "empty.csv", "age,bmi,bp\n"), in, "no rows"},
+		{"not a number", "table", writeFile(t, dir, "bad.csv", "age,bmi,bp\n1,x,3\n"), in, `column "bmi" is "x"`},
+		{"image inputs", "mnist", ref, writeFile(t, dir, "digit.png", png28.String()), "scales CSV inputs"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			_, _, err := runPredictCLI(t, "--coordinator", hs.URL, "--insecure", "--token", predictToken, "--model", tt.model,
+				"--input", tt.input, "--standardize-from", tt.ref)
+			if err == nil || !strings.Contains(err.Error(), tt.msg) {
+				t.Errorf("error %v, want it to mention %q", err, tt.msg)
+			}
+		})
+	}
+}
+
+func writeFile(t *testing.T, dir, name, content string) string {
+	t.Helper()
+	p := filepath.Join(dir, name)
+	if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
 }
 
 func TestPredictErrors(t *testing.T) {
@@ -208,5 +276,86 @@ func TestPredictErrors(t *testing.T) {
 	}
 	if _, _, err := runPredictCLI(t, "--coordinator", hs.URL, "--token", predictToken, "--model", "mnist", "--input", small); err == nil || !strings.Contains(err.Error(), "--insecure") {
 		t.Errorf("plain http without --insecure: %v", err)
+	}
+}
+
+// TestPredictBreastCancer serves an MLP trained as a hospital trains it on the Breast
+// Cancer Wisconsin table (features standardised with the table's own statistics) and
+// classifies every raw row of the table through the command: with --standardize-from the
+// same table, the answers are as good as in training.
+func TestPredictBreastCancer(t *testing.T) {
+	s, err := dataset.LoadBreastCancer("")
+	if err != nil {
+		t.Fatal(err)
+	}
+	rawPath := filepath.Join(t.TempDir(), "breast_cancer.csv")
+	f, err := os.Create(rawPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := dataset.WriteCSV(f, s, dataset.BreastCancerLabel); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	scaled := *s
+	scaled.X = slices.Clone(s.X)
+	if err := dataset.FitStandardizer(&scaled).Apply(&scaled); err != nil {
+		t.Fatal(err)
+	}
+	spec, err := model.Architecture("mlp", []int{s.Size()}, 2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	m, err := model.Build(spec, 1)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tr, err := model.NewTrainer(m, model.TrainConfig{Epochs: 5})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 5 {
+		if _, err := tr.Epoch(context.Background(), scaled.X, scaled.Y, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	reg, err := inference.NewRegistry(inference.Config{NoRateLimit: true}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := reg.Publish("wdbc", 1, m, inference.ModelMeta{FeatureNames: s.Features, ClassNames: s.ClassNames}); err != nil {
+		t.Fatal(err)
+	}
+	tokens, _ := inference.NewTokenSet(map[string]string{predictToken: "cli"})
+	hs := httptest.NewServer(inference.NewServer(reg, tokens, nil).Handler())
+	defer reg.Close(context.Background())
+	defer hs.Close()
+
+	accuracy := func(extra ...string) float64 {
+		args := append([]string{"--coordinator", hs.URL, "--insecure", "--token", predictToken, "--model", "wdbc", "--input", rawPath, "--json"}, extra...)
+		out, errOut, err := runPredictCLI(t, args...)
+		if err != nil {
+			t.Fatalf("%v\n%s", err, errOut)
+		}
+		var res struct {
+			Predictions []struct {
+				Class int `json:"class"`
+			} `json:"predictions"`
+		}
+		if err := json.Unmarshal([]byte(out), &res); err != nil || len(res.Predictions) != s.Len() {
+			t.Fatalf("%d predictions for %d rows (%v)", len(res.Predictions), s.Len(), err)
+		}
+		right := 0
+		for i, p := range res.Predictions {
+			if p.Class == int(s.Y[i]) {
+				right++
+			}
+		}
+		return float64(right) / float64(s.Len())
+	}
+	std, raw := accuracy("--standardize-from", rawPath), accuracy()
+	t.Logf("accuracy on the 569 rows: %.3f with --standardize-from, %.3f unscaled", std, raw)
+	if std < 0.95 {
+		t.Errorf("accuracy %.3f with --standardize-from, want at least 0.95", std)
 	}
 }
