@@ -10,16 +10,15 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"slices"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/metadata"
 
 	"github.com/medfed/medfed/inference"
+	"github.com/medfed/medfed/internal/callbench"
 	"github.com/medfed/medfed/internal/pb/oip"
 )
 
@@ -114,45 +113,11 @@ func BenchmarkInfer(b *testing.B) {
 		for _, callers := range []int{1, 8, 64} {
 			b.Run(fmt.Sprintf("%s/callers=%d", k.name, callers), func(b *testing.B) {
 				d0 := dials.Load()
-				benchCallers(b, callers, k.samples, k.call)
+				callbench.Run(b, callers, k.samples, k.call)
 				if k.name == "rest" {
 					b.ReportMetric(float64(dials.Load()-d0), "dials")
 				}
 			})
 		}
 	}
-}
-
-func benchCallers(b *testing.B, callers, samples int, call func() error) {
-	lat := make([]time.Duration, b.N)
-	var next atomic.Int64
-	var wg sync.WaitGroup
-	b.ResetTimer()
-	start := time.Now()
-	for range callers {
-		wg.Go(func() {
-			for {
-				i := next.Add(1) - 1
-				if i >= int64(b.N) {
-					return
-				}
-				t0 := time.Now()
-				if err := call(); err != nil {
-					b.Error(err)
-					return
-				}
-				lat[i] = time.Since(t0)
-			}
-		})
-	}
-	wg.Wait()
-	elapsed := time.Since(start)
-	b.StopTimer()
-	slices.Sort(lat)
-	pct := func(p float64) float64 {
-		return float64(lat[min(len(lat)-1, int(p*float64(len(lat))))].Microseconds()) / 1000
-	}
-	b.ReportMetric(pct(0.50), "p50-ms")
-	b.ReportMetric(pct(0.99), "p99-ms")
-	b.ReportMetric(float64(b.N*samples)/elapsed.Seconds(), "samples/s")
 }
