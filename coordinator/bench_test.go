@@ -283,7 +283,7 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) 
 // ratio of their throughput to the in-process reference (the target is at least 0.5). The
 // REST callers share one keep-alive connection pool with room for all of them, and read
 // every response to the end, so connections are reused; "dials" counts the TCP
-// connections the run opened: one per caller (64 at -benchtime 3000x), a few more when
+// connections the run opened: about one per caller (64-66 at -benchtime 3000x), more when
 // a short run starts all callers at once and some dials lose the race to a freed
 // connection (87 at 300x).
 //
