@@ -183,6 +183,9 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 	if err != nil {
 		return d, err
 	}
+	if n.cfg.SyncUpdates {
+		w.WriteBehind()
+	}
 	for _, p := range peers[:min(need, len(peers))] {
 		pushes = append(pushes, n.startPush(pctx, p, d, h.TotalLength))
 	}

@@ -201,6 +201,9 @@ func (n *Node) storeFromConn(r io.Reader, d blobstore.Digest, size int64, durabl
 		_, cerr := io.CopyBuffer(io.Discard, io.LimitReader(r, size), *bp)
 		return blobFailed, err.Error(), cerr
 	}
+	if durable {
+		w.WriteBehind()
+	}
 	k, err := io.CopyBuffer(onlyWriter{w}, io.LimitReader(r, size), *bp)
 	if err != nil && w.Written() == k {
 		w.Abort()

@@ -187,3 +187,39 @@ func TestRecycledFiles(t *testing.T) {
 		t.Fatalf("%d free files, %d in tmp; want %d", len(s.free), len(ents), maxFree)
 	}
 }
+
+// TestWriteBehind writes a blob in pieces with write-behind into a recycled, longer file
+// and flushes it: the stored blob is exactly the bytes written, under their digest.
+func TestWriteBehind(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	old, err := s.Put(bytes.Repeat([]byte("o"), 5<<20), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s.Remove(old)
+	data := make([]byte, 3<<20+12345)
+	for i := range data {
+		data[i] = byte(i * 7)
+	}
+	d := Sum(data)
+	w, err := s.Create(d, int64(len(data)), true)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.WriteBehind()
+	for off := 0; off < len(data); off += 1 << 20 {
+		if _, err := w.Write(data[off:min(off+1<<20, len(data))]); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Commit(true); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := s.Get(d); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("Get after a write-behind blob: %d bytes, %v; want %d", len(got), err, len(data))
+	}
+}
