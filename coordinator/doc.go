@@ -130,13 +130,14 @@
 // feature index.
 //
 // BenchmarkServedInfer (64 callers, seed CNN, one 2-core machine shared with the callers):
-// gRPC at 0.66 to 0.85 of in-process Predict throughput, REST (JSON) at 0.56 to 0.72 (the
+// gRPC at 0.65 to 0.85 of in-process Predict throughput, REST (JSON) at 0.56 to 0.72 (the
 // README has the numbers).
 //
-// BenchmarkIngest (3 replicas, 4 uploading hospitals and the benchmark on one 2-core
-// machine) accepts encrypted updates at 0.32 (2 MiB updates) to 0.41 (16 MiB) of the rate
-// of a bare gRPC sink, and at 0.22 to 0.25 with SyncUpdates, short of the 0.5 the design
-// targets; it was 0.06 to 0.11 while update bytes went through the Raft log. What is left
-// is CPU the sink does not spend: the digest, the content check, the file writes and the
-// copy to a follower, all on the same two cores.
+// BenchmarkIngest (3 replicas, 4 uploads in flight, the hospitals and the benchmark on one
+// 2-core machine) accepts encrypted updates, on the Xeon of our CI machines, at 0.52 to
+// 0.56 of the rate of a bare gRPC sink for 16 MiB updates, 0.49 to 0.53 for 64 MiB and
+// 0.37 to 0.44 for 2 MiB; with SyncUpdates at 0.48 to 0.53 and 0.34 to 0.37. The design
+// targets 0.5; it was 0.06 to 0.11 while update bytes went through the Raft log. What is
+// left is CPU the sink does not spend: the digest, the content check, the file writes and
+// the copy to a follower, all on the same two cores.
 package coordinator
