@@ -9,7 +9,8 @@
 // flushes the file to stable storage before it returns (durable) or leaves the write-back
 // to the operating system: the mode for when replication to a majority, not the local
 // disk, is what makes an acknowledged update survive the loss of a node (as Kafka does by
-// default). Get re-checks the digest of what it reads, so a corrupted file is reported,
+// default); a Writer whose blob will be flushed can start the write-back as it writes
+// (WriteBehind), so that the flush has little left to do. Get re-checks the digest of what it reads, so a corrupted file is reported,
 // never returned.
 //
 // A Store is safe for concurrent use. Several writers may write the same blob at once;
