@@ -242,6 +242,12 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) 
 		}
 		waitRound(b, ctx, c, "bench", r, pb.RoundState_ROUND_STATE_PUBLISHED)
 	}
+	// Where the leader's time per accepted update went (the untimed round included).
+	m := tc.nodes[leader].metrics
+	if k := float64(m.updatesAccepted.Load()); k > 0 {
+		b.ReportMetric(float64(m.updateReceiveNanos.Load())/k/1e6, "receive-ms")
+		b.ReportMetric(float64(m.updateCommitNanos.Load())/k/1e6, "commit-ms")
+	}
 	tc.closeAll()
 
 	// The baseline: the same uploads into a sink.

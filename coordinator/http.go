@@ -14,11 +14,15 @@ import (
 type metrics struct {
 	updatesAccepted atomic.Uint64
 	updateBytes     atomic.Uint64
-	updatesRefused  atomic.Uint64
-	sharesAccepted  atomic.Uint64
-	proposals       atomic.Uint64
-	forwarded       atomic.Uint64
-	published       atomic.Uint64
+	// Where the accepted updates' time went, in nanoseconds: receiving, checking and
+	// storing the bytes here and on the peers a majority needs, then committing the digest.
+	updateReceiveNanos atomic.Uint64
+	updateCommitNanos  atomic.Uint64
+	updatesRefused     atomic.Uint64
+	sharesAccepted     atomic.Uint64
+	proposals          atomic.Uint64
+	forwarded          atomic.Uint64
+	published          atomic.Uint64
 }
 
 func (n *Node) httpHandler() http.Handler {
@@ -37,11 +41,16 @@ func (n *Node) httpHandler() http.Handler {
 		counter := func(name, help string, v uint64) {
 			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %d\n", name, help, name, name, v)
 		}
+		seconds := func(name, help string, nanos uint64) {
+			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s counter\n%s %g\n", name, help, name, name, float64(nanos)/1e9)
+		}
 		gauge := func(name, help string, v float64) {
 			fmt.Fprintf(w, "# HELP %s %s\n# TYPE %s gauge\n%s %g\n", name, help, name, name, v)
 		}
 		counter("medfed_coordinator_updates_accepted_total", "Updates accepted by this node.", m.updatesAccepted.Load())
 		counter("medfed_coordinator_update_bytes_total", "Bytes of updates accepted by this node.", m.updateBytes.Load())
+		seconds("medfed_coordinator_update_receive_seconds_total", "Time the accepted updates took from their header to their bytes checked and stored on a majority of nodes.", m.updateReceiveNanos.Load())
+		seconds("medfed_coordinator_update_commit_seconds_total", "Time the accepted updates' digests took to commit through Raft.", m.updateCommitNanos.Load())
 		counter("medfed_coordinator_updates_refused_total", "Updates refused by this node.", m.updatesRefused.Load())
 		counter("medfed_coordinator_decryption_shares_accepted_total", "Decryption shares accepted by this node.", m.sharesAccepted.Load())
 		counter("medfed_coordinator_raft_proposals_total", "Commands this node proposed as leader.", m.proposals.Load())

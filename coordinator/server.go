@@ -9,6 +9,7 @@ import (
 	"io"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
@@ -403,21 +404,26 @@ func (n *Node) submitUpdate(stream uploadStream) (*pb.UpdateAck, error) {
 	if dup != nil {
 		return ack(dup), nil
 	}
+	start := time.Now()
 	if _, err := n.receiveReplicated(stream, h, check); err != nil {
 		return nil, err
 	}
+	received := time.Now()
 	if _, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_CommitUpdate{CommitUpdate: &pb.CommitUpdateCmd{
 		Federation: h.Federation, Round: h.Round, ClientId: h.ClientId, ModelVersion: h.ModelVersion,
 		Samples: h.Samples, Digest: h.Sha256,
 	}}}); err != nil {
 		return nil, err
 	}
+	committed := time.Now()
 	c := n.fsm.Contribution(h.Federation, h.Round, h.ClientId)
 	if c == nil {
 		return nil, fmt.Errorf("update committed but not found")
 	}
 	n.metrics.updatesAccepted.Add(1)
 	n.metrics.updateBytes.Add(h.TotalLength)
+	n.metrics.updateReceiveNanos.Add(uint64(received.Sub(start)))
+	n.metrics.updateCommitNanos.Add(uint64(committed.Sub(received)))
 	return ack(c), nil
 }
 

@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -166,6 +167,18 @@ func TestCoordinatorCommand(t *testing.T) {
 	for _, want := range []string{"medfed_coordinator_is_leader 1", `medfed_coordinator_model_version{federation="study"} 1`, `medfed_inference_requests_total{caller="token/app",protocol="rest",endpoint="infer",code="ok"}`} {
 		if !strings.Contains(string(body), want) {
 			t.Errorf("/metrics lacks %q:\n%s", want, body)
+		}
+	}
+	// The accepted update's time, split into receiving and committing, each above zero.
+	for _, name := range []string{"medfed_coordinator_update_receive_seconds_total", "medfed_coordinator_update_commit_seconds_total"} {
+		var v float64
+		for _, line := range strings.Split(string(body), "\n") {
+			if rest, ok := strings.CutPrefix(line, name+" "); ok {
+				v, _ = strconv.ParseFloat(rest, 64)
+			}
+		}
+		if v <= 0 {
+			t.Errorf("/metrics gives %s %v, want above 0", name, v)
 		}
 	}
 	cancel()
