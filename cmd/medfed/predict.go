@@ -50,7 +50,7 @@ func runPredict(ctx context.Context, args []string, stdout, stderr io.Writer) er
 	fs.StringVar(&cfg.Model, "model", "", "model name: the federation name (required)")
 	fs.StringVar(&cfg.Version, "version", "", "model version (default: the newest)")
 	fs.StringVar(&cfg.Input, "input", "", "an IDX image file, a CSV table with a header row, a PNG or JPEG image, or a folder of them (required)")
-	fs.StringVar(&cfg.StandardizeFrom, "standardize-from", "", "for CSV inputs: a CSV table, the hospital's own training data; each feature is scaled by its mean and standard deviation there, as the hospital's client node did before training (table models take features scaled that way)")
+	fs.StringVar(&cfg.StandardizeFrom, "standardize-from", "", "for CSV inputs: scale each feature by its mean and standard deviation in `TABLE`, the hospital's training data (CSV), as its client node did before training; table models take features scaled that way")
 	fs.BoolVar(&cfg.JSON, "json", false, "print one JSON object with the predictions on stdout, nothing else")
 	fs.BoolVar(&cfg.Explain, "explain", false, "for image inputs, write the attribution map (integrated gradients) as a PNG heat map to <input>.explain.png")
 	fs.StringVar(&cfg.Token, "token", os.Getenv("MEDFED_TOKEN"), "bearer token issued by the operator (default $MEDFED_TOKEN)")
