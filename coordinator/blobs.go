@@ -282,9 +282,9 @@ func (n *Node) topUp(ctx context.Context, d blobstore.Digest, peers []blobPeer, 
 // storeReplicated stores data this node made (an aggregate) in its blob store and on as
 // many peers as a majority needs, and returns its digest.
 func (n *Node) storeReplicated(ctx context.Context, data []byte) (blobstore.Digest, error) {
-	n.pins.pin(blobstore.Sum(data), 0)
-	d, err := n.blobs.Put(data, n.cfg.SyncUpdates)
-	if err != nil {
+	d := blobstore.Sum(data)
+	n.pins.pin(d, 0)
+	if err := n.blobs.PutDigest(d, data, n.cfg.SyncUpdates); err != nil {
 		return d, err
 	}
 	peers, need, err := n.blobPeers()
@@ -316,7 +316,8 @@ func (n *Node) blob(ctx context.Context, d blobstore.Digest) ([]byte, error) {
 			continue
 		}
 		n.blobs.Remove(d) // a corrupt local copy
-		if _, err := n.blobs.Put(data, false); err != nil {
+		// fetchBlob checked the digest: keep the copy without hashing it again.
+		if err := n.blobs.PutDigest(d, data, false); err != nil {
 			n.log.Warn("keeping a fetched blob failed", "blob", d, "err", err)
 		}
 		return data, nil

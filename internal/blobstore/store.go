@@ -225,18 +225,24 @@ func (s *Store) List() ([]Info, error) {
 // Put stores data and returns its digest.
 func (s *Store) Put(data []byte, durable bool) (Digest, error) {
 	d := Sum(data)
+	return d, s.PutDigest(d, data, durable)
+}
+
+// PutDigest stores data under d, its digest, which the caller has computed (or checked)
+// already: the bytes are not hashed again.
+func (s *Store) PutDigest(d Digest, data []byte, durable bool) error {
 	if s.Has(d) {
-		return d, nil
+		return nil
 	}
 	w, err := s.Create(d, int64(len(data)), false)
 	if err != nil {
-		return d, err
+		return err
 	}
 	if _, err := w.Write(data); err != nil {
 		w.Abort()
-		return d, err
+		return err
 	}
-	return d, w.Commit(durable)
+	return w.Commit(durable)
 }
 
 // Writer writes one blob. It is not safe for concurrent use.
