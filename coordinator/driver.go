@@ -180,7 +180,7 @@ func (n *Node) ceremonyDeadline(ctx context.Context, a action, now time.Time) er
 	if now.UnixNano() < a.started+timeout.Nanoseconds() {
 		return nil
 	}
-	st, ok := n.fsm.ceremonyStall(a.fed)
+	st, ok := n.fsm.stalledCeremony(a.fed)
 	if !ok {
 		return nil // completed (or stopped) since the action was listed
 	}

@@ -14,15 +14,16 @@ import (
 type metrics struct {
 	updatesAccepted atomic.Uint64
 	updateBytes     atomic.Uint64
+	updatesRefused  atomic.Uint64
+	sharesAccepted  atomic.Uint64
+	proposals       atomic.Uint64
+	forwarded       atomic.Uint64
+	published       atomic.Uint64
+
 	// Where the accepted updates' time went, in nanoseconds: receiving, checking and
 	// storing the bytes here and on the peers a majority needs, then committing the digest.
 	updateReceiveNanos atomic.Uint64
 	updateCommitNanos  atomic.Uint64
-	updatesRefused     atomic.Uint64
-	sharesAccepted     atomic.Uint64
-	proposals          atomic.Uint64
-	forwarded          atomic.Uint64
-	published          atomic.Uint64
 }
 
 func (n *Node) httpHandler() http.Handler {

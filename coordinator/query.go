@@ -655,10 +655,10 @@ type ceremonyStall struct {
 	need, members int
 }
 
-// ceremonyStall describes federation fed's incomplete key ceremony; ok is false once the
+// stalledCeremony describes federation fed's incomplete key ceremony; ok is false once the
 // ceremony is complete or the federation has stopped. The leader asks only when the
 // ceremony's deadline has passed, not on every tick of its wait.
-func (f *FSM) ceremonyStall(fed string) (st ceremonyStall, ok bool) {
+func (f *FSM) stalledCeremony(fed string) (st ceremonyStall, ok bool) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	fd := f.st.Federations[fed]
