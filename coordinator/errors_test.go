@@ -2,7 +2,10 @@ package coordinator
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"math"
+	"strings"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -133,4 +136,35 @@ func TestSubmitRefusals(t *testing.T) {
 		t.Errorf("late conflicting update: got %v, want AlreadyExists", err)
 	}
 	tc.closeAll()
+}
+
+// TestFiniteCheckAcrossWrites feeds a plaintext update to its streaming check in pieces
+// that split float32s: a NaN split across two writes is refused with its index, and a
+// finite update passes.
+func TestFiniteCheckAcrossWrites(t *testing.T) {
+	good := EncodeFloat32s(delta(0))
+	bad := EncodeFloat32s(append(delta(0)[:testNumParams-1], float32(math.NaN())))
+	for _, piece := range []int{1, 3, 5, 7, 4096} {
+		feed := func(b []byte) error {
+			c := &finiteCheck{}
+			for off := 0; off < len(b); off += piece {
+				if _, err := c.Write(b[off:min(off+piece, len(b))]); err != nil {
+					return err
+				}
+			}
+			return c.Close()
+		}
+		if err := feed(good); err != nil {
+			t.Errorf("pieces of %d: finite update refused: %v", piece, err)
+		}
+		want := fmt.Sprintf("value %d is NaN", testNumParams-1)
+		if err := feed(bad); !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), want) {
+			t.Errorf("pieces of %d: %v, want ErrInvalid naming %q", piece, err, want)
+		}
+	}
+	c := &finiteCheck{}
+	c.Write(good[:6])
+	if err := c.Close(); !errors.Is(err, ErrLength) {
+		t.Errorf("6 bytes: %v, want ErrLength", err)
+	}
 }

@@ -2,9 +2,11 @@ package coordinator
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
+	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -176,10 +178,7 @@ func (f *FSM) shareCheck(fed string, r uint64, client string, digest []byte) (by
 // samples, checked as it streams in.
 func updateCheck(fd *federation, client string, samples, size uint64) byteCheck {
 	if !fd.spec.Secure {
-		return wholeCheck(func(b []byte) error {
-			_, err := DecodeFloat32s(b)
-			return err
-		})
+		return &finiteCheck{}
 	}
 	u := aggregation.EncryptedUpdate{Client: client, Samples: int(samples)}
 	return encryptedCheck{aggregation.NewEncryptedChecker(*fd.params, fd.NumParams, u, int(size))}
@@ -207,6 +206,53 @@ func (e encryptedCheck) Write(b []byte) (int, error) {
 func (e encryptedCheck) Close() error {
 	if err := e.c.Close(); err != nil {
 		return fmt.Errorf("%w: encrypted update: %v", ErrInvalid, err)
+	}
+	return nil
+}
+
+// finiteCheck is a plaintext update's check as it streams in: every float32 finite, as
+// DecodeFloat32s checks, without keeping the bytes. CheckUpload has matched the length to
+// the model already, and receiveReplicated the stream to the length.
+type finiteCheck struct {
+	values int     // values checked
+	carry  [4]byte // a value split across writes
+	k      int     // bytes in carry
+}
+
+func (c *finiteCheck) Write(b []byte) (int, error) {
+	n := len(b)
+	if c.k > 0 {
+		m := copy(c.carry[c.k:], b)
+		c.k, b = c.k+m, b[m:]
+		if c.k < 4 {
+			return n, nil
+		}
+		if err := c.value(c.carry[:]); err != nil {
+			return 0, err
+		}
+		c.k = 0
+	}
+	for ; len(b) >= 4; b = b[4:] {
+		if err := c.value(b); err != nil {
+			return 0, err
+		}
+	}
+	c.k = copy(c.carry[:], b)
+	return n, nil
+}
+
+func (c *finiteCheck) value(b []byte) error {
+	x := math.Float32frombits(binary.LittleEndian.Uint32(b))
+	if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+		return fmt.Errorf("%w: value %d is %v", ErrInvalid, c.values, x)
+	}
+	c.values++
+	return nil
+}
+
+func (c *finiteCheck) Close() error {
+	if c.k != 0 {
+		return fmt.Errorf("%w: %d bytes is not a whole number of float32s", ErrLength, 4*c.values+c.k)
 	}
 	return nil
 }
