@@ -198,9 +198,11 @@ func TestClusterSurvivesLeaderLoss(t *testing.T) {
 	if !slices.Equal(wl, wr) {
 		t.Error("restarted node holds different model weights")
 	}
-	if s := restarted.raft.Stats()["last_snapshot_index"]; s == "0" {
-		t.Errorf("restarted node has no snapshot (last_snapshot_index %s)", s)
-	}
+	// Raft records the installed snapshot just after the FSM's restore, which the wait
+	// above can see first.
+	waitFor(t, "restarted node to record a snapshot (last_snapshot_index above 0)", func() bool {
+		return restarted.raft.Stats()["last_snapshot_index"] != "0"
+	})
 	// Restored from the snapshot, it serves the models too.
 	waitFor(t, "restarted node to serve version 2", func() bool {
 		vs, err := restarted.Registry().Versions("study")
