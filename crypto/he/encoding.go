@@ -106,8 +106,9 @@ type VectorInfo struct {
 }
 
 // CheckVector checks an encoded Vector as DecodeVector does (header, exact size, every
-// coefficient below its modulus) without building it, and returns its header. It
-// allocates one polynomial, not the vector; VectorChecker does the same on a stream.
+// coefficient below its modulus) without building it, and returns its header: it reads
+// the packed coefficients in place and allocates nothing the size of the vector.
+// VectorChecker does the same on a stream.
 func CheckVector(p Params, b []byte) (VectorInfo, error) {
 	c := NewVectorChecker(p, len(b))
 	c.Write(b)
@@ -119,15 +120,15 @@ func CheckVector(p Params, b []byte) (VectorInfo, error) {
 // keeping or re-reading it. Write the bytes in order, in pieces of any size, then call
 // Close. After the first error every call returns it. A coordinator runs one per upload.
 type VectorChecker struct {
-	p       Params
-	size    int // announced length of the encoding
-	seen    int
-	head    []byte // the header and fixed fields, until complete
-	info    VectorInfo
-	part    []byte // a polynomial split across writes
-	scratch ring.Poly
-	polys   int // polynomials checked
-	err     error
+	p     Params
+	size  int // announced length of the encoding
+	seen  int
+	head  []byte // the header and fixed fields, until complete
+	info  VectorInfo
+	part  []byte // a polynomial split across writes
+	ready bool   // the header is complete and checked
+	polys int    // polynomials checked
+	err   error
 }
 
 // NewVectorChecker returns a checker for an encoding announced to be size bytes long.
@@ -146,7 +147,7 @@ func (c *VectorChecker) Write(b []byte) (int, error) {
 		return 0, c.err
 	}
 	c.seen += n
-	if c.scratch.N() == 0 { // the header is incomplete
+	if !c.ready {
 		k := min(headerSize+vectorFixed-len(c.head), len(b))
 		c.head, b = append(c.head, b[:k]...), b[k:]
 		if len(c.head) < headerSize+vectorFixed {
@@ -161,7 +162,7 @@ func (c *VectorChecker) Write(b []byte) (int, error) {
 			return 0, err
 		}
 		c.info = VectorInfo{Length: length, Contributions: contributions, Weight: weight}
-		c.scratch = c.p.fhe.RingQ().NewPoly()
+		c.ready = true
 	}
 	pb := c.p.polyBytes
 	if len(c.part) > 0 {
@@ -190,7 +191,7 @@ func (c *VectorChecker) Write(b []byte) (int, error) {
 }
 
 func (c *VectorChecker) poly(b []byte) error {
-	if err := c.p.readPoly(b, c.scratch); err != nil {
+	if err := c.p.checkPoly(b); err != nil {
 		c.err = fmt.Errorf("ciphertext %d: %w", c.polys/2, err)
 		return c.err
 	}
@@ -203,7 +204,7 @@ func (c *VectorChecker) poly(b []byte) error {
 func (c *VectorChecker) Close() (VectorInfo, error) {
 	switch {
 	case c.err != nil:
-	case c.scratch.N() == 0:
+	case !c.ready:
 		_, _, _, c.err = c.p.vectorFields(c.head) // names the missing bytes
 		if c.err == nil {
 			c.err = fmt.Errorf("%w: %v incomplete", ErrMalformed, kindVector)

@@ -897,3 +897,45 @@ func TestBadInputAllocatesLittle(t *testing.T) {
 		}
 	}
 }
+
+// TestCheckPacked compares the block-wise check a receiver runs with unpack, which
+// decoders run: for every coefficient width, counts around whole blocks, and one
+// coefficient at or above the modulus at each position of a block (first, middle,
+// last, and in the final partial block), both accept the same bytes and name the same
+// coefficient.
+func TestCheckPacked(t *testing.T) {
+	r := rand.New(rand.NewPCG(9, 9))
+	for _, w := range []uint{20, 31, 49, 54, 55, 56, 57, 60} {
+		q := uint64(1)<<(w-1) + uint64(r.IntN(1<<16))*2 + 1 // w bits
+		for _, n := range []int{1, 7, 8, 9, 64, 67, 4096} {
+			coeffs := make([]uint64, n)
+			for i := range coeffs {
+				coeffs[i] = r.Uint64N(q)
+			}
+			good := appendPacked(nil, pad8(coeffs), w)
+			if err := checkPacked(good, n, w, q); err != nil {
+				t.Fatalf("w=%d n=%d: good coefficients refused: %v", w, n, err)
+			}
+			for _, at := range []int{0, n / 2, n - 1, max(0, n-9), 8*(n/8) - 1} {
+				if at < 0 {
+					continue
+				}
+				for _, v := range []uint64{q, q + 1, 1<<w - 1} {
+					bad := slices.Clone(coeffs)
+					bad[at] = v
+					b := appendPacked(nil, pad8(bad), w)
+					want := unpack(b, make([]uint64, n), w, q)
+					got := checkPacked(b, n, w, q)
+					if want == nil || got == nil || got.Error() != want.Error() || !errors.Is(got, ErrMalformed) {
+						t.Fatalf("w=%d n=%d coefficient %d = %d: checkPacked %v, unpack %v", w, n, at, v, got, want)
+					}
+				}
+			}
+		}
+	}
+}
+
+// pad8 extends coeffs with zeros to a multiple of 8, as appendPacked requires.
+func pad8(coeffs []uint64) []uint64 {
+	return append(slices.Clone(coeffs), make([]uint64, (8-len(coeffs)%8)%8)...)
+}

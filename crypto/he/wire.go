@@ -148,6 +148,82 @@ func appendPacked(dst []byte, coeffs []uint64, w uint) []byte {
 	return dst
 }
 
+// checkPoly checks one packed polynomial in src (p.polyBytes bytes) as readPoly
+// does, without unpacking it anywhere.
+func (p Params) checkPoly(src []byte) error {
+	qs := p.fhe.Q()
+	off := 0
+	for i, w := range p.qBits {
+		n := p.fhe.N() * w / 8
+		if err := checkPacked(src[off:off+n], p.fhe.N(), uint(w), qs[i]); err != nil {
+			return err
+		}
+		off += n
+	}
+	return nil
+}
+
+// checkPacked checks that the n coefficients of w bits packed in src are all below q,
+// with the error unpack gives. For w <= 56 it reads 8 coefficients (w bytes) at a time,
+// each with one unaligned 8-byte load at an offset fixed by w, and branches once per
+// block; the last blocks, a block that fails and any wider w go one coefficient at a time.
+func checkPacked(src []byte, n int, w uint, q uint64) error {
+	i := 0
+	if w <= 56 {
+		mask := uint64(1)<<w - 1
+		blk := int(w) // bytes per 8 coefficients
+		// Byte offsets and shifts of the 8 coefficients of a block. With w <= 56 the masks
+		// change no offset; they let the compiler see that each load stays inside the
+		// 64-byte window below, and drop its bounds checks.
+		o1, o2, o3, o4, o5, o6, o7 := w/8&7, 2*w/8&15, 3*w/8&31, 4*w/8&31, 5*w/8&63, 6*w/8&63, 7*w/8&63
+		s1, s2, s3, s4, s5, s6, s7 := w%8, 2*w%8, 3*w%8, 4*w%8, 5*w%8, 6*w%8, 7*w%8
+		le := binary.LittleEndian
+		// A block's loads reach at most 7w/8+8 <= 57 bytes past its start.
+		for off := 0; i+8 <= n && off+64 <= len(src); i, off = i+8, off+blk {
+			b := (*[64]byte)(src[off:])
+			bad := q - 1 - le.Uint64(b[:])&mask // wraps, setting the top bit, when above q-1
+			bad |= q - 1 - le.Uint64(b[o1:])>>s1&mask
+			bad |= q - 1 - le.Uint64(b[o2:])>>s2&mask
+			bad |= q - 1 - le.Uint64(b[o3:])>>s3&mask
+			bad |= q - 1 - le.Uint64(b[o4:])>>s4&mask
+			bad |= q - 1 - le.Uint64(b[o5:])>>s5&mask
+			bad |= q - 1 - le.Uint64(b[o6:])>>s6&mask
+			bad |= q - 1 - le.Uint64(b[o7:])>>s7&mask
+			if bad>>63 != 0 {
+				break
+			}
+		}
+	}
+	for ; i < n; i++ {
+		if v := coefficientAt(src, uint(i)*w, w); v >= q {
+			return badCoefficient(i, v, q)
+		}
+	}
+	return nil
+}
+
+// coefficientAt returns the w bits of src from bit on.
+func coefficientAt(src []byte, bit, w uint) uint64 {
+	off, sh := bit>>3, bit&7
+	var v uint64
+	if int(off)+9 <= len(src) {
+		v = binary.LittleEndian.Uint64(src[off:]) >> sh
+		if sh+w > 64 {
+			v |= uint64(src[off+8]) << (64 - sh)
+		}
+		return v & (1<<w - 1)
+	}
+	for j := range w {
+		b := bit + j
+		v |= uint64(src[b>>3]>>(b&7)&1) << j
+	}
+	return v
+}
+
+func badCoefficient(i int, v, q uint64) error {
+	return fmt.Errorf("%w: coefficient %d is %d, expected below modulus %d", ErrMalformed, i, v, q)
+}
+
 // unpack reads len(out) coefficients of w bits from src and rejects any that
 // is not below q.
 func unpack(src []byte, out []uint64, w uint, q uint64) error {
@@ -168,7 +244,7 @@ func unpack(src []byte, out []uint64, w uint, q uint64) error {
 		}
 		v &= mask
 		if v >= q {
-			return fmt.Errorf("%w: coefficient %d is %d, expected below modulus %d", ErrMalformed, i, v, q)
+			return badCoefficient(i, v, q)
 		}
 		out[i] = v
 		bit += w
@@ -180,7 +256,7 @@ func unpack(src []byte, out []uint64, w uint, q uint64) error {
 			v |= uint64(src[b>>3]>>(b&7)&1) << j
 		}
 		if v >= q {
-			return fmt.Errorf("%w: coefficient %d is %d, expected below modulus %d", ErrMalformed, i, v, q)
+			return badCoefficient(i, v, q)
 		}
 		out[i] = v
 		bit += w
