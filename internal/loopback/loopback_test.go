@@ -17,3 +17,16 @@ func TestAddrCanBeListenedOn(t *testing.T) {
 	}
 	l.Close()
 }
+
+// TestAddrsDistinct asks for many addresses, as a test that starts several clusters does,
+// and checks that none repeats, although the kernel may reuse a just-closed port.
+func TestAddrsDistinct(t *testing.T) {
+	seen := map[string]bool{}
+	for range 2000 {
+		a := Addr(t)
+		if seen[a] {
+			t.Fatalf("address %s handed out twice", a)
+		}
+		seen[a] = true
+	}
+}
