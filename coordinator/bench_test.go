@@ -81,10 +81,16 @@ func (sinkServer) SubmitUpdate(stream grpc.ClientStreamingServer[pb.UploadChunk,
 // a 3-node loopback cluster, until every upload is acknowledged: checked (digest,
 // aggregation.CheckEncrypted), stored on a majority of nodes (the leader and one follower,
 // copied over the Raft port while it arrives) and its digest committed through Raft. The
-// rounds are then aggregated, decrypted and published with the timer stopped. Afterwards
-// the same uploads (same client code, bytes, chunking and concurrency) go to a trivial
-// gRPC sink on loopback. Each side first runs one untimed round, so neither pays for
-// dialling, creating its first files or growing its pools in the timed ones. It reports
+// rounds are then aggregated, decrypted and published with the timer stopped. The
+// baseline is the same uploads (same client code, bytes, chunking and concurrency) into a
+// trivial gRPC sink on loopback, in the same process: after each timed cluster round, as
+// many sink rounds as bring the sink's timed total up to the cluster's, so that both
+// sides run for about as long, interleaved, under the same conditions (the kernel
+// writing the cluster's blobs back to disk, another tenant of the host, the clock
+// speed). Each side first runs one untimed round, so neither pays for dialling, creating
+// its first files or growing its pools in the timed ones. Short configurations (2 MiB
+// with 4 hospitals) time only a few hundred milliseconds at -benchtime 10x; give them
+// more rounds for a steady figure. It reports
 // both rates in MiB/s and their ratio (target >= 0.5), and from the leader's metrics the
 // mean time per accepted update to receive it (receive-ms: checked and stored on a
 // majority) and to commit its digest (commit-ms). Both sides run without TLS. On a
@@ -97,8 +103,7 @@ func (sinkServer) SubmitUpdate(stream grpc.ClientStreamingServer[pb.UploadChunk,
 // values, 64 MiB), whether the nodes flush each update to disk before acknowledging it
 // (Config.SyncUpdates; "pagecache" is the default), and the number of hospitals: with 16
 // a round is a longer stream, so its start (which, after the previous round's
-// decryption, finds the process's caches and pools cold, unlike the sink's back-to-back
-// rounds) weighs less.
+// decryption, finds the process's caches and pools cold) weighs less.
 func BenchmarkIngest(b *testing.B) {
 	for _, values := range []int{1 << 16, 1 << 19, 1 << 21} {
 		for _, sync := range []bool{false, true} {
@@ -115,12 +120,13 @@ func BenchmarkIngest(b *testing.B) {
 
 // profiled runs f. When MEDFED_INGEST_PROFILE is set, it also writes a CPU profile of f
 // to that prefix followed by "." and name: BenchmarkIngest profiles each timed cluster
-// round and the sink's rounds, and nothing else, so that
+// round (cluster.N) and each run of sink rounds (sink.N), and nothing else, so that
 //
 //	MEDFED_INGEST_PROFILE=/tmp/ingest go test ./coordinator -run '^$' -bench Ingest/16MiB/pagecache/hospitals=16 -benchtime 10x
 //	go tool pprof -top /tmp/ingest.cluster.*
+//	go tool pprof -top /tmp/ingest.sink.*
 //
-// shows where the cluster's time goes (run one sub-benchmark at a time; each overwrites
+// shows where each side's time goes (run one sub-benchmark at a time; each overwrites
 // the files).
 func profiled(b *testing.B, name string, f func()) {
 	prefix := os.Getenv("MEDFED_INGEST_PROFILE")
@@ -206,14 +212,39 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) 
 		return time.Since(start)
 	}
 
+	// The baseline: the same uploads into a sink, running beside the cluster.
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := grpc.NewServer()
+	pb.RegisterRoundServiceServer(srv, sinkServer{})
+	go srv.Serve(ln)
+	defer srv.Stop()
+	sink := newClient(b, []string{ln.Addr().String()})
+	sinkRounds := 0
+	var raw, sinkCPU time.Duration
+	// sinkUntil runs sink rounds until the sink has been timed for d in all.
+	sinkUntil := func(d time.Duration) {
+		profiled(b, fmt.Sprintf("sink.%d", sinkRounds), func() {
+			for raw < d {
+				c0 := cputime.Process()
+				raw += submitAll(sink, uint64(sinkRounds+1), 0)
+				sinkCPU += cputime.Process() - c0
+				sinkRounds++
+			}
+		})
+	}
+
 	b.ResetTimer()
 	b.StopTimer()
 	var cluster, clusterCPU time.Duration
 	for i := range b.N + 1 {
 		r := uint64(i + 1)
 		ri := waitRound(b, ctx, c, "bench", r, pb.RoundState_ROUND_STATE_OPEN)
-		if i == 0 { // the untimed round
+		if i == 0 { // the untimed rounds
 			submitAll(c, r, ri.ModelVersion)
+			submitAll(sink, 0, 0)
 		} else {
 			b.StartTimer()
 			c0 := cputime.Process()
@@ -250,6 +281,12 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) 
 			}
 		}
 		waitRound(b, ctx, c, "bench", r, pb.RoundState_ROUND_STATE_PUBLISHED)
+		if i > 0 {
+			// The sink keeps pace, round by round, under the same conditions (the
+			// page cache's write-back of the cluster's blobs, say), once the cluster
+			// has finished the round's aggregation and decryption.
+			sinkUntil(cluster)
+		}
 	}
 	// Where the leader's time per accepted update went (the untimed round included).
 	m := tc.nodes[leader].metrics
@@ -259,30 +296,6 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) 
 	}
 	tc.closeAll()
 
-	// The baseline: the same uploads into a sink.
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		b.Fatal(err)
-	}
-	srv := grpc.NewServer()
-	pb.RegisterRoundServiceServer(srv, sinkServer{})
-	go srv.Serve(ln)
-	defer srv.Stop()
-	sink := newClient(b, []string{ln.Addr().String()})
-	submitAll(sink, 1, 0) // the untimed round
-	// The sink's rounds take a fraction of the cluster's: it runs at least as many, and
-	// for a second at least, so that its rate is not one of a few milliseconds.
-	var raw time.Duration
-	sinkRounds := 0
-	s0 := cputime.Process()
-	profiled(b, "sink", func() {
-		for sinkRounds < b.N || raw < time.Second {
-			raw += submitAll(sink, uint64(sinkRounds+1), 0)
-			sinkRounds++
-		}
-	})
-
-	sinkCPU := cputime.Process() - s0
 	const mib = 1 << 20
 	clusterMiB, rawMiB := float64(b.N*hospitals*size)/mib, float64(sinkRounds*hospitals*size)/mib
 	clusterRate, rawRate := clusterMiB/cluster.Seconds(), rawMiB/raw.Seconds()
