@@ -219,7 +219,7 @@ func unpackAdd(src []byte, acc []uint64, w uint, q uint64) error {
 			for k := range tmp {
 				acc[k] = subMod(acc[k], tmp[k], q)
 			}
-			return fmt.Errorf("%w: coefficient %d is %d, expected below modulus %d", ErrMalformed, i, v, q)
+			return badCoefficient(i, v, q)
 		}
 		s := acc[i] + v
 		if s >= q {
