@@ -2,11 +2,9 @@ package coordinator
 
 import (
 	"bytes"
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"maps"
-	"math"
 	"slices"
 	"strings"
 	"sync"
@@ -242,9 +240,8 @@ func (c *finiteCheck) Write(b []byte) (int, error) {
 }
 
 func (c *finiteCheck) value(b []byte) error {
-	x := math.Float32frombits(binary.LittleEndian.Uint32(b))
-	if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-		return fmt.Errorf("%w: value %d is %v", ErrInvalid, c.values, x)
+	if _, err := finiteFloat32(b, c.values); err != nil {
+		return err
 	}
 	c.values++
 	return nil
@@ -252,7 +249,7 @@ func (c *finiteCheck) value(b []byte) error {
 
 func (c *finiteCheck) Close() error {
 	if c.k != 0 {
-		return fmt.Errorf("%w: %d bytes is not a whole number of float32s", ErrLength, 4*c.values+c.k)
+		return notWholeFloat32s(4*c.values + c.k)
 	}
 	return nil
 }

@@ -398,15 +398,29 @@ func EncodeFloat32s(v []float32) []byte {
 // DecodeFloat32s decodes little-endian float32s and refuses NaN and infinities.
 func DecodeFloat32s(b []byte) ([]float32, error) {
 	if len(b)%4 != 0 {
-		return nil, fmt.Errorf("%w: %d bytes is not a whole number of float32s", ErrLength, len(b))
+		return nil, notWholeFloat32s(len(b))
 	}
 	v := make([]float32, len(b)/4)
 	for i := range v {
-		x := math.Float32frombits(binary.LittleEndian.Uint32(b[4*i:]))
-		if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
-			return nil, fmt.Errorf("%w: value %d is %v", ErrInvalid, i, x)
+		x, err := finiteFloat32(b[4*i:], i)
+		if err != nil {
+			return nil, err
 		}
 		v[i] = x
 	}
 	return v, nil
+}
+
+// finiteFloat32 reads value i of an update from the first 4 bytes of b and refuses NaN
+// and infinities.
+func finiteFloat32(b []byte, i int) (float32, error) {
+	x := math.Float32frombits(binary.LittleEndian.Uint32(b))
+	if math.IsNaN(float64(x)) || math.IsInf(float64(x), 0) {
+		return 0, fmt.Errorf("%w: value %d is %v", ErrInvalid, i, x)
+	}
+	return x, nil
+}
+
+func notWholeFloat32s(n int) error {
+	return fmt.Errorf("%w: %d bytes is not a whole number of float32s", ErrLength, n)
 }
