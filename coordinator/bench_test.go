@@ -16,9 +16,11 @@ import (
 	"time"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 
 	"github.com/medfed/medfed/coordinator/coordclient"
 	"github.com/medfed/medfed/crypto/he"
+	"github.com/medfed/medfed/crypto/pki"
 	"github.com/medfed/medfed/internal/callbench"
 	"github.com/medfed/medfed/internal/cputime"
 	"github.com/medfed/medfed/internal/pb"
@@ -93,7 +95,9 @@ func (sinkServer) SubmitUpdate(stream grpc.ClientStreamingServer[pb.UploadChunk,
 // more rounds for a steady figure. It reports
 // both rates in MiB/s and their ratio (target >= 0.5), and from the leader's metrics the
 // mean time per accepted update to receive it (receive-ms: checked and stored on a
-// majority) and to commit its digest (commit-ms). Both sides run without TLS. On a
+// majority) and to commit its digest (commit-ms). Both sides run without TLS, and every
+// hospital's uploads share one connection; BenchmarkIngestTLS runs both sides with
+// mutual TLS and a connection per hospital, as deployed. On a
 // machine where both sides keep every core busy, the ratio is about the inverse ratio of
 // the CPU time each spends per MiB, which it also reports (cpu-ms/MiB, raw-cpu-ms/MiB:
 // the whole process, clients and all three nodes or the sink, over the timed rounds);
@@ -112,8 +116,22 @@ func BenchmarkIngest(b *testing.B) {
 				if sync {
 					mode = "fsync"
 				}
-				b.Run(fmt.Sprintf("%dMiB/%s/hospitals=%d", values/(1<<15), mode, hospitals), func(b *testing.B) { benchmarkIngest(b, values, sync, hospitals) })
+				b.Run(fmt.Sprintf("%dMiB/%s/hospitals=%d", values/(1<<15), mode, hospitals), func(b *testing.B) { benchmarkIngest(b, values, sync, hospitals, false) })
 			}
+		}
+	}
+}
+
+// BenchmarkIngestTLS is BenchmarkIngest (16 and 64 MiB updates, page-cache mode) as a
+// consortium deploys it: mutual TLS on every connection (each hospital uploads over its
+// own connection, with its own certificate, which the leader checks against the update's
+// client ID; the leader copies each update to a follower over the Raft port's mutual TLS),
+// against a sink that serves with the leader's TLS configuration to the same hospital
+// clients.
+func BenchmarkIngestTLS(b *testing.B) {
+	for _, values := range []int{1 << 19, 1 << 21} {
+		for _, hospitals := range []int{4, 16} {
+			b.Run(fmt.Sprintf("%dMiB/pagecache/hospitals=%d", values/(1<<15), hospitals), func(b *testing.B) { benchmarkIngest(b, values, false, hospitals, true) })
 		}
 	}
 }
@@ -149,20 +167,51 @@ func profiled(b *testing.B, name string, f func()) {
 // ingestInFlight is how many uploads BenchmarkIngest keeps going at once.
 const ingestInFlight = 4
 
-func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) {
-	tc := startClusterWith(b, 3, func(c *Config) { benchTune(c); c.SyncUpdates = syncUpdates })
+func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int, secure bool) {
+	var ca *testPKI
+	if secure {
+		ca = newTestPKI(b)
+	}
+	tc := startClusterWith(b, 3, func(c *Config) {
+		benchTune(c)
+		c.SyncUpdates = syncUpdates
+		if secure {
+			ca.serverNode(c)
+		}
+	})
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Minute)
 	defer cancel()
 	leader := tc.leader()
-	c := newClient(b, []string{tc.cfgs[leader].GRPCAddr})
+	var names []string
+	for i := range hospitals {
+		names = append(names, fmt.Sprintf("h%d", i+1))
+	}
+	// clients returns the operator's client and each hospital's, to addr: one insecure
+	// client (one connection) for all, or with mutual TLS each its own, presenting its
+	// own certificate.
+	clients := func(addr string) (*coordclient.Client, []*coordclient.Client) {
+		hs := make([]*coordclient.Client, hospitals)
+		if !secure {
+			op := newClient(b, []string{addr})
+			for k := range hs {
+				hs[k] = op
+			}
+			return op, hs
+		}
+		for k := range hs {
+			hs[k] = ca.client([]string{addr}, pki.RoleHospital, names[k])
+		}
+		return ca.client([]string{addr}, pki.RoleOperator, "operator"), hs
+	}
+	c, hc := clients(tc.cfgs[leader].GRPCAddr)
+	byName := map[string]*coordclient.Client{}
+	for k, h := range names {
+		byName[h] = hc[k]
+	}
 	// A dense layer from values/128-1 inputs to 128 units has values parameters.
 	spec, err := json.Marshal(model.Spec{Input: []int{values/128 - 1}, Layers: []model.LayerSpec{{Type: "dense", Units: 128, Activation: "softmax"}}})
 	if err != nil {
 		b.Fatal(err)
-	}
-	var names []string
-	for i := range hospitals {
-		names = append(names, fmt.Sprintf("h%d", i+1))
 	}
 	f, err := c.CreateFederation(ctx, &pb.FederationSpec{
 		Name: "bench", ModelSpecJson: spec, Clients: names, MinClients: uint32(hospitals), Threshold: 2,
@@ -171,7 +220,7 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) 
 	if err != nil {
 		b.Fatal(err)
 	}
-	params, pk, parties := runCeremony(b, ctx, c, "bench", names, 2)
+	params, pk, parties := runCeremonyAs(b, ctx, func(h string) *coordclient.Client { return byName[h] }, "bench", names, 2)
 	updates := make([][]byte, hospitals)
 	for k := range updates {
 		d := make([]float32, f.NumParams)
@@ -190,7 +239,7 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) 
 	b.SetBytes(int64(hospitals * size))
 
 	// submitAll uploads every update, ingestInFlight at a time, and returns how long it took.
-	submitAll := func(c *coordclient.Client, round, version uint64) time.Duration {
+	submitAll := func(hc []*coordclient.Client, round, version uint64) time.Duration {
 		start := time.Now()
 		var wg sync.WaitGroup
 		errs := make([]error, hospitals)
@@ -199,7 +248,7 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) 
 			wg.Go(func() {
 				slots <- struct{}{}
 				defer func() { <-slots }()
-				_, errs[k] = c.SubmitUpdate(ctx, coordclient.Update{Federation: "bench", Round: round, ClientID: names[k],
+				_, errs[k] = hc[k].SubmitUpdate(ctx, coordclient.Update{Federation: "bench", Round: round, ClientID: names[k],
 					ModelVersion: version, Samples: uint64(k + 1), Data: updates[k]})
 			})
 		}
@@ -217,11 +266,15 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) 
 	if err != nil {
 		b.Fatal(err)
 	}
-	srv := grpc.NewServer()
+	var creds []grpc.ServerOption
+	if secure { // the leader's own TLS configuration
+		creds = append(creds, grpc.Creds(credentials.NewTLS(tc.cfgs[leader].ServerTLS)))
+	}
+	srv := grpc.NewServer(creds...)
 	pb.RegisterRoundServiceServer(srv, sinkServer{})
 	go srv.Serve(ln)
 	defer srv.Stop()
-	sink := newClient(b, []string{ln.Addr().String()})
+	_, sink := clients(ln.Addr().String())
 	sinkRounds := 0
 	var raw, sinkCPU time.Duration
 	// sinkUntil runs sink rounds until the sink has been timed for d in all.
@@ -243,12 +296,12 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) 
 		r := uint64(i + 1)
 		ri := waitRound(b, ctx, c, "bench", r, pb.RoundState_ROUND_STATE_OPEN)
 		if i == 0 { // the untimed rounds
-			submitAll(c, r, ri.ModelVersion)
+			submitAll(hc, r, ri.ModelVersion)
 			submitAll(sink, 0, 0)
 		} else {
 			b.StartTimer()
 			c0 := cputime.Process()
-			profiled(b, fmt.Sprintf("cluster.%d", i), func() { cluster += submitAll(c, r, ri.ModelVersion) })
+			profiled(b, fmt.Sprintf("cluster.%d", i), func() { cluster += submitAll(hc, r, ri.ModelVersion) })
 			clusterCPU += cputime.Process() - c0
 			b.StopTimer()
 		}
@@ -258,7 +311,7 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) 
 		for _, p := range ri.ActiveParties {
 			active = append(active, he.PartyID(p))
 		}
-		_, aggb, err := c.FetchAggregate(ctx, "bench", r)
+		_, aggb, err := hc[0].FetchAggregate(ctx, "bench", r)
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -276,7 +329,7 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int) 
 			if err != nil {
 				b.Fatal(err)
 			}
-			if _, err := c.SubmitDecryptionShare(ctx, "bench", r, h, sb); err != nil {
+			if _, err := byName[h].SubmitDecryptionShare(ctx, "bench", r, h, sb); err != nil {
 				b.Fatal(err)
 			}
 		}

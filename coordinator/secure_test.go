@@ -137,6 +137,13 @@ func TestSecureRound(t *testing.T) {
 // It returns the parameters, the collective public key and the parties, ready to decrypt.
 func runCeremony(t testing.TB, ctx context.Context, c *coordclient.Client, fed string, names []string, threshold int) (he.Params, *he.PublicKey, map[string]*he.Party) {
 	t.Helper()
+	return runCeremonyAs(t, ctx, func(string) *coordclient.Client { return c }, fed, names, threshold)
+}
+
+// runCeremonyAs is runCeremony with each hospital's calls made through clientOf(hospital),
+// for a cluster that checks that each caller's certificate is the hospital it speaks for.
+func runCeremonyAs(t testing.TB, ctx context.Context, clientOf func(hospital string) *coordclient.Client, fed string, names []string, threshold int) (he.Params, *he.PublicKey, map[string]*he.Party) {
+	t.Helper()
 	params, err := he.NewParams(he.DefaultProfile())
 	if err != nil {
 		t.Fatal(err)
@@ -148,7 +155,7 @@ func runCeremony(t testing.TB, ctx context.Context, c *coordclient.Client, fed s
 	group := he.Group{Parties: ids, Threshold: threshold}
 	parties := map[string]*he.Party{}
 	for i, h := range names {
-		e, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: fed, ClientId: h, AgeRecipient: "age1" + h})
+		e, err := clientOf(h).Enrol(ctx, &pb.EnrolRequest{Federation: fed, ClientId: h, AgeRecipient: "age1" + h})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -160,7 +167,7 @@ func runCeremony(t testing.TB, ctx context.Context, c *coordclient.Client, fed s
 		}
 	}
 	// Opening a round needs the collective key.
-	if _, err := c.Round(ctx, fed, 0); StatusCode(err) != 5 /* NotFound */ {
+	if _, err := clientOf(names[0]).Round(ctx, fed, 0); StatusCode(err) != 5 /* NotFound */ {
 		t.Fatalf("round before the ceremony: %v", err)
 	}
 
@@ -173,7 +180,7 @@ func runCeremony(t testing.TB, ctx context.Context, c *coordclient.Client, fed s
 	}
 	send := func(step, h string, b []byte) *pb.CeremonyStatus {
 		t.Helper()
-		st, err := c.SubmitCeremony(ctx, step, &pb.CeremonyMessage{Federation: fed, ClientId: h, Data: b})
+		st, err := clientOf(h).SubmitCeremony(ctx, step, &pb.CeremonyMessage{Federation: fed, ClientId: h, Data: b})
 		if err != nil {
 			t.Fatalf("%s from %s: %v", step, h, err)
 		}
@@ -229,13 +236,13 @@ func runCeremony(t testing.TB, ctx context.Context, c *coordclient.Client, fed s
 				t.Fatal(err)
 			}
 			b, _ := s.MarshalBinary()
-			if err := c.SendEnvelope(ctx, &pb.Envelope{Federation: fed, FromClient: from, ToClient: to, Sealed: b}); err != nil {
+			if err := clientOf(from).SendEnvelope(ctx, &pb.Envelope{Federation: fed, FromClient: from, ToClient: to, Sealed: b}); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	for _, h := range names {
-		envs, err := c.FetchEnvelopes(ctx, fed, h)
+		envs, err := clientOf(h).FetchEnvelopes(ctx, fed, h)
 		if err != nil || len(envs) != len(names)-1 {
 			t.Fatalf("%s: %d envelopes, %v", h, len(envs), err)
 		}
