@@ -1,7 +1,9 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"io"
@@ -112,35 +114,51 @@ func (n *Node) blobPeers() ([]blobPeer, int, error) {
 type blobPush struct {
 	peer blobPeer
 	ch   chan []byte
+	keep chan bool // the verdict, sent once after the last chunk
 	done chan struct{}
 	err  error
 }
 
 func (n *Node) startPush(ctx context.Context, p blobPeer, d blobstore.Digest, size uint64) *blobPush {
-	b := &blobPush{peer: p, ch: make(chan []byte, blobPushQueue), done: make(chan struct{})}
+	b := &blobPush{peer: p, ch: make(chan []byte, blobPushQueue), keep: make(chan bool, 1), done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
-		b.err = n.push(ctx, p, d, size, b.ch)
+		b.err = n.push(ctx, p, d, size, b.ch, b.keep)
 		for range b.ch { // a failed peer: keep the producer from blocking
 		}
 	}()
 	return b
 }
 
-// finish closes the queue and waits for the peer's answer.
-func (b *blobPush) finish() error {
+// end gives the verdict on the bytes queued so far, the whole blob: the peer keeps its
+// copy only if keep. It does not wait.
+func (b *blobPush) end(keep bool) {
+	b.keep <- keep
 	close(b.ch)
+}
+
+// wait returns the peer's answer, after end.
+func (b *blobPush) wait() error {
 	<-b.done
 	return b.err
 }
 
-// pushStored sends blob d from this node's store to peer p.
+// finish ends the push with keep and waits for the peer's answer.
+func (b *blobPush) finish(keep bool) error {
+	b.end(keep)
+	return b.wait()
+}
+
+// pushStored sends blob d from this node's store to peer p, which keeps it only if the
+// bytes read have digest d.
 func (n *Node) pushStored(ctx context.Context, p blobPeer, d blobstore.Digest) error {
-	r, size, err := n.blobs.Reader(d)
+	f, size, err := n.blobs.Reader(d)
 	if err != nil {
 		return err
 	}
-	defer r.Close()
+	defer f.Close()
+	sum := sha256.New()
+	r := io.TeeReader(f, sum)
 	b := n.startPush(ctx, p, d, uint64(size))
 	for {
 		buf := make([]byte, MaxChunkBytes)
@@ -152,11 +170,15 @@ func (n *Node) pushStored(ctx context.Context, p blobPeer, d blobstore.Digest) e
 			break
 		}
 		if err != nil {
-			b.finish()
+			b.finish(false)
 			return err
 		}
 	}
-	return b.finish()
+	if !bytes.Equal(sum.Sum(nil), d[:]) {
+		b.finish(false)
+		return fmt.Errorf("%w: this node's copy of blob %s does not match its digest", blobstore.ErrCorrupt, d)
+	}
+	return b.finish(true)
 }
 
 // receiveReplicated reads the rest of an upload stream whose header h was checked into
@@ -192,7 +214,7 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 	stop := func() {
 		cancel()
 		for _, b := range pushes {
-			b.finish()
+			b.finish(false)
 		}
 	}
 	for {
@@ -234,27 +256,36 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 		stop()
 		return d, fmt.Errorf("%w: stream ended after %d of the %d bytes its header announced", ErrInvalid, got, h.TotalLength)
 	}
-	if err := w.Commit(n.cfg.SyncUpdates); err != nil {
-		stop()
-		if errors.Is(err, blobstore.ErrCorrupt) {
-			return d, fmt.Errorf("%w: data does not match the sha256 its header announced", ErrInvalid)
-		}
-		return d, err
+	// The verdict on the bytes (digest, then content) goes to the peers, which name
+	// their copies only if it is good, before this node flushes its own, so that the
+	// copies are flushed at the same time. A refused upload leaves no blob behind; one
+	// already held under the same digest (verified when it was stored) stays.
+	err = w.Verify()
+	if errors.Is(err, blobstore.ErrCorrupt) {
+		err = fmt.Errorf("%w: data does not match the sha256 its header announced", ErrInvalid)
 	}
-	if err := check.Close(); err != nil {
-		stop()
-		// The file stays: the same bytes may belong to an accepted update (sent with
-		// another sample count, say). Unreferenced, it goes after BlobGrace.
-		return d, err
+	if err == nil {
+		err = check.Close()
+	}
+	for _, b := range pushes {
+		b.end(err == nil)
+	}
+	if err == nil {
+		err = w.Commit(n.cfg.SyncUpdates)
+	} else {
+		w.Abort()
 	}
 	held := 0
 	var errs []error
 	for _, b := range pushes {
-		if err := b.finish(); err != nil {
-			errs = append(errs, fmt.Errorf("%s: %w", b.peer.id, err))
+		if perr := b.wait(); perr != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", b.peer.id, perr))
 		} else {
 			held++
 		}
+	}
+	if err != nil {
+		return d, err
 	}
 	// Peers that failed are replaced by the others, from the stored copy.
 	return d, n.topUp(pctx, d, peers[min(need, len(peers)):], held, need, errs)

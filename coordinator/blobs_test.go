@@ -1,7 +1,9 @@
 package coordinator
 
 import (
+	"bytes"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -167,7 +169,7 @@ func TestRepeatedBytesSurviveCollection(t *testing.T) {
 	hdr = binary.BigEndian.AppendUint64(hdr, uint64(len(data)))
 	hdr = append(hdr, 0)
 	hdr = binary.BigEndian.AppendUint64(hdr, applied+1000)
-	if _, err := conn.Write(append(hdr, data...)); err != nil {
+	if _, err := conn.Write(append(append(hdr, data...), blobKeep)); err != nil {
 		t.Fatal(err)
 	}
 	var st [1]byte
@@ -223,8 +225,9 @@ func TestRepeatedBytesSurviveCollection(t *testing.T) {
 }
 
 // TestBlobConnRefusals sends bad blob requests to a node's Raft port: an oversized blob
-// is refused with a message, bytes that are not Raft's are dropped, and the node keeps
-// serving Raft and blobs.
+// is refused with a message, a blob its sender drops (or gives no valid verdict) is not
+// stored, bytes that are not Raft's are dropped, and the node keeps serving Raft and
+// blobs.
 func TestBlobConnRefusals(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) })
 	tc := startCluster(t, 1)
@@ -266,13 +269,19 @@ func TestBlobConnRefusals(t *testing.T) {
 		conn.Write([]byte("GET / HTTP/1.1\r\n\r\n"))
 		conn.Close()
 	}
-	// A good blob still goes in, and a second copy is recognised.
+	// A blob whose sender drops it, or sends no valid verdict, is not stored.
 	body := []byte("encrypted update bytes")
 	d := blobstore.Sum(body)
-	if st, msg := req(d, uint64(len(body)), body); st != blobStored {
+	for _, verdict := range []byte{blobDrop, 7} {
+		if st, msg := req(d, uint64(len(body)), append(body, verdict)); st != blobFailed || msg != "dropped by the sender" || n.blobs.Has(d) {
+			t.Fatalf("verdict %d: status %d %q, stored %v; want it dropped", verdict, st, msg, n.blobs.Has(d))
+		}
+	}
+	// A good blob still goes in, and a second copy is recognised.
+	if st, msg := req(d, uint64(len(body)), append(body, blobKeep)); st != blobStored {
 		t.Fatalf("blob: status %d %q, want stored", st, msg)
 	}
-	if st, _ := req(d, uint64(len(body)), body); st != blobHad {
+	if st, _ := req(d, uint64(len(body)), append(body, blobKeep)); st != blobHad {
 		t.Fatalf("second copy: status %d, want already held", st)
 	}
 	if got, err := n.blobs.Get(d); err != nil || string(got) != string(body) {
@@ -280,6 +289,54 @@ func TestBlobConnRefusals(t *testing.T) {
 	}
 	if _, err := n.propose(testCtx(t), &pb.Command{Cmd: &pb.Command_SetNodeAddr{SetNodeAddr: &pb.SetNodeAddrCmd{Id: "x", GrpcAddr: "127.0.0.1:1"}}}); err != nil {
 		t.Fatalf("raft stopped working: %v", err)
+	}
+	tc.closeAll()
+}
+
+// TestPushStoredChecksDigest pushes a blob from the leader's store to a follower: a
+// stored copy whose bytes do not match its digest (bit rot, say) is refused and the
+// follower keeps nothing; an intact copy arrives intact.
+func TestPushStoredChecksDigest(t *testing.T) {
+	tc := startCluster(t, 3)
+	n := tc.nodes[tc.leader()]
+	ctx := testCtx(t)
+	peers, _, err := n.blobPeers()
+	if err != nil || len(peers) == 0 {
+		t.Fatalf("peers %v, %v", peers, err)
+	}
+	var follower *Node
+	for _, m := range tc.nodes {
+		if string(m.cfg.NodeID) == peers[0].id {
+			follower = m
+		}
+	}
+	data := bytes.Repeat([]byte("stored update "), 200000) // several chunks
+	d := blobstore.Sum(data)
+	w, err := n.blobs.Create(d, int64(len(data)), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write(bytes.ToUpper(data))
+	if err := w.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.pushStored(ctx, peers[0], d); !errors.Is(err, blobstore.ErrCorrupt) {
+		t.Fatalf("push of a corrupt copy: %v, want ErrCorrupt", err)
+	}
+	if follower.blobs.Has(d) {
+		t.Fatal("the follower kept a copy that does not match its digest")
+	}
+	if err := n.blobs.Remove(d); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n.blobs.Put(data, false); err != nil {
+		t.Fatal(err)
+	}
+	if err := n.pushStored(ctx, peers[0], d); err != nil {
+		t.Fatalf("push of an intact copy: %v", err)
+	}
+	if got, err := follower.blobs.Get(d); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("follower's copy: %d bytes, %v", len(got), err)
 	}
 	tc.closeAll()
 }

@@ -24,15 +24,23 @@ import (
 // sorts accepted connections by their first byte: Raft's start with an RPC type (0 to 3),
 // blob connections with blobMagic. A blob connection then carries any number of puts:
 //
-//	request:  digest [32]byte | length uint64 | flags byte (1 = durable) | index uint64 | length bytes
+//	request:  digest [32]byte | length uint64 | flags byte (1 = durable) | index uint64 | length bytes | verdict byte
 //	response: 0 stored | 1 already held | 2, uint16 length, message (refused; the bytes were read)
 //
 // Integers are big endian. index is the sender's last applied Raft index: the receiver
-// pins the blob at least that late (see blobPins).
+// pins the blob at least that late (see blobPins). The verdict (blobKeep or blobDrop)
+// follows the bytes once the sender has checked them against the digest and their
+// content: the receiver names the blob only on blobKeep, so that a blob it holds always
+// has the digest it is stored under (an upload whose bytes did not match its header
+// would otherwise leave them there, and the node, holding that digest, would take no
+// other copy of it).
 
 const (
-	blobMagic       byte = 0xB8 // 0xB7 was the format without index
+	blobMagic       byte = 0xB9 // 0xB8 was the format without the verdict, 0xB7 without index
 	blobFlagDurable byte = 1
+
+	blobDrop byte = 0
+	blobKeep byte = 1
 
 	blobStored byte = 0
 	blobHad    byte = 1
@@ -186,20 +194,23 @@ func (n *Node) serveBlobConn(c net.Conn) {
 
 const sizeOfBlobHeader = 32 + 8 + 1 + 8
 
-// storeFromConn reads size bytes from r into blob d. A failure of the store is reported
-// in the status (the bytes are still read, so the connection stays usable); a failure of
-// r is returned as err.
+// storeFromConn reads size bytes and the sender's verdict from r into blob d. A failure
+// of the store, or a verdict to drop the bytes, is reported in the status (the bytes are
+// still read, so the connection stays usable); a failure of r is returned as err.
 func (n *Node) storeFromConn(r io.Reader, d blobstore.Digest, size int64, durable bool) (byte, string, error) {
 	bp := copyBuffers.Get().(*[]byte)
 	defer copyBuffers.Put(bp)
+	// discard reads the bytes and the verdict of a put that stores nothing.
+	discard := func() error {
+		_, err := io.CopyBuffer(io.Discard, io.LimitReader(r, size+1), *bp)
+		return err
+	}
 	if n.blobs.Has(d) {
-		_, err := io.CopyBuffer(io.Discard, io.LimitReader(r, size), *bp)
-		return blobHad, "", err
+		return blobHad, "", discard()
 	}
 	w, err := n.blobs.Create(d, size, false)
 	if err != nil {
-		_, cerr := io.CopyBuffer(io.Discard, io.LimitReader(r, size), *bp)
-		return blobFailed, err.Error(), cerr
+		return blobFailed, err.Error(), discard()
 	}
 	if durable {
 		w.WriteBehind()
@@ -212,6 +223,15 @@ func (n *Node) storeFromConn(r io.Reader, d blobstore.Digest, size int64, durabl
 	if k != size {
 		w.Abort()
 		return blobFailed, "", io.ErrUnexpectedEOF
+	}
+	var verdict [1]byte
+	if _, err := io.ReadFull(r, verdict[:]); err != nil {
+		w.Abort()
+		return blobFailed, "", err
+	}
+	if verdict[0] != blobKeep {
+		w.Abort()
+		return blobFailed, "dropped by the sender", nil
 	}
 	if err := w.Commit(durable); err != nil {
 		return blobFailed, err.Error(), nil
@@ -329,9 +349,10 @@ func (n *Node) dialBlob(addr string) (net.Conn, error) {
 	return c, nil
 }
 
-// push sends the chunks from ch, size bytes in all, as blob d to peer p, and returns once
-// the peer holds it (or has failed).
-func (n *Node) push(ctx context.Context, p blobPeer, d blobstore.Digest, size uint64, ch <-chan []byte) error {
+// push sends the chunks from ch, size bytes in all, as blob d to peer p, then the verdict
+// from keep once ch is closed, and returns once the peer holds the blob (or has failed,
+// or dropped it).
+func (n *Node) push(ctx context.Context, p blobPeer, d blobstore.Digest, size uint64, ch <-chan []byte, keep <-chan bool) error {
 	var hdr [sizeOfBlobHeader]byte
 	copy(hdr[:32], d[:])
 	binary.BigEndian.PutUint64(hdr[32:40], size)
@@ -377,6 +398,14 @@ func (n *Node) push(ctx context.Context, p blobPeer, d blobstore.Digest, size ui
 	}
 	if sent != size {
 		return fail(fmt.Errorf("upload ended after %d of %d bytes", sent, size))
+	}
+	verdict := []byte{blobDrop}
+	if <-keep {
+		verdict[0] = blobKeep
+	}
+	c.SetWriteDeadline(time.Now().Add(blobIOTimeout))
+	if _, err := c.Write(verdict); err != nil {
+		return fail(err)
 	}
 	c.SetReadDeadline(time.Now().Add(blobIOTimeout))
 	var st [3]byte

@@ -30,9 +30,10 @@
 // peers as a majority needs (the leader first); it checks the SHA-256 the client
 // announced and the content (finite floats, or a well-formed ciphertext of the model's
 // length with one contribution weighted by its sample count, aggregation.CheckEncrypted),
-// waits until a majority holds the bytes, and only then commits an entry carrying the
-// digest. An update counts as accepted once that entry is committed, so it survives the
-// loss of any minority of nodes. By default a copy counts once it is written (in the page
+// tells the peers to keep their copies only if both checks pass (so no node names a blob
+// after a digest its bytes were not checked against), waits until a majority holds the
+// bytes, and only then commits an entry carrying the digest. An update counts as accepted
+// once that entry is committed, so it survives the loss of any minority of nodes. By default a copy counts once it is written (in the page
 // cache; the operating system writes it back, as Kafka relies on replication rather than
 // fsync); Config.SyncUpdates flushes every copy to disk before the acknowledgement.
 // Decryption shares take the same path (checked as a share from the sender's party for
@@ -91,9 +92,9 @@
 // signed and which binds the coordinator role, and dials peers checking the same, so a
 // hospital or operator certificate cannot join the log. The copies of update bytes use
 // the same port and the same TLS: a connection that opens with a marker byte carries
-// blobs (a header, the bytes, a one-byte answer) instead of Raft RPCs; a gRPC copy would
-// cost as much CPU as the upload itself. With Config.Insecure gRPC, Raft and the blob
-// copies run on plain TCP.
+// blobs (a header, the bytes, the sender's verdict on them, a one-byte answer) instead of
+// Raft RPCs; a gRPC copy would cost as much CPU as the upload itself. With
+// Config.Insecure gRPC, Raft and the blob copies run on plain TCP.
 //
 // # Model as a service
 //

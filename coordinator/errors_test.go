@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/medfed/medfed/coordinator/coordclient"
+	"github.com/medfed/medfed/internal/blobstore"
 	"github.com/medfed/medfed/internal/pb"
 )
 
@@ -167,4 +169,70 @@ func TestFiniteCheckAcrossWrites(t *testing.T) {
 	if err := c.Close(); !errors.Is(err, ErrLength) {
 		t.Errorf("6 bytes: %v, want ErrLength", err)
 	}
+}
+
+// TestRefusedUploadLeavesNoCopy sends uploads whose bytes do not match the digest their
+// header announces to the leader of a 3-node cluster, which copies the bytes to a
+// follower while they arrive: each is refused, and no node, the follower included, holds
+// a blob under the announced digest (a blob that did not match its address would stand
+// in for the real bytes when they came: a node that has a blob takes no second copy).
+func TestRefusedUploadLeavesNoCopy(t *testing.T) {
+	tc := startCluster(t, 3)
+	ctx := testCtx(t)
+	leader := tc.leader()
+	c := newClient(t, []string{tc.cfgs[leader].GRPCAddr})
+	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{
+		Name: "f", ModelSpecJson: testModelSpec(t), Clients: []string{"h1", "h2"}, MinClients: 2,
+	}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"h1", "h2"} {
+		if _, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: "f", ClientId: h}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRound(t, ctx, c, "f", 1, pb.RoundState_ROUND_STATE_OPEN)
+	conn, err := grpc.NewClient(tc.cfgs[leader].GRPCAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	good := EncodeFloat32s(delta(0))
+	for k := range 20 {
+		claimed := EncodeFloat32s(delta(k + 1))
+		h := &pb.UploadHeader{Federation: "f", Round: 1, ClientId: "h1", Samples: 5, TotalLength: uint64(len(good)), Sha256: digestOf(claimed)}
+		if _, err := rawUpload(ctx, conn, h, good); status.Code(err) != codes.InvalidArgument {
+			t.Fatalf("upload %d: got %v, want InvalidArgument", k, err)
+		}
+		d := blobstore.Digest(digestOf(claimed))
+		for i, n := range tc.nodes {
+			if n.blobs.Has(d) {
+				t.Fatalf("upload %d: node %d holds a blob under the digest the bytes did not match", k, i)
+			}
+		}
+	}
+	// The real bytes of that digest are then taken, and stored intact on a majority.
+	real := EncodeFloat32s(delta(1))
+	if _, err := c.SubmitUpdate(ctx, coordclient.Update{Federation: "f", Round: 1, ClientID: "h1", Samples: 5, Data: real}); err != nil {
+		t.Fatal(err)
+	}
+	held := 0
+	for _, n := range tc.nodes {
+		if got, err := n.blobs.Get(blobstore.Digest(digestOf(real))); err == nil && bytes.Equal(got, real) {
+			held++
+		}
+	}
+	if held < 2 {
+		t.Fatalf("the accepted update is intact on %d nodes, want at least 2", held)
+	}
+	// By now every copy of the refused uploads has ended one way or the other.
+	for k := 1; k < 20; k++ {
+		d := blobstore.Digest(digestOf(EncodeFloat32s(delta(k + 1))))
+		for i, n := range tc.nodes {
+			if n.blobs.Has(d) {
+				t.Errorf("refused upload %d: node %d holds a blob under the digest the bytes did not match", k, i)
+			}
+		}
+	}
+	tc.closeAll()
 }

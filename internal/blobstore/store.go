@@ -136,8 +136,8 @@ func (s *Store) Get(d Digest) ([]byte, error) {
 	return data, nil
 }
 
-// Reader opens blob d for streaming, without checking its digest (the receiver does), and
-// returns its size.
+// Reader opens blob d for streaming, without checking its digest (the caller does, or the
+// receiver of the stream), and returns its size.
 func (s *Store) Reader(d Digest) (io.ReadCloser, int64, error) {
 	f, err := os.Open(s.path(d))
 	if errors.Is(err, fs.ErrNotExist) {
@@ -317,17 +317,9 @@ func (w *Writer) Written() int64 { return w.n }
 // seconds on Linux), and a blob deleted before then may never reach the disk. On error the
 // partial file is removed.
 func (w *Writer) Commit(durable bool) error {
+	err := w.Verify()
 	if w.f == nil {
-		return fmt.Errorf("blobstore: writer already finished")
-	}
-	err := w.err
-	if err == nil && w.n != w.size {
-		err = fmt.Errorf("%w: %d of the %d announced bytes", ErrCorrupt, w.n, w.size)
-	}
-	if err == nil && w.h != nil {
-		if got := w.h.Sum(nil); !bytes.Equal(got, w.d[:]) {
-			err = fmt.Errorf("%w: bytes have digest %x, announced %s", ErrCorrupt, got[:8], w.d.String()[:16])
-		}
+		return err
 	}
 	if err == nil {
 		// A recycled file may be longer than this blob.
@@ -359,6 +351,28 @@ func (w *Writer) Commit(durable bool) error {
 	}
 	if durable {
 		return syncFile(w.s.dir)
+	}
+	return nil
+}
+
+// Verify returns the error Commit would find in the bytes: a failed write, fewer bytes
+// than announced, or (for a writer that checks them) bytes of another digest. It leaves
+// the blob unfinished, so that a caller can act on the verdict (tell a peer to keep or
+// drop its copy) before Commit flushes and names the blob.
+func (w *Writer) Verify() error {
+	if w.f == nil {
+		return fmt.Errorf("blobstore: writer already finished")
+	}
+	if w.err != nil {
+		return w.err
+	}
+	if w.n != w.size {
+		return fmt.Errorf("%w: %d of the %d announced bytes", ErrCorrupt, w.n, w.size)
+	}
+	if w.h != nil {
+		if got := w.h.Sum(nil); !bytes.Equal(got, w.d[:]) {
+			return fmt.Errorf("%w: bytes have digest %x, announced %s", ErrCorrupt, got[:8], w.d.String()[:16])
+		}
 	}
 	return nil
 }

@@ -68,19 +68,28 @@ func TestWriterChecks(t *testing.T) {
 	if err := w.Commit(false); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("short commit: %v, want ErrCorrupt", err)
 	}
-	// Wrong bytes, verified.
+	// Wrong bytes, verified: Verify finds it before Commit, and leaves the blob unnamed.
 	w, _ = s.Create(d, int64(len(data)), true)
 	w.Write(bytes.ToUpper(data))
+	if err := w.Verify(); !errors.Is(err, ErrCorrupt) || s.Has(d) {
+		t.Fatalf("Verify of wrong bytes: %v (visible %v), want ErrCorrupt", err, s.Has(d))
+	}
 	if err := w.Commit(false); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("wrong digest: %v, want ErrCorrupt", err)
 	}
 	if s.Has(d) {
 		t.Fatal("a refused blob became visible")
 	}
-	// Abort leaves nothing.
+	// Abort leaves nothing, after a Verify that passed too.
 	w, _ = s.Create(d, int64(len(data)), true)
 	w.Write(data)
+	if err := w.Verify(); err != nil {
+		t.Fatalf("Verify of the right bytes: %v", err)
+	}
 	w.Abort()
+	if err := w.Verify(); err == nil {
+		t.Fatal("Verify of an aborted writer passed")
+	}
 	if s.Has(d) {
 		t.Fatal("an aborted blob became visible")
 	}
