@@ -212,13 +212,13 @@ func TestRefusedUploadLeavesNoCopy(t *testing.T) {
 		}
 	}
 	// The real bytes of that digest are then taken, and stored intact on a majority.
-	real := EncodeFloat32s(delta(1))
-	if _, err := c.SubmitUpdate(ctx, coordclient.Update{Federation: "f", Round: 1, ClientID: "h1", Samples: 5, Data: real}); err != nil {
+	genuine := EncodeFloat32s(delta(1))
+	if _, err := c.SubmitUpdate(ctx, coordclient.Update{Federation: "f", Round: 1, ClientID: "h1", Samples: 5, Data: genuine}); err != nil {
 		t.Fatal(err)
 	}
 	held := 0
 	for _, n := range tc.nodes {
-		if got, err := n.blobs.Get(blobstore.Digest(digestOf(real))); err == nil && bytes.Equal(got, real) {
+		if got, err := n.blobs.Get(blobstore.Digest(digestOf(genuine))); err == nil && bytes.Equal(got, genuine) {
 			held++
 		}
 	}
