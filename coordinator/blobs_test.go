@@ -340,3 +340,72 @@ func TestPushStoredChecksDigest(t *testing.T) {
 	}
 	tc.closeAll()
 }
+
+// FuzzBlobConn feeds arbitrary bytes, as they would follow the marker byte on the Raft
+// port, to a node's blob-connection server: it must not panic, must return once the peer
+// is gone, and must name a blob only for a whole put (header, the announced bytes, a keep
+// verdict), however the bytes around it are mangled.
+func FuzzBlobConn(f *testing.F) {
+	put := func(d blobstore.Digest, size uint64, body []byte, verdict ...byte) []byte {
+		b := append([]byte{}, d[:]...)
+		b = binary.BigEndian.AppendUint64(b, size)
+		b = append(b, 0)
+		b = binary.BigEndian.AppendUint64(b, 7) // index
+		return append(append(b, body...), verdict...)
+	}
+	body := []byte("encrypted update bytes")
+	d := blobstore.Sum(body)
+	f.Add(put(d, uint64(len(body)), body, blobKeep))
+	f.Add(put(d, uint64(len(body)), body, blobDrop))
+	f.Add(append(put(d, uint64(len(body)), body, blobKeep), put(blobstore.Sum(nil), 0, nil, blobKeep)...))
+	f.Add(put(d, MaxBlobBytes+1, nil))
+	f.Add(put(d, 100, body))
+	f.Add([]byte{})
+	tc := startCluster(f, 1)
+	n := tc.nodes[0]
+	f.Fuzz(func(t *testing.T, in []byte) {
+		infos, err := n.blobs.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range infos {
+			n.blobs.Remove(b.Digest)
+		}
+		// The puts the input holds whole, with a keep verdict: the only blobs it may name.
+		allowed := map[blobstore.Digest]bool{}
+		for r := in; len(r) >= sizeOfBlobHeader; {
+			size := binary.BigEndian.Uint64(r[32:40])
+			if size > MaxBlobBytes || uint64(len(r)-sizeOfBlobHeader) < size+1 {
+				break
+			}
+			if r[sizeOfBlobHeader+size] == blobKeep {
+				allowed[blobstore.Digest(r[:32])] = true
+			}
+			r = r[sizeOfBlobHeader+size+1:]
+		}
+		client, server := net.Pipe()
+		done := make(chan struct{})
+		go func() {
+			defer close(done)
+			n.serveBlobConn(server)
+		}()
+		go io.Copy(io.Discard, client) // the answers
+		client.Write(in)
+		client.Close()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			t.Fatal("the blob server did not return after its peer closed")
+		}
+		infos, err = n.blobs.List()
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, b := range infos {
+			if !allowed[b.Digest] {
+				t.Fatalf("named blob %s, which no whole put with a keep verdict carried", b.Digest)
+			}
+		}
+	})
+	tc.closeAll()
+}
