@@ -33,9 +33,10 @@
 // tells the peers to keep their copies only if both checks pass (so no node names a blob
 // after a digest its bytes were not checked against), waits until a majority holds the
 // bytes, and only then commits an entry carrying the digest. An update counts as accepted
-// once that entry is committed, so it survives the loss of any minority of nodes. By default a copy counts once it is written (in the page
-// cache; the operating system writes it back, as Kafka relies on replication rather than
-// fsync); Config.SyncUpdates flushes every copy to disk before the acknowledgement.
+// once that entry is committed, so it survives the loss of any minority of nodes. By
+// default a copy counts once it is written (in the page cache; the operating system writes
+// it back, as Kafka relies on replication rather than fsync); Config.SyncUpdates flushes
+// every copy to disk before the acknowledgement.
 // Decryption shares take the same path (checked as a share from the sender's party for
 // the round's current aggregate), and so does each encrypted aggregate the leader makes.
 // The other payloads (a federation's initial weights, each new model) are split into
@@ -140,8 +141,8 @@
 // EPYC, 0.43 to 0.58 for 64 MiB and 0.30 to 0.53 for 2 MiB; on a Xeon (sink timed after
 // the cluster) 0.52 to 0.56, 0.49 to 0.53 and 0.37 to 0.44. With mutual TLS on every
 // connection (BenchmarkIngestTLS) the AMD machine gave 0.45 to 0.52 for 16 MiB and 0.44 to
-// 0.50 for 64 MiB. The design targets 0.5; it
-// was 0.06 to 0.11 while update bytes went through the Raft log. What is left is CPU the
-// sink does not spend: the digest, the content check, the file writes and the copy to a
-// follower, all on the same two cores (the benchmark reports CPU ms per MiB for both).
+// 0.50 for 64 MiB. The design targets 0.5; it was 0.06 to 0.11 while update bytes went
+// through the Raft log. What is left is CPU the sink does not spend: the digest, the
+// content check, the file writes and the copy to a follower, all on the same two cores
+// (the benchmark reports CPU ms per MiB for both).
 package coordinator
