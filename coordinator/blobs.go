@@ -256,10 +256,22 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 		stop()
 		return d, fmt.Errorf("%w: stream ended after %d of the %d bytes its header announced", ErrInvalid, got, h.TotalLength)
 	}
-	// The verdict on the bytes (digest, then content) goes to the peers, which name
-	// their copies only if it is good, before this node flushes its own, so that the
-	// copies are flushed at the same time. A refused upload leaves no blob behind; one
-	// already held under the same digest (verified when it was stored) stays.
+	held, errs, err := n.settle(w, check, pushes)
+	if err != nil {
+		return d, err
+	}
+	// Peers that failed are replaced by the others, from the stored copy.
+	return d, n.topUp(pctx, d, peers[min(need, len(peers)):], held, need, errs)
+}
+
+// settle finishes a blob received in full through w: it gives the peers of pushes the
+// verdict on the bytes (their digest, then check's on their content), which they need
+// to name their copies, and then flushes and names this node's own copy, so that the
+// copies are flushed at the same time. A refused blob leaves no copy behind (one already
+// held under the same digest, checked when it was stored, stays). It returns the number
+// of peers that hold the blob and the failures of the others, and err if the bytes were
+// refused or this node's copy failed.
+func (n *Node) settle(w *blobstore.Writer, check byteCheck, pushes []*blobPush) (held int, errs []error, err error) {
 	err = w.Verify()
 	if errors.Is(err, blobstore.ErrCorrupt) {
 		err = fmt.Errorf("%w: data does not match the sha256 its header announced", ErrInvalid)
@@ -275,8 +287,6 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 	} else {
 		w.Abort()
 	}
-	held := 0
-	var errs []error
 	for _, b := range pushes {
 		if perr := b.wait(); perr != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", b.peer.id, perr))
@@ -284,11 +294,7 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 			held++
 		}
 	}
-	if err != nil {
-		return d, err
-	}
-	// Peers that failed are replaced by the others, from the stored copy.
-	return d, n.topUp(pctx, d, peers[min(need, len(peers)):], held, need, errs)
+	return held, errs, err
 }
 
 // topUp pushes stored blob d to peers, in order, until need of them hold it besides the
