@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"flag"
 	"fmt"
 	"io"
 	"net"
@@ -132,6 +133,38 @@ func BenchmarkIngestTLS(b *testing.B) {
 	for _, values := range []int{1 << 19, 1 << 21} {
 		for _, hospitals := range []int{4, 16} {
 			b.Run(fmt.Sprintf("%dMiB/pagecache/hospitals=%d", values/(1<<15), hospitals), func(b *testing.B) { benchmarkIngest(b, values, false, hospitals, true) })
+		}
+	}
+}
+
+// TestIngestBenchmarks runs the code of BenchmarkIngest and BenchmarkIngestTLS once
+// each, plain and with mutual TLS, on the smallest configuration (2 MiB updates from 4
+// hospitals, one timed round) through testing.Benchmark, so that the suite notices when a
+// change breaks them: each must finish and report every metric. It asserts no speed.
+func TestIngestBenchmarks(t *testing.T) {
+	if testing.Short() {
+		t.Skip("builds two clusters; skipped with -short")
+	}
+	// One timed round each (after the untimed one), as -benchtime 1x.
+	bt := flag.Lookup("test.benchtime")
+	old := bt.Value.String()
+	if err := bt.Value.Set("1x"); err != nil {
+		t.Fatal(err)
+	}
+	defer bt.Value.Set(old)
+	for _, secure := range []bool{false, true} {
+		r := testing.Benchmark(func(b *testing.B) { benchmarkIngest(b, 1<<16, false, 4, secure) })
+		if r.N == 0 {
+			name := "Ingest/2MiB/pagecache/hospitals=4"
+			if secure {
+				name = "IngestTLS/16MiB/pagecache/hospitals=4" // the same code, larger updates
+			}
+			t.Fatalf("secure=%v: the benchmark failed; go test -run '^$' -bench %s -benchtime 1x ./coordinator shows why", secure, name)
+		}
+		for _, m := range []string{"MiB/s", "raw-MiB/s", "ratio", "cpu-ms/MiB", "raw-cpu-ms/MiB", "receive-ms", "commit-ms"} {
+			if v, ok := r.Extra[m]; !ok || !(v > 0) {
+				t.Errorf("secure=%v: metric %s = %v (reported %v), want a positive value", secure, m, v, ok)
+			}
 		}
 	}
 }
