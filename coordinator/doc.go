@@ -140,7 +140,7 @@
 // updates at 0.45 to 0.56 of the rate of a bare gRPC sink for 16 MiB updates on an AMD
 // EPYC, 0.43 to 0.58 for 64 MiB and 0.30 to 0.53 for 2 MiB; on a Xeon (sink timed after
 // the cluster) 0.52 to 0.56, 0.49 to 0.53 and 0.37 to 0.44. With mutual TLS on every
-// connection (BenchmarkIngestTLS) the AMD machine gave 0.45 to 0.52 for 16 MiB and 0.44 to
+// connection (BenchmarkIngestTLS) the AMD machine gave 0.43 to 0.52 for 16 MiB and 0.44 to
 // 0.50 for 64 MiB. The design targets 0.5; it was 0.06 to 0.11 while update bytes went
 // through the Raft log. What is left is CPU the sink does not spend: the digest, the
 // content check, the file writes and the copy to a follower, all on the same two cores
