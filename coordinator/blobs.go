@@ -261,7 +261,7 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 		return d, err
 	}
 	// Peers that failed are replaced by the others, from the stored copy.
-	return d, n.topUp(pctx, d, peers[min(need, len(peers)):], held, need, errs)
+	return d, n.topUp(peers[min(need, len(peers)):], held, need, errs, func(p blobPeer) error { return n.pushStored(pctx, p, d) })
 }
 
 // settle finishes a blob received in full through w: it gives the peers of pushes the
@@ -297,14 +297,14 @@ func (n *Node) settle(w *blobstore.Writer, check byteCheck, pushes []*blobPush) 
 	return held, errs, err
 }
 
-// topUp pushes stored blob d to peers, in order, until need of them hold it besides the
-// held ones already; errs are the failures so far, for the message.
-func (n *Node) topUp(ctx context.Context, d blobstore.Digest, peers []blobPeer, held, need int, errs []error) error {
+// topUp pushes a blob to peers with push, in order, until need of them hold it besides
+// the held ones already; errs are the failures so far, for the message.
+func (n *Node) topUp(peers []blobPeer, held, need int, errs []error, push func(blobPeer) error) error {
 	for _, p := range peers {
 		if held >= need {
 			break
 		}
-		if err := n.pushStored(ctx, p, d); err != nil {
+		if err := push(p); err != nil {
 			errs = append(errs, fmt.Errorf("%s: %w", p.id, err))
 		} else {
 			held++
@@ -328,7 +328,18 @@ func (n *Node) storeReplicated(ctx context.Context, data []byte) (blobstore.Dige
 	if err != nil {
 		return d, err
 	}
-	return d, n.topUp(ctx, d, peers, 0, need, nil)
+	// The bytes are in memory and d is their digest: no need to read them back and hash
+	// them again, as pushStored does.
+	return d, n.topUp(peers, 0, need, nil, func(p blobPeer) error { return n.pushBytes(ctx, p, d, data) })
+}
+
+// pushBytes sends data, blob d, to peer p, which keeps it: the caller computed d from data.
+func (n *Node) pushBytes(ctx context.Context, p blobPeer, d blobstore.Digest, data []byte) error {
+	b := n.startPush(ctx, p, d, uint64(len(data)))
+	for off := 0; off < len(data); off += MaxChunkBytes {
+		b.ch <- data[off:min(off+MaxChunkBytes, len(data))]
+	}
+	return b.finish(true)
 }
 
 // blob returns blob d from this node's store, fetching it from a peer (and keeping a copy)

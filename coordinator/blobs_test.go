@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"slices"
 	"testing"
 	"time"
 
@@ -337,6 +338,28 @@ func TestPushStoredChecksDigest(t *testing.T) {
 	}
 	if got, err := follower.blobs.Get(d); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("follower's copy: %d bytes, %v", len(got), err)
+	}
+	tc.closeAll()
+}
+
+// TestStoreReplicated stores bytes the leader made (as it does an aggregate), several
+// chunks long: they end up intact on a majority, the leader included.
+func TestStoreReplicated(t *testing.T) {
+	tc := startCluster(t, 3)
+	leader := tc.leader()
+	data := bytes.Repeat([]byte("aggregate "), 300000)
+	d, err := tc.nodes[leader].storeReplicated(testCtx(t), data)
+	if err != nil {
+		t.Fatal(err)
+	}
+	h := tc.holders(d)
+	if len(h) < 2 || !slices.Contains(h, leader) {
+		t.Fatalf("blob on nodes %v, want the leader (%d) and at least one more", h, leader)
+	}
+	for _, i := range h {
+		if got, err := tc.nodes[i].blobs.Get(d); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("node %d's copy: %d bytes, %v", i, len(got), err)
+		}
 	}
 	tc.closeAll()
 }
