@@ -208,10 +208,7 @@ func unpackAdd(src []byte, acc []uint64, w uint, q uint64) error {
 			}
 			v &= mask
 		} else {
-			for j := uint(0); j < w; j++ {
-				b := bit + j
-				v |= uint64(src[b>>3]>>(b&7)&1) << j
-			}
+			v = coefficientAt(src, bit, w)
 		}
 		if v >= q {
 			tmp := make([]uint64, i)

@@ -250,11 +250,7 @@ func unpack(src []byte, out []uint64, w uint, q uint64) error {
 		bit += w
 	}
 	for ; i < n; i++ {
-		var v uint64
-		for j := uint(0); j < w; j++ {
-			b := bit + j
-			v |= uint64(src[b>>3]>>(b&7)&1) << j
-		}
+		v := coefficientAt(src, bit, w)
 		if v >= q {
 			return badCoefficient(i, v, q)
 		}
