@@ -93,16 +93,16 @@ func (sinkServer) SubmitUpdate(stream grpc.ClientStreamingServer[pb.UploadChunk,
 // speed). Each side first runs one untimed round, so neither pays for dialling, creating
 // its first files or growing its pools in the timed ones. Short configurations (2 MiB
 // with 4 hospitals) time only a few hundred milliseconds at -benchtime 10x; give them
-// more rounds for a steady figure. It reports
-// both rates in MiB/s and their ratio (target >= 0.5), and from the leader's metrics the
-// mean time per accepted update to receive it (receive-ms: checked and stored on a
-// majority) and to commit its digest (commit-ms). Both sides run without TLS, and every
+// more rounds for a steady figure. It reports both rates in MiB/s and their ratio
+// (target >= 0.5), and from the leader's metrics the mean time per accepted update to
+// receive it (receive-ms: checked and stored on a majority) and to commit its digest
+// (commit-ms). Both sides run without TLS, and every
 // hospital's uploads share one connection; BenchmarkIngestTLS runs both sides with
-// mutual TLS and a connection per hospital, as deployed. On a
-// machine where both sides keep every core busy, the ratio is about the inverse ratio of
-// the CPU time each spends per MiB, which it also reports (cpu-ms/MiB, raw-cpu-ms/MiB:
-// the whole process, clients and all three nodes or the sink, over the timed rounds);
-// kernel threads (the page cache's write-back to disk) are not counted.
+// mutual TLS and a connection per hospital, as deployed. On a machine where both sides
+// keep every core busy, the ratio is about the inverse ratio of the CPU time each spends
+// per MiB, which it also reports (cpu-ms/MiB, raw-cpu-ms/MiB: the whole process, clients
+// and all three nodes or the sink, over the timed rounds); kernel threads (the page
+// cache's write-back to disk) are not counted.
 // Sub-benchmarks: the update size (65,536 values, 16 ciphertexts, 2 MiB; 524,288 values,
 // 16 MiB, about the seed CNN's 347k parameters rounded up to whole ciphertexts; 2,097,152
 // values, 64 MiB), whether the nodes flush each update to disk before acknowledging it

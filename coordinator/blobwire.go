@@ -29,11 +29,11 @@ import (
 //
 // Integers are big endian. index is the sender's last applied Raft index: the receiver
 // pins the blob at least that late (see blobPins). The verdict (blobKeep or blobDrop)
-// follows the bytes once the sender has checked them against the digest and their
-// content: the receiver names the blob only on blobKeep, so that a blob it holds always
-// has the digest it is stored under (an upload whose bytes did not match its header
-// would otherwise leave them there, and the node, holding that digest, would take no
-// other copy of it).
+// follows the bytes once the sender has checked them against the digest (and an
+// update's content): the receiver names the blob only on blobKeep, so it never keeps
+// bytes its sender found not to match the digest (an upload whose bytes did not match
+// its header would otherwise stay there, and the node, holding that digest, would take
+// no other copy of it).
 
 const (
 	blobMagic       byte = 0xB9 // 0xB8 was the format without the verdict, 0xB7 without index
