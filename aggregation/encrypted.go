@@ -72,7 +72,7 @@ func checkEncryptedHeader(length, contributions int, weight float64, n int, u En
 	case length != n:
 		return fmt.Errorf("%w: %s has %d values, want %d", ErrLengthMismatch, u.name(i), length, n)
 	case contributions != 1 || weight != float64(u.Samples):
-		return fmt.Errorf("%w: %s carries %d contributions of weight %v, expected 1 of weight %d (its sample count)",
+		return fmt.Errorf("%w: %s is %d contribution(s) of total weight %v; expected 1 contribution of weight %d, its sample count",
 			ErrSamples, u.name(i), contributions, weight, u.Samples)
 	}
 	return nil

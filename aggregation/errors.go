@@ -9,8 +9,9 @@ var (
 	ErrNoUpdates = errors.New("aggregation: no updates")
 	// ErrLengthMismatch means a vector does not have the expected number of values.
 	ErrLengthMismatch = errors.New("aggregation: length mismatch")
-	// ErrSamples means an update's sample count is not positive.
-	ErrSamples = errors.New("aggregation: sample count must be positive")
+	// ErrSamples means an update's sample count is not positive, or (for an encrypted
+	// update) is not the weight the ciphertext carries.
+	ErrSamples = errors.New("aggregation: bad sample count")
 	// ErrNonFinite means a vector holds NaN or ±Inf.
 	ErrNonFinite = errors.New("aggregation: non-finite value")
 	// ErrTooFewUpdates means a robust aggregator cannot tolerate the requested number of

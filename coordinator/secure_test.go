@@ -67,7 +67,7 @@ func TestSecureRound(t *testing.T) {
 				want    string
 			}{
 				{bad, 10, "expected below modulus"},
-				{b, 11, "expected 1 of weight 11"},
+				{b, 11, "expected 1 contribution of weight 11"},
 			} {
 				_, err := c.SubmitUpdate(ctx, coordclient.Update{Federation: "sec", Round: 1, ClientID: h, Samples: tt.samples, Data: tt.data})
 				if status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), tt.want) {
