@@ -416,7 +416,7 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int, 
 // and nothing else. The receiving node writes the chunk to its blob store, hashes it,
 // checks it as a ciphertext of the model (updates[k] carries weight k+1, as
 // BenchmarkIngest makes them), and sends it to one peer over cfg's Raft stream layer
-// (mutual TLS, or plain TCP when insecure); the peer writes it to its own store. With
+// (mutual TLS, or plain TCP when insecure); the peer stores it with storeFromConn. With
 // cfg.SyncUpdates both flush each blob before naming it, as the nodes do. Every update
 // passes through rounds times, each round's blobs removed before the next (recycled, as
 // the nodes' are once a round is published).
@@ -445,12 +445,17 @@ func replicationWork(b *testing.B, cfg Config, params he.Params, numParams int, 
 		}
 		layer = &tcpStreamLayer{Listener: ln, advertise: ln.Addr()}
 	} else {
-		if layer, err = newTLSStreamLayer("127.0.0.1:0", nil, cfg.ServerTLS, cfg.ClientTLS, slog.New(slog.DiscardHandler)); err != nil {
+		tl, err := newTLSStreamLayer("127.0.0.1:0", nil, cfg.ServerTLS, cfg.ClientTLS, slog.New(slog.DiscardHandler))
+		if err != nil {
 			b.Fatal(err)
 		}
+		tl.advertise = tl.Listener.Addr()
+		layer = tl
 	}
 	defer layer.Close()
-	// The peer stores what arrives, blob by blob, and says when it has.
+	// The peer is a node with nothing but its blob store, and stores each put as
+	// serveBlobConn has it stored.
+	peer := &Node{blobs: stores[1]}
 	stored := make(chan error)
 	go func() {
 		c, err := layer.Accept()
@@ -459,31 +464,20 @@ func replicationWork(b *testing.B, cfg Config, params he.Params, numParams int, 
 			return
 		}
 		defer c.Close()
-		buf := make([]byte, blobCopyBuffer)
 		for {
 			var hdr [sizeOfBlobHeader]byte
 			if _, err := io.ReadFull(c, hdr[:]); err != nil {
 				return
 			}
 			size := int64(binary.BigEndian.Uint64(hdr[32:40]))
-			w, err := stores[1].Create(blobstore.Digest(hdr[:32]), size, false)
-			if err == nil {
-				if cfg.SyncUpdates {
-					w.WriteBehind()
-				}
-				_, err = io.CopyBuffer(onlyWriter{w}, io.LimitReader(c, size), buf)
-			}
-			if err == nil {
-				err = w.Commit(cfg.SyncUpdates)
+			status, msg, err := peer.storeFromConn(c, blobstore.Digest(hdr[:32]), size, hdr[40]&blobFlagDurable != 0)
+			if err == nil && status != blobStored {
+				err = fmt.Errorf("peer answered %d (%s), want %d (stored)", status, msg, blobStored)
 			}
 			stored <- err
 		}
 	}()
-	addr := layer.Addr()
-	if addr == nil {
-		addr = layer.(*tlsStreamLayer).Listener.Addr()
-	}
-	c, err := layer.Dial(raft.ServerAddress(addr.String()), 10*time.Second)
+	c, err := layer.Dial(raft.ServerAddress(layer.Addr().String()), 10*time.Second)
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -500,6 +494,9 @@ func replicationWork(b *testing.B, cfg Config, params he.Params, numParams int, 
 			var hdr [sizeOfBlobHeader]byte
 			copy(hdr[:32], digests[k][:])
 			binary.BigEndian.PutUint64(hdr[32:40], uint64(len(u)))
+			if cfg.SyncUpdates {
+				hdr[40] = blobFlagDurable
+			}
 			if _, err := c.Write(hdr[:]); err != nil {
 				b.Fatal(err)
 			}
@@ -524,6 +521,9 @@ func replicationWork(b *testing.B, cfg Config, params he.Params, numParams int, 
 				}
 			}
 			if err := check.Close(); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := c.Write([]byte{blobKeep}); err != nil {
 				b.Fatal(err)
 			}
 			if err := w.Commit(cfg.SyncUpdates); err != nil {

@@ -421,6 +421,7 @@ func finiteFloat32(b []byte, i int) (float32, error) {
 	return x, nil
 }
 
+// notWholeFloat32s is the error for n bytes of float32s when n is not a multiple of 4.
 func notWholeFloat32s(n int) error {
 	return fmt.Errorf("%w: %d bytes is not a whole number of float32s", ErrLength, n)
 }
