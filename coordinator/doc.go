@@ -146,6 +146,7 @@
 // content check, the file writes and the copy to a follower, all on the same two cores
 // (the benchmark reports CPU ms per MiB for both). The benchmark also times that work
 // alone and reports the ratio it leaves room for (ceiling): on a slower 2-core machine,
-// for 16 and 64 MiB updates from 16 hospitals written to the page cache, with and
-// without TLS, the ceiling was 0.45 to 0.49 and the cluster reached 0.84 to 1.03 of it.
+// for 16 and 64 MiB updates written to the page cache, with and without TLS, the ceiling
+// was 0.45 to 0.55, about the target itself, and the cluster reached 0.86 to 1.10 of it
+// (the ceiling is an estimate good to about a tenth).
 package coordinator

@@ -222,7 +222,8 @@ func TestRefusedUploadLeavesNoCopy(t *testing.T) {
 	if held < 2 {
 		t.Fatalf("the accepted update is intact on %d nodes, want at least 2", held)
 	}
-	// By now every copy of the refused uploads has ended one way or the other.
+	// By now every copy of the refused uploads has ended one way or the other. (Upload 0
+	// claimed the digest of genuine, which the nodes now rightly hold.)
 	for k := 1; k < 20; k++ {
 		if h := tc.holders(blobstore.Digest(digestOf(EncodeFloat32s(delta(k + 1))))); len(h) > 0 {
 			t.Errorf("refused upload %d: nodes %v hold a blob under the digest the bytes did not match", k, h)
