@@ -1,6 +1,7 @@
 package coordinator
 
 import (
+	"bufio"
 	"bytes"
 	"context"
 	"encoding/binary"
@@ -9,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -415,8 +417,10 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int, 
 // receiveReplicated and the follower's storeFromConn do with each chunk of the update,
 // and nothing else. The receiving node writes the chunk to its blob store, hashes it,
 // checks it as a ciphertext of the model (updates[k] carries weight k+1, as
-// BenchmarkIngest makes them), and sends it to one peer over cfg's Raft stream layer
-// (mutual TLS, or plain TCP when insecure); the peer stores it with storeFromConn. With
+// BenchmarkIngest makes them), and sends it to one peer with sendChunk, from the file it
+// wrote it to as push does, over cfg's Raft stream layer (mutual TLS, or plain TCP when
+// insecure); the peer reads the connection as serveBlobConn does and stores the blob
+// with storeFromConn. With
 // cfg.SyncUpdates both flush each blob before naming it, as the nodes do. Every update
 // passes through rounds times, each round's blobs removed before the next (recycled, as
 // the nodes' are once a round is published).
@@ -464,13 +468,15 @@ func replicationWork(b *testing.B, cfg Config, params he.Params, numParams int, 
 			return
 		}
 		defer c.Close()
+		// Read as muxLayer.route and serveBlobConn read a blob connection.
+		r := deadlineReader{&peekedConn{Conn: c, r: bufio.NewReaderSize(c, blobCopyBuffer)}}
 		for {
 			var hdr [sizeOfBlobHeader]byte
-			if _, err := io.ReadFull(c, hdr[:]); err != nil {
+			if _, err := io.ReadFull(r, hdr[:]); err != nil {
 				return
 			}
 			size := int64(binary.BigEndian.Uint64(hdr[32:40]))
-			status, msg, err := peer.storeFromConn(c, blobstore.Digest(hdr[:32]), size, hdr[40]&blobFlagDurable != 0)
+			status, msg, err := peer.storeFromConn(r, blobstore.Digest(hdr[:32]), size, hdr[40]&blobFlagDurable != 0)
 			if err == nil && status != blobStored {
 				err = fmt.Errorf("peer answered %d (%s), want %d (stored)", status, msg, blobStored)
 			}
@@ -507,6 +513,10 @@ func replicationWork(b *testing.B, cfg Config, params he.Params, numParams int, 
 			if cfg.SyncUpdates {
 				w.WriteBehind()
 			}
+			src, err := w.Open()
+			if err != nil {
+				b.Fatal(err)
+			}
 			check := aggregation.NewEncryptedChecker(params, numParams, aggregation.EncryptedUpdate{Client: "h", Samples: k + 1}, len(u))
 			for off := 0; off < len(u); off += MaxChunkBytes {
 				chunk := u[off:min(off+MaxChunkBytes, len(u))]
@@ -516,10 +526,11 @@ func replicationWork(b *testing.B, cfg Config, params he.Params, numParams int, 
 				if _, err := check.Write(chunk); err != nil {
 					b.Fatal(err)
 				}
-				if _, err := c.Write(chunk); err != nil {
+				if err := sendChunk(c, src, chunk); err != nil {
 					b.Fatal(err)
 				}
 			}
+			src.Close()
 			if err := check.Close(); err != nil {
 				b.Fatal(err)
 			}
@@ -627,4 +638,134 @@ func BenchmarkServedInfer(b *testing.B) {
 		})
 	}
 	s.tc.closeAll()
+}
+
+// BenchmarkBlobTransfer measures what it costs to pass a 64 MiB blob on to a peer over
+// loopback TCP, as a node does with an update it receives: the sender writes each chunk
+// to its blob store and sends it (sendChunk), the receiver stores it (readBlob). It
+// reports the CPU time per MiB of the whole process, for each way of moving the bytes:
+// through buffers in the process on both sides (write(2) and read(2), as over mutual
+// TLS), or with the kernel moving them (sendfile(2) on the sender, splice(2) on the
+// receiver, as over plain TCP), and each of the two alone.
+func BenchmarkBlobTransfer(b *testing.B) {
+	for _, v := range blobTransfers {
+		b.Run(v.name, func(b *testing.B) { benchmarkBlobTransfer(b, v.sendfile, v.splice) })
+	}
+}
+
+var blobTransfers = []struct {
+	name             string
+	sendfile, splice bool
+}{{"write+read", false, false}, {"write+splice", false, true}, {"sendfile+read", true, false}, {"sendfile+splice", true, true}}
+
+// TestBlobTransferBenchmark runs each case of BenchmarkBlobTransfer once, so that the
+// suite notices when a change breaks it. It asserts no speed.
+func TestBlobTransferBenchmark(t *testing.T) {
+	bt := flag.Lookup("test.benchtime")
+	old := bt.Value.String()
+	if err := bt.Value.Set("1x"); err != nil {
+		t.Fatal(err)
+	}
+	defer bt.Value.Set(old)
+	for _, v := range blobTransfers {
+		r := testing.Benchmark(func(b *testing.B) { benchmarkBlobTransfer(b, v.sendfile, v.splice) })
+		if m := r.Extra["cpu-ms/MiB"]; r.N == 0 || !(m > 0) {
+			t.Errorf("%s: the benchmark failed or reported cpu-ms/MiB = %v; go test -run '^$' -bench BlobTransfer/%s -benchtime 1x ./coordinator shows why", v.name, m, v.name)
+		}
+	}
+}
+
+func benchmarkBlobTransfer(b *testing.B, sendfile, splice bool) {
+	data := make([]byte, 64<<20)
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	d := blobstore.Sum(data)
+	var stores [2]*blobstore.Store
+	for i := range stores {
+		s, err := blobstore.Open(b.TempDir())
+		if err != nil {
+			b.Fatal(err)
+		}
+		defer s.Close()
+		stores[i] = s
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer ln.Close()
+	stored := make(chan error, 1) // the last one, when the sender hangs up, is not read
+	go func() {
+		c, err := ln.Accept()
+		if err != nil {
+			stored <- err
+			return
+		}
+		defer c.Close()
+		var conn net.Conn = &peekedConn{Conn: c, r: bufio.NewReaderSize(c, blobCopyBuffer)}
+		if !splice {
+			conn = struct{ net.Conn }{conn} // readBlob no longer sees the socket
+		}
+		buf := make([]byte, blobCopyBuffer)
+		for {
+			w, err := stores[1].Create(d, int64(len(data)), false)
+			if err == nil {
+				var k int64
+				if k, err = readBlob(w, deadlineReader{conn}, int64(len(data)), buf); err == nil && k != int64(len(data)) {
+					err = io.ErrUnexpectedEOF
+				}
+				if err == nil {
+					err = w.Commit(false)
+				} else {
+					w.Abort()
+				}
+			}
+			if err == nil {
+				err = stores[1].Remove(d)
+			}
+			stored <- err
+			if err != nil {
+				return
+			}
+		}
+	}()
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	c0 := cputime.Process()
+	for b.Loop() {
+		w, err := stores[0].Create(d, int64(len(data)), false)
+		if err != nil {
+			b.Fatal(err)
+		}
+		var src *os.File
+		if sendfile {
+			if src, err = w.Open(); err != nil {
+				b.Fatal(err)
+			}
+		}
+		for off := 0; off < len(data); off += MaxChunkBytes {
+			chunk := data[off:min(off+MaxChunkBytes, len(data))]
+			if _, err := w.Write(chunk); err != nil {
+				b.Fatal(err)
+			}
+			if err := sendChunk(c, src, chunk); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if src != nil {
+			src.Close()
+		}
+		if err := <-stored; err != nil {
+			b.Fatal(err)
+		}
+		if err := w.Commit(false); err != nil {
+			b.Fatal(err)
+		}
+		if err := stores[0].Remove(d); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric((cputime.Process()-c0).Seconds()*1000/float64(b.N*len(data)>>20), "cpu-ms/MiB")
 }

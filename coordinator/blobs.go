@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"os"
 	"slices"
 	"sync"
 	"time"
@@ -119,11 +120,18 @@ type blobPush struct {
 	err  error
 }
 
-func (n *Node) startPush(ctx context.Context, p blobPeer, d blobstore.Digest, size uint64) *blobPush {
+// startPush starts pushing blob d, size bytes, to peer p: the chunks queued on the
+// push's ch, then the verdict given to end. src, if not nil, is a file that holds each
+// chunk, at the offset where it falls in the blob, before the chunk is queued: the chunk
+// may be sent from there (see sendChunk). The push closes it.
+func (n *Node) startPush(ctx context.Context, p blobPeer, d blobstore.Digest, size uint64, src *os.File) *blobPush {
 	b := &blobPush{peer: p, ch: make(chan []byte, blobPushQueue), keep: make(chan bool, 1), done: make(chan struct{})}
 	go func() {
 		defer close(b.done)
-		b.err = n.push(ctx, p, d, size, b.ch, b.keep)
+		if src != nil {
+			defer src.Close()
+		}
+		b.err = n.push(ctx, p, d, size, b.ch, b.keep, src)
 		for range b.ch { // a failed peer: keep the producer from blocking
 		}
 	}()
@@ -159,7 +167,7 @@ func (n *Node) pushStored(ctx context.Context, p blobPeer, d blobstore.Digest) e
 	defer f.Close()
 	sum := sha256.New()
 	r := io.TeeReader(f, sum)
-	b := n.startPush(ctx, p, d, uint64(size))
+	b := n.startPush(ctx, p, d, uint64(size), nil)
 	for {
 		buf := make([]byte, MaxChunkBytes)
 		k, err := io.ReadFull(r, buf)
@@ -209,7 +217,11 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 		w.WriteBehind()
 	}
 	for _, p := range peers[:min(need, len(peers))] {
-		pushes = append(pushes, n.startPush(pctx, p, d, h.TotalLength))
+		src, err := w.Open()
+		if err != nil {
+			src = nil // the push sends the chunks from memory
+		}
+		pushes = append(pushes, n.startPush(pctx, p, d, h.TotalLength, src))
 	}
 	stop := func() {
 		cancel()
@@ -335,7 +347,7 @@ func (n *Node) storeReplicated(ctx context.Context, data []byte) (blobstore.Dige
 
 // pushBytes sends data, blob d, to peer p, which keeps it: the caller computed d from data.
 func (n *Node) pushBytes(ctx context.Context, p blobPeer, d blobstore.Digest, data []byte) error {
-	b := n.startPush(ctx, p, d, uint64(len(data)))
+	b := n.startPush(ctx, p, d, uint64(len(data)), nil)
 	for off := 0; off < len(data); off += MaxChunkBytes {
 		b.ch <- data[off:min(off+MaxChunkBytes, len(data))]
 	}

@@ -236,31 +236,7 @@ func TestBlobConnRefusals(t *testing.T) {
 	addr := tc.cfgs[0].RaftAddr
 	req := func(d blobstore.Digest, size uint64, body []byte) (byte, string) {
 		t.Helper()
-		conn, err := net.DialTimeout("tcp", addr, time.Second)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		conn.SetDeadline(time.Now().Add(10 * time.Second))
-		hdr := append([]byte{blobMagic}, d[:]...)
-		hdr = binary.BigEndian.AppendUint64(hdr, size)
-		hdr = append(hdr, 0)
-		hdr = binary.BigEndian.AppendUint64(hdr, 0) // index
-		if _, err := conn.Write(append(hdr, body...)); err != nil {
-			t.Fatal(err)
-		}
-		var st [1]byte
-		if _, err := io.ReadFull(conn, st[:]); err != nil {
-			t.Fatal(err)
-		}
-		if st[0] != blobFailed {
-			return st[0], ""
-		}
-		var l [2]byte
-		io.ReadFull(conn, l[:])
-		msg := make([]byte, binary.BigEndian.Uint16(l[:]))
-		io.ReadFull(conn, msg)
-		return st[0], string(msg)
+		return putBlob(t, addr, d, size, body)
 	}
 	if st, msg := req(blobstore.Digest{}, MaxBlobBytes+1, nil); st != blobFailed || msg == "" {
 		t.Fatalf("oversized blob: status %d %q, want a refusal with a message", st, msg)
@@ -290,6 +266,67 @@ func TestBlobConnRefusals(t *testing.T) {
 	}
 	if _, err := n.propose(testCtx(t), &pb.Command{Cmd: &pb.Command_SetNodeAddr{SetNodeAddr: &pb.SetNodeAddrCmd{Id: "x", GrpcAddr: "127.0.0.1:1"}}}); err != nil {
 		t.Fatalf("raft stopped working: %v", err)
+	}
+	tc.closeAll()
+}
+
+// putBlob opens a blob connection to the node at addr, sends one put of blob d, size
+// bytes announced, whose body (the bytes, then the verdict) is body, and returns the
+// node's status and message. A node that closes the connection instead is status 255.
+func putBlob(t *testing.T, addr string, d blobstore.Digest, size uint64, body []byte) (byte, string) {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", addr, time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	hdr := append([]byte{blobMagic}, d[:]...)
+	hdr = binary.BigEndian.AppendUint64(hdr, size)
+	hdr = append(hdr, 0)
+	hdr = binary.BigEndian.AppendUint64(hdr, 0) // index
+	if _, err := conn.Write(append(hdr, body...)); err != nil {
+		t.Fatal(err)
+	}
+	conn.(*net.TCPConn).CloseWrite()
+	var st [1]byte
+	if _, err := io.ReadFull(conn, st[:]); err == io.EOF {
+		return 255, ""
+	} else if err != nil {
+		t.Fatal(err)
+	}
+	if st[0] != blobFailed {
+		return st[0], ""
+	}
+	var l [2]byte
+	io.ReadFull(conn, l[:])
+	msg := make([]byte, binary.BigEndian.Uint16(l[:]))
+	io.ReadFull(conn, msg)
+	return st[0], string(msg)
+}
+
+// TestBlobConnLargeBlobs puts blobs larger than what the receiving node buffers in
+// reading the header, so that the node takes the rest of each from the socket with
+// splice(2): a whole one is stored intact, one whose sender stops halfway is not stored
+// at all, and the node goes on serving.
+func TestBlobConnLargeBlobs(t *testing.T) {
+	t.Cleanup(func() { goleak.VerifyNone(t) })
+	tc := startCluster(t, 1)
+	n := tc.nodes[tc.leader()]
+	addr := tc.cfgs[0].RaftAddr
+	body := make([]byte, 3*blobCopyBuffer+5)
+	for i := range body {
+		body[i] = byte(i * 7)
+	}
+	d := blobstore.Sum(body)
+	if st, msg := putBlob(t, addr, d, uint64(len(body)), body[:len(body)/2]); st != 255 || n.blobs.Has(d) {
+		t.Fatalf("half a blob: status %d %q, stored %v; want the connection closed and nothing stored", st, msg, n.blobs.Has(d))
+	}
+	if st, msg := putBlob(t, addr, d, uint64(len(body)), append(slices.Clip(body), blobKeep)); st != blobStored {
+		t.Fatalf("whole blob: status %d %q, want stored", st, msg)
+	}
+	if got, err := n.blobs.Get(d); err != nil || !bytes.Equal(got, body) {
+		t.Fatalf("stored blob differs from the one sent (%v)", err)
 	}
 	tc.closeAll()
 }

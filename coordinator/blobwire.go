@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"bufio"
+	"cmp"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -9,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"os"
 	"sync"
 	"time"
 
@@ -19,7 +21,10 @@ import (
 
 // Update bytes travel between nodes on the Raft port, not through gRPC: a node copies an
 // upload to its peers while it receives it, and a second gRPC transfer of every byte would
-// cost as much CPU as the upload itself (BenchmarkIngest). muxLayer wraps the Raft stream
+// cost as much CPU as the upload itself (BenchmarkIngest). Over plain TCP the kernel moves
+// the bytes: the sender passes each chunk from the copy it has just stored (sendfile(2)),
+// the receiver splices it into its file (splice(2)), which costs about 30% less CPU per
+// MiB than passing them through buffers on both sides (BenchmarkBlobTransfer). muxLayer wraps the Raft stream
 // layer (mutual TLS between coordinator certificates, or plain TCP when insecure) and
 // sorts accepted connections by their first byte: Raft's start with an RPC type (0 to 3),
 // blob connections with blobMagic. A blob connection then carries any number of puts:
@@ -53,6 +58,9 @@ const (
 	blobIdleConns = 4
 	// blobCopyBuffer is the buffer a blob is copied through.
 	blobCopyBuffer = 1 << 20
+	// blobSplicePiece is the most a receiving node splices from a connection to a file
+	// within one blobIOTimeout.
+	blobSplicePiece = 8 << 20
 )
 
 // muxLayer is a raft.StreamLayer that passes Raft its connections and hands blob
@@ -215,14 +223,9 @@ func (n *Node) storeFromConn(r io.Reader, d blobstore.Digest, size int64, durabl
 	if durable {
 		w.WriteBehind()
 	}
-	k, err := io.CopyBuffer(onlyWriter{w}, io.LimitReader(r, size), *bp)
-	if err != nil && w.Written() == k {
+	if k, err := readBlob(w, r, size, *bp); err != nil || k != size {
 		w.Abort()
-		return blobFailed, "", err // r failed
-	}
-	if k != size {
-		w.Abort()
-		return blobFailed, "", io.ErrUnexpectedEOF
+		return blobFailed, "", cmp.Or(err, io.ErrUnexpectedEOF) // r (or the file) failed
 	}
 	var verdict [1]byte
 	if _, err := io.ReadFull(r, verdict[:]); err != nil {
@@ -237,6 +240,35 @@ func (n *Node) storeFromConn(r io.Reader, d blobstore.Digest, size int64, durabl
 		return blobFailed, err.Error(), nil
 	}
 	return blobStored, "", nil
+}
+
+// readBlob reads size bytes of a blob from r into w and returns how many it read. When r
+// reads a plain TCP connection (a deadlineReader of a peekedConn), the bytes past those
+// its buffer holds go from the socket to the file with splice(2), in pieces of
+// blobSplicePiece bytes with blobIOTimeout for each, instead of through buf: the kernel
+// copies each byte once, not twice.
+func readBlob(w *blobstore.Writer, r io.Reader, size int64, buf []byte) (int64, error) {
+	var pc *peekedConn
+	var tc *net.TCPConn
+	if dr, ok := r.(deadlineReader); ok {
+		if pc, ok = dr.c.(*peekedConn); ok {
+			tc, _ = pc.Conn.(*net.TCPConn)
+		}
+	}
+	if tc == nil {
+		return io.CopyBuffer(onlyWriter{w}, io.LimitReader(r, size), buf)
+	}
+	k, err := io.CopyBuffer(onlyWriter{w}, io.LimitReader(pc.r, min(int64(pc.r.Buffered()), size)), buf)
+	for err == nil && k < size {
+		tc.SetReadDeadline(time.Now().Add(blobIOTimeout))
+		var m int64
+		m, err = w.ReadFrom(io.LimitReader(tc, min(size-k, blobSplicePiece)))
+		k += m
+		if m == 0 && err == nil {
+			err = io.ErrUnexpectedEOF
+		}
+	}
+	return k, err
 }
 
 // onlyWriter hides any ReadFrom of the writer, so that CopyBuffer uses the buffer.
@@ -349,10 +381,28 @@ func (n *Node) dialBlob(addr string) (net.Conn, error) {
 	return c, nil
 }
 
+// sendChunk writes data, the next chunk of a blob, to c. With src, a file that holds the
+// blob's bytes from its offset on, and a plain TCP connection, the kernel sends the chunk
+// from src with sendfile(2) and copies it to no socket buffer; otherwise it is written from
+// memory.
+func sendChunk(c net.Conn, src *os.File, data []byte) error {
+	c.SetWriteDeadline(time.Now().Add(blobIOTimeout))
+	tc, ok := c.(*net.TCPConn)
+	if !ok || src == nil {
+		_, err := c.Write(data)
+		return err
+	}
+	k, err := tc.ReadFrom(io.LimitReader(src, int64(len(data))))
+	if err == nil && k != int64(len(data)) {
+		err = fmt.Errorf("sent %d of a %d-byte chunk from the stored copy", k, len(data))
+	}
+	return err
+}
+
 // push sends the chunks from ch, size bytes in all, as blob d to peer p, then the verdict
 // from keep once ch is closed, and returns once the peer holds the blob (or has failed,
-// or dropped it).
-func (n *Node) push(ctx context.Context, p blobPeer, d blobstore.Digest, size uint64, ch <-chan []byte, keep <-chan bool) error {
+// or dropped it). With src (see startPush), sendChunk may send the chunks from there.
+func (n *Node) push(ctx context.Context, p blobPeer, d blobstore.Digest, size uint64, ch <-chan []byte, keep <-chan bool, src *os.File) error {
 	var hdr [sizeOfBlobHeader]byte
 	copy(hdr[:32], d[:])
 	binary.BigEndian.PutUint64(hdr[32:40], size)
@@ -390,8 +440,7 @@ func (n *Node) push(ctx context.Context, p blobPeer, d blobstore.Digest, size ui
 	}
 	var sent uint64
 	for data := range ch {
-		c.SetWriteDeadline(time.Now().Add(blobIOTimeout))
-		if _, err := c.Write(data); err != nil {
+		if err := sendChunk(c, src, data); err != nil {
 			return fail(err)
 		}
 		sent += uint64(len(data))

@@ -300,6 +300,59 @@ func (w *Writer) Write(p []byte) (int, error) {
 	return n, nil
 }
 
+// ReadFrom appends the bytes of r until r ends or the blob has its announced size; it
+// never reads past that size. A writer that does not check the digest lets its file read
+// r (os.File.ReadFrom), so that bytes from a TCP connection go to the file with splice(2)
+// instead of through a buffer in this process; r must then be the connection itself, or
+// an *io.LimitedReader of it, for the kernel to see the socket. A failure of r and one of
+// the file are not told apart: either fails the writer.
+func (w *Writer) ReadFrom(r io.Reader) (int64, error) {
+	if w.err != nil {
+		return 0, w.err
+	}
+	rest := w.size - w.n
+	lr, ok := r.(*io.LimitedReader)
+	if !ok || lr.N > rest {
+		lr = &io.LimitedReader{R: r, N: rest}
+	}
+	var k int64
+	var err error
+	if w.h != nil {
+		k, err = io.Copy(onlyWriter{w}, lr) // through Write: the hash sees every byte
+	} else {
+		k, err = w.f.ReadFrom(lr)
+		if w.behind && k > 0 {
+			startWriteback(w.f, w.n, k)
+		}
+		w.n += k
+	}
+	if err != nil && w.err == nil {
+		w.err = fmt.Errorf("blobstore: %w", err)
+	}
+	return k, w.err
+}
+
+// onlyWriter hides a writer's ReadFrom from io.Copy.
+type onlyWriter struct{ w io.Writer }
+
+func (o onlyWriter) Write(p []byte) (int, error) { return o.w.Write(p) }
+
+// Open opens the blob's file for reading from its start, with a file offset of its own,
+// for the caller to close: the bytes written so far can be read from it, and those
+// written later once they are, so that a sender can pass them on from the file (with
+// sendfile(2)) instead of from memory. A recycled file holds an older blob's bytes past
+// those written.
+func (w *Writer) Open() (*os.File, error) {
+	if w.f == nil {
+		return nil, fmt.Errorf("blobstore: writer already finished")
+	}
+	f, err := os.Open(w.f.Name())
+	if err != nil {
+		return nil, fmt.Errorf("blobstore: %w", err)
+	}
+	return f, nil
+}
+
 // WriteBehind makes each later Write start the write-back of its bytes to the disk right
 // away (sync_file_range on Linux; nothing elsewhere), for a blob that Commit will flush:
 // the flush then finds most of the blob on its way to the disk already, instead of all of

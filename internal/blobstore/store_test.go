@@ -3,8 +3,12 @@ package blobstore
 import (
 	"bytes"
 	"errors"
+	"io"
+	"math/rand/v2"
+	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"testing"
 )
 
@@ -230,5 +234,108 @@ func TestWriteBehind(t *testing.T) {
 	}
 	if got, err := s.Get(d); err != nil || !bytes.Equal(got, data) {
 		t.Fatalf("Get after a write-behind blob: %d bytes, %v; want %d", len(got), err, len(data))
+	}
+}
+
+// tcpPair returns the two ends of a loopback TCP connection.
+func tcpPair(t *testing.T) (client, server net.Conn) {
+	t.Helper()
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	client, err = net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if server, err = ln.Accept(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { client.Close(); server.Close() })
+	return client, server
+}
+
+// TestWriterReadFrom reads blobs from a TCP connection, the way a follower receives
+// them: whether the file reads the socket itself (no digest check) or the writer hashes
+// the bytes, ReadFrom stops at the announced size, leaving what follows in the
+// connection, and a short stream leaves a blob that Commit refuses.
+func TestWriterReadFrom(t *testing.T) {
+	data := make([]byte, 3<<20+17) // more than one splice
+	rand.NewChaCha8([32]byte{1}).Read(data)
+	d := Sum(data)
+	for _, verify := range []bool{false, true} {
+		s, err := Open(t.TempDir())
+		if err != nil {
+			t.Fatal(err)
+		}
+		client, server := tcpPair(t)
+		go func() { client.Write(append(slices.Clip(data), "next"...)) }()
+		w, err := s.Create(d, int64(len(data)), verify)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if k, err := w.ReadFrom(server); err != nil || k != int64(len(data)) || w.Written() != k {
+			t.Fatalf("verify=%v: ReadFrom = %d, %v (written %d), want %d", verify, k, err, w.Written(), len(data))
+		}
+		next := make([]byte, 4)
+		if _, err := io.ReadFull(server, next); err != nil || string(next) != "next" {
+			t.Fatalf("verify=%v: after the blob the connection holds %q, %v; want \"next\"", verify, next, err)
+		}
+		if err := w.Commit(false); err != nil {
+			t.Fatal(err)
+		}
+		if got, err := s.Get(d); err != nil || !bytes.Equal(got, data) {
+			t.Fatalf("verify=%v: stored blob differs (%v)", verify, err)
+		}
+
+		// Half the bytes, then the sender goes away.
+		s.Remove(d)
+		client, server = tcpPair(t)
+		go func() { client.Write(data[:len(data)/2]); client.Close() }()
+		w, _ = s.Create(d, int64(len(data)), verify)
+		if k, err := w.ReadFrom(server); err != nil || k != int64(len(data)/2) {
+			t.Fatalf("verify=%v: ReadFrom of a cut stream = %d, %v; want %d, nil", verify, k, err, len(data)/2)
+		}
+		if err := w.Commit(false); !errors.Is(err, ErrCorrupt) || s.Has(d) {
+			t.Fatalf("verify=%v: Commit of a short blob: %v, stored %v; want ErrCorrupt", verify, err, s.Has(d))
+		}
+		s.Close()
+	}
+}
+
+// TestWriterOpen reads a blob's bytes through Open while it is written, from a recycled
+// file that still holds a longer blob's bytes.
+func TestWriterOpen(t *testing.T) {
+	s, err := Open(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	old := bytes.Repeat([]byte("x"), 100)
+	od, _ := s.Put(old, false)
+	s.Remove(od) // its file is recycled
+	data := []byte("an encrypted update")
+	w, err := s.Create(Sum(data), int64(len(data)), true)
+	if err != nil || len(s.free) != 0 {
+		t.Fatalf("Create: %v, %d free files left; want the one reused", err, len(s.free))
+	}
+	f, err := w.Open()
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	got := make([]byte, len(data))
+	for _, part := range [][]byte{data[:5], data[5:]} {
+		w.Write(part)
+		if _, err := io.ReadFull(f, got[:len(part)]); err != nil || !bytes.Equal(got[:len(part)], part) {
+			t.Fatalf("read %q, %v; want %q", got[:len(part)], err, part)
+		}
+	}
+	if err := w.Commit(false); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.Open(); err == nil {
+		t.Fatal("Open after Commit succeeded")
 	}
 }
