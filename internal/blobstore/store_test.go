@@ -150,8 +150,9 @@ func TestClosedStore(t *testing.T) {
 	}
 }
 
-// TestRecycledFiles writes blobs into the files of removed ones: a shorter blob must not
-// keep the tail of the longer one it replaces.
+// TestRecycledFiles writes blobs into the files of removed ones, which were flushed (one
+// that was not is deleted instead): a shorter blob must not keep the tail of the longer
+// one it replaces.
 func TestRecycledFiles(t *testing.T) {
 	s, err := Open(t.TempDir())
 	if err != nil {
@@ -159,7 +160,15 @@ func TestRecycledFiles(t *testing.T) {
 	}
 	defer s.Close()
 	long := bytes.Repeat([]byte("L"), 3<<20)
-	dl, err := s.Put(long, false)
+	// A blob committed without a flush is deleted: its dirty pages go unwritten.
+	dn, err := s.Put([]byte("not flushed"), false)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Remove(dn); err != nil || s.Has(dn) || len(s.free) != 0 {
+		t.Fatalf("Remove of a blob not flushed: %v; %d free files, want 0", err, len(s.free))
+	}
+	dl, err := s.Put(long, true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -186,7 +195,7 @@ func TestRecycledFiles(t *testing.T) {
 	// Removing more blobs than maxFree deletes the rest.
 	var ds2 []Digest
 	for i := range maxFree + 3 {
-		d, err := s.Put([]byte{byte(i), byte(i >> 8)}, false)
+		d, err := s.Put([]byte{byte(i), byte(i >> 8)}, true)
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -209,7 +218,7 @@ func TestWriteBehind(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer s.Close()
-	old, err := s.Put(bytes.Repeat([]byte("o"), 5<<20), false)
+	old, err := s.Put(bytes.Repeat([]byte("o"), 5<<20), true)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -313,7 +322,7 @@ func TestWriterOpen(t *testing.T) {
 	}
 	defer s.Close()
 	old := bytes.Repeat([]byte("x"), 100)
-	od, _ := s.Put(old, false)
+	od, _ := s.Put(old, true)
 	s.Remove(od) // its file is recycled
 	data := []byte("an encrypted update")
 	w, err := s.Create(Sum(data), int64(len(data)), true)
