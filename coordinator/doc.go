@@ -148,5 +148,9 @@
 // alone and reports the ratio it leaves room for (ceiling): on a slower 2-core machine,
 // for 16 and 64 MiB updates written to the page cache, with and without TLS, the ceiling
 // was 0.45 to 0.55, about the target itself, and the cluster reached 0.86 to 1.10 of it
-// (the ceiling is an estimate good to about a tenth).
+// (the ceiling is an estimate good to about a tenth). Since the copy to the follower goes
+// through the kernel (sendfile and splice over plain TCP, BenchmarkBlobTransfer) and the
+// blob store no longer recycles files with dirty pages, an AMD EPYC gave 0.52 to 0.59 for
+// 16 and 64 MiB in page-cache mode (ceiling 0.53 to 0.57) and 0.46 to 0.52 with TLS; with
+// SyncUpdates the single disk the three nodes share on one machine bounds the rate.
 package coordinator
