@@ -420,10 +420,10 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int, 
 // BenchmarkIngest makes them), and sends it to one peer with sendChunk, from the file it
 // wrote it to as push does, over cfg's Raft stream layer (mutual TLS, or plain TCP when
 // insecure); the peer reads the connection as serveBlobConn does and stores the blob
-// with storeFromConn. With
-// cfg.SyncUpdates both flush each blob before naming it, as the nodes do. Every update
-// passes through rounds times, each round's blobs removed before the next (their files
-// recycled when flushed, deleted otherwise, as the nodes' are once a round is published).
+// with storeFromConn. With cfg.SyncUpdates both flush each blob before naming it, as the
+// nodes do. Every update passes through rounds times, each round's blobs removed before
+// the next (their files recycled when flushed, deleted otherwise, as the nodes' are once
+// a round is published).
 //
 // On a machine where both the cluster and the sink keep every core busy, the ratio of
 // their rates is about the inverse ratio of their CPU time per MiB, and the cluster
