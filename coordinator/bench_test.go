@@ -97,8 +97,9 @@ func (sinkServer) SubmitUpdate(stream grpc.ClientStreamingServer[pb.UploadChunk,
 // many sink rounds as bring the sink's timed total up to the cluster's, so that both
 // sides run for about as long, interleaved, under the same conditions (the kernel
 // writing the cluster's blobs back to disk, another tenant of the host, the clock
-// speed). Each side first runs one untimed round, so neither pays for dialling, creating
-// its first files or growing its pools in the timed ones. Short configurations (2 MiB
+// speed). Each configuration starts once the disk has written back what the one before
+// left (settleDisk), and each side first runs one untimed round, so neither pays for
+// dialling, creating its first files or growing its pools in the timed ones. Short configurations (2 MiB
 // with 4 hospitals) time only a few hundred milliseconds at -benchtime 10x; give them
 // more rounds for a steady figure. It reports both rates in MiB/s and their ratio
 // (target >= 0.5), and from the leader's metrics the mean time per accepted update to
@@ -212,6 +213,7 @@ func profiled(b *testing.B, name string, f func()) {
 const ingestInFlight = 4
 
 func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int, secure bool) {
+	settleDisk()
 	var ca *testPKI
 	if secure {
 		ca = newTestPKI(b)
