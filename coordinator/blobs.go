@@ -9,6 +9,7 @@ import (
 	"io"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"time"
 
@@ -323,9 +324,19 @@ func (n *Node) topUp(peers []blobPeer, held, need int, errs []error, push func(b
 		}
 	}
 	if held < need {
-		return fmt.Errorf("%w: blob stored on %d of the %d nodes a majority needs: %v", ErrNotLeader, held+1, need+1, errors.Join(errs...))
+		return fmt.Errorf("%w: stored on %d of the %d nodes a majority needs (%s)", ErrReplicas, held+1, need+1, oneLine(errs))
 	}
 	return nil
+}
+
+// oneLine joins the messages of errs with semicolons, for an error that reaches a client
+// as a gRPC status message.
+func oneLine(errs []error) string {
+	msgs := make([]string, len(errs))
+	for i, err := range errs {
+		msgs[i] = err.Error()
+	}
+	return strings.Join(msgs, "; ")
 }
 
 // storeReplicated stores data this node made (an aggregate) in its blob store and on as
@@ -382,7 +393,7 @@ func (n *Node) blob(ctx context.Context, d blobstore.Digest) ([]byte, error) {
 		}
 		return data, nil
 	}
-	return nil, fmt.Errorf("%w: blob %s is on no reachable node: %v", ErrNotFound, d, errors.Join(errs...))
+	return nil, fmt.Errorf("%w: blob %s is on no reachable node (%s)", ErrNotFound, d, oneLine(errs))
 }
 
 func (n *Node) fetchBlob(ctx context.Context, p blobPeer, d blobstore.Digest) ([]byte, error) {

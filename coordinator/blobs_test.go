@@ -8,10 +8,13 @@ import (
 	"io"
 	"net"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
 	"go.uber.org/goleak"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/medfed/medfed/coordinator/coordclient"
 	"github.com/medfed/medfed/internal/blobstore"
@@ -467,5 +470,33 @@ func FuzzBlobConn(f *testing.F) {
 			}
 		}
 	})
+	tc.closeAll()
+}
+
+// TestTooFewReplicas: when the peers refuse a blob, the write fails with ErrReplicas, an
+// Unavailable status that a client retries, whose message says how many nodes hold the
+// bytes and why the others do not, and does not point at a missing leader.
+func TestTooFewReplicas(t *testing.T) {
+	tc := startCluster(t, 3)
+	leader := tc.leader()
+	for i, n := range tc.nodes {
+		if i != leader {
+			n.blobs.Close() // Create fails on the followers; Raft goes on
+		}
+	}
+	n := tc.nodes[leader]
+	_, err := n.storeReplicated(testCtx(t), bytes.Repeat([]byte("aggregate "), 300000))
+	if !errors.Is(err, ErrReplicas) || errors.Is(err, ErrNotLeader) {
+		t.Fatalf("store with both peers refusing: %v, want ErrReplicas", err)
+	}
+	st := status.Convert(n.toStatus(err))
+	for _, want := range []string{"too few replicas", "stored on 1 of the 2 nodes a majority needs", blobstore.ErrClosed.Error()} {
+		if !strings.Contains(st.Message(), want) {
+			t.Errorf("message %q does not say %q", st.Message(), want)
+		}
+	}
+	if st.Code() != codes.Unavailable || strings.Contains(st.Message(), "leader") {
+		t.Errorf("status %v %q, want Unavailable without a leader hint", st.Code(), st.Message())
+	}
 	tc.closeAll()
 }

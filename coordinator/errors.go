@@ -39,6 +39,10 @@ var (
 	ErrTooLarge = errors.New("coordinator: too large")
 	// ErrNotLeader reports a write that found no leader to take it. Unavailable.
 	ErrNotLeader = errors.New("coordinator: no leader")
+	// ErrReplicas reports bytes (an update, an aggregate) that could not be stored on as
+	// many nodes as a majority needs, because peers were down or refused them; nothing
+	// was committed. Unavailable, so a client retries, on this node or another.
+	ErrReplicas = errors.New("coordinator: too few replicas")
 	// ErrCeremony reports a key-ceremony step out of order or that the federation's ceremony
 	// is not complete. FailedPrecondition.
 	ErrCeremony = errors.New("coordinator: key ceremony")

@@ -43,7 +43,7 @@ func StatusCode(err error) codes.Code {
 		return codes.PermissionDenied
 	case errors.Is(err, ErrTooLarge):
 		return codes.ResourceExhausted
-	case errors.Is(err, ErrNotLeader):
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrReplicas):
 		return codes.Unavailable
 	case errors.Is(err, context.Canceled):
 		return codes.Canceled
@@ -54,8 +54,8 @@ func StatusCode(err error) codes.Code {
 }
 
 // toStatus converts err into a gRPC status error at the service boundary. Status errors
-// relayed from the leader pass through unchanged. A node without a leader says which
-// leader it last knew, if any.
+// relayed from the leader pass through unchanged. A write that found no leader says which
+// leader the node last knew, if any.
 func (n *Node) toStatus(err error) error {
 	if err == nil {
 		return nil
@@ -65,7 +65,7 @@ func (n *Node) toStatus(err error) error {
 	}
 	code := StatusCode(err)
 	msg := err.Error()
-	if code == codes.Unavailable {
+	if errors.Is(err, ErrNotLeader) {
 		if _, id := n.raft.LeaderWithID(); id != "" {
 			msg += fmt.Sprintf(" (leader: %s at %s)", id, n.grpcAddrOf(string(id)))
 		}
