@@ -81,6 +81,12 @@ type Config struct {
 	// DataDir holds the Raft log (raft.db, bolt), snapshots and the stored update blobs
 	// (blobs/). A node restarts from it.
 	DataDir string
+	// RaftDir, if set, holds the Raft log and snapshots instead of DataDir, so that the
+	// log's fsync at every commit can go to a device of its own, away from the update
+	// bytes (as etcd's --wal-dir). The first start records it in DataDir (file raft-dir);
+	// later starts use the recorded one and refuse a different RaftDir, or a recorded
+	// directory without raft.db (an unmounted volume), rather than start with an empty log.
+	RaftDir string
 	// RaftAddr is the address the Raft transport listens on and advertises. The same port
 	// carries the copies of update bytes between nodes.
 	RaftAddr string

@@ -72,7 +72,7 @@ type Node struct {
 	closeErr  error
 }
 
-// New starts a node: it opens (or creates) the Raft state in cfg.DataDir, bootstraps the
+// New starts a node: it opens (or creates) the Raft state in cfg.DataDir (or RaftDir), bootstraps the
 // cluster from cfg.Peers if the state is new, and starts serving. A nil logger discards.
 func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 	if err := cfg.Validate(); err != nil {
@@ -128,12 +128,24 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 		return nil, fmt.Errorf("raft config: %w", err)
 	}
 
+	rdir, record, err := raftDir(cfg.DataDir, cfg.RaftDir)
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(rdir, 0o700); err != nil {
+		return nil, fmt.Errorf("raft dir: %w", err)
+	}
 	// The freelist is rebuilt when the file is opened rather than written at every commit
 	// (as Consul does); every log write is still fsynced.
-	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.DataDir, "raft.db"),
+	n.store, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(rdir, "raft.db"),
 		BoltOptions: &bbolt.Options{Timeout: time.Second, NoFreelistSync: true, FreelistType: bbolt.FreelistMapType}})
 	if err != nil {
 		return nil, fmt.Errorf("raft log store: %w", err)
+	}
+	if record {
+		if err := recordRaftDir(cfg.DataDir, rdir); err != nil {
+			return nil, err
+		}
 	}
 	// The leader replicates recent entries from memory instead of reading them back from
 	// bolt; at most raftLogCache chunk entries (of at most MaxChunkBytes) are held.
@@ -141,7 +153,7 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft log cache: %w", err)
 	}
-	snaps, err := raft.NewFileSnapshotStoreWithLogger(cfg.DataDir, 2, hl)
+	snaps, err := raft.NewFileSnapshotStoreWithLogger(rdir, 2, hl)
 	if err != nil {
 		return nil, fmt.Errorf("raft snapshot store: %w", err)
 	}

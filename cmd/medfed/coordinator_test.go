@@ -241,12 +241,12 @@ func TestCoordinatorBadFlags(t *testing.T) {
 
 func TestCoordinatorDurabilityFlags(t *testing.T) {
 	args := []string{"--node-id", "n1", "--data-dir", "d", "--raft-addr", "127.0.0.1:1", "--grpc-addr", "127.0.0.1:2",
-		"--peers", "n1=127.0.0.1:1", "--insecure", "--sync-updates", "--ceremony-timeout", "45m"}
+		"--peers", "n1=127.0.0.1:1", "--insecure", "--sync-updates", "--ceremony-timeout", "45m", "--raft-dir", "/log/n1"}
 	cfg, _, err := coordinatorConfig(args, io.Discard)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !cfg.SyncUpdates || cfg.CeremonyTimeout != 45*time.Minute {
-		t.Fatalf("SyncUpdates %v, CeremonyTimeout %v; want true and 45m", cfg.SyncUpdates, cfg.CeremonyTimeout)
+	if !cfg.SyncUpdates || cfg.CeremonyTimeout != 45*time.Minute || cfg.RaftDir != "/log/n1" {
+		t.Fatalf("SyncUpdates %v, CeremonyTimeout %v, RaftDir %q; want true, 45m and /log/n1", cfg.SyncUpdates, cfg.CeremonyTimeout, cfg.RaftDir)
 	}
 }
