@@ -14,6 +14,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"runtime/pprof"
 	"sync"
 	"sync/atomic"
@@ -121,6 +122,11 @@ func (sinkServer) SubmitUpdate(stream grpc.ClientStreamingServer[pb.UploadChunk,
 // (Config.SyncUpdates; "pagecache" is the default), and the number of hospitals: with 16
 // a round is a longer stream, so its start (which, after the previous round's
 // decryption, finds the process's caches and pools cold) weighs less.
+//
+// With MEDFED_INGEST_RAFT_DIR=DIR each node keeps its Raft log and snapshots in DIR/<node
+// ID> (Config.RaftDir), on a device other than the blobs' if DIR is on one: with
+// /dev/shm, say, the commits stop waiting for the shared disk (tmpfs keeps nothing over a
+// reboot: a measurement of what the log's fsync costs there, not a deployment).
 func BenchmarkIngest(b *testing.B) {
 	for _, values := range []int{1 << 16, 1 << 19, 1 << 21} {
 		for _, sync := range []bool{false, true} {
@@ -218,9 +224,20 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int, 
 	if secure {
 		ca = newTestPKI(b)
 	}
+	raftDirs := os.Getenv("MEDFED_INGEST_RAFT_DIR")
+	if raftDirs != "" {
+		var err error
+		if raftDirs, err = os.MkdirTemp(raftDirs, "ingest"); err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() { os.RemoveAll(raftDirs) }) // after the cluster closes (registered before it)
+	}
 	tc := startClusterWith(b, 3, func(c *Config) {
 		benchTune(c)
 		c.SyncUpdates = syncUpdates
+		if raftDirs != "" {
+			c.RaftDir = filepath.Join(raftDirs, c.NodeID)
+		}
 		if secure {
 			ca.serverNode(c)
 		}
