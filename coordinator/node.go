@@ -72,8 +72,9 @@ type Node struct {
 	closeErr  error
 }
 
-// New starts a node: it opens (or creates) the Raft state in cfg.DataDir (or RaftDir), bootstraps the
-// cluster from cfg.Peers if the state is new, and starts serving. A nil logger discards.
+// New starts a node: it opens (or creates) the Raft state in cfg.DataDir (or RaftDir),
+// bootstraps the cluster from cfg.Peers if the state is new, and starts serving. A nil
+// logger discards.
 func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
