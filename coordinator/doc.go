@@ -21,6 +21,14 @@
 // clock and draws no randomness. A follower answers reads from its own state and forwards
 // writes to the leader (ClusterService.Propose, allowed for coordinator certificates only),
 // then waits until it has applied them, so a client reads its own writes from any node.
+// Before any call to the federation, ceremony or round services, a node catches up with
+// what was committed when the call arrived: a follower (one just restarted, say) applies
+// the log as far as the leader has, asking it its applied index, and a new leader applies
+// the entries of earlier terms, which Raft commits only with the first entry of its term
+// (a barrier, once per term). So no node answers "not found" for a federation or round the
+// cluster has, or checks an upload against a round state older than an acknowledgement.
+// Without a known leader these calls fail with Unavailable after about one election;
+// ClusterService.Status answers regardless.
 // Nodes find the leader's gRPC address in the replicated state (each leader records the
 // addresses of --grpc-peers) or in their own configuration.
 //

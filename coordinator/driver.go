@@ -39,7 +39,7 @@ func (n *Node) drive(ctx context.Context) {
 		}
 		if !addrsRecorded {
 			// A new leader first applies everything committed before it took over.
-			if err := n.raft.Barrier(n.cfg.ApplyTimeout).Error(); err != nil {
+			if err := n.leaderUpToDate(); err != nil {
 				continue
 			}
 			addrsRecorded = n.recordAddrs(ctx) == nil

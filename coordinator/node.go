@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
@@ -57,6 +58,8 @@ type Node struct {
 	httpLn  net.Listener
 
 	metrics *metrics
+
+	upToDateTerm atomic.Uint64 // the last term in which leaderUpToDate saw the log applied
 
 	reg *inference.Registry
 	inf *inference.Server
@@ -208,7 +211,7 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 	gate := certificateGate{insecure: cfg.Insecure}
 	recv := max(maxCommandBytes+4096, int(inferenceDefaults(cfg.Inference).MaxBodyBytes)+4096)
 	n.grpcSrv = grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(recv),
-		grpc.ChainUnaryInterceptor(gate.unary), grpc.ChainStreamInterceptor(gate.stream))
+		grpc.ChainUnaryInterceptor(gate.unary, n.upToDateUnary), grpc.ChainStreamInterceptor(gate.stream, n.upToDateStream))
 	pb.RegisterFederationServiceServer(n.grpcSrv, &federationServer{n: n})
 	pb.RegisterCeremonyServiceServer(n.grpcSrv, &ceremonyServer{n: n})
 	pb.RegisterRoundServiceServer(n.grpcSrv, &roundServer{n: n})

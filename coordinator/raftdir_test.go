@@ -38,9 +38,11 @@ func TestRaftDir(t *testing.T) {
 	tc.cfgs[0].RaftDir = ""
 	tc.start(0)
 	tc.leader()
-	if _, err := tc.nodes[0].FSM().Federation("a"); err != nil {
-		t.Fatalf("restarted without the flag: %v", err)
-	}
+	// Becoming leader comes before applying the replayed log: wait for the entry.
+	waitFor(t, "the restarted node to apply federation a from its log", func() bool {
+		_, err := tc.nodes[0].FSM().Federation("a")
+		return err == nil
+	})
 	tc.stop(0)
 
 	tc.cfgs[0].RaftDir = t.TempDir()
