@@ -12,6 +12,7 @@ import (
 	"filippo.io/age"
 
 	"github.com/medfed/medfed/crypto/seal"
+	"github.com/medfed/medfed/internal/atomicfile"
 )
 
 // stateVersion is the version of the state file layout.
@@ -112,31 +113,7 @@ func (s *store) write(name string, data []byte) error {
 	if err != nil {
 		return err
 	}
-	path := filepath.Join(s.dir, name)
-	tmp, err := os.CreateTemp(s.dir, "."+name+".tmp*")
-	if err != nil {
-		return err
-	}
-	defer os.Remove(tmp.Name())
-	if _, err := tmp.Write(ct); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return err
-	}
-	if err := tmp.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return err
-	}
-	if d, err := os.Open(s.dir); err == nil {
-		d.Sync()
-		d.Close()
-	}
-	return nil
+	return atomicfile.WriteFile(filepath.Join(s.dir, name), ct, 0o600)
 }
 
 const stateFile = "state.age"

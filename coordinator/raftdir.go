@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+
+	"github.com/medfed/medfed/internal/atomicfile"
 )
 
 // raftDirRecord is the file in DataDir that names the directory of the node's Raft state
@@ -61,35 +63,8 @@ func raftDir(dataDir, want string) (dir string, record bool, err error) {
 
 // recordRaftDir writes dir as the Raft directory of dataDir, durably.
 func recordRaftDir(dataDir, dir string) error {
-	tmp := filepath.Join(dataDir, raftDirRecord+".tmp")
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
-	if err != nil {
-		return fmt.Errorf("raft dir record: %w", err)
-	}
-	_, err = f.WriteString(dir + "\n")
-	if err == nil {
-		err = f.Sync()
-	}
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if err == nil {
-		err = os.Rename(tmp, filepath.Join(dataDir, raftDirRecord))
-	}
-	if err == nil {
-		err = syncDir(dataDir)
-	}
-	if err != nil {
+	if err := atomicfile.WriteFile(filepath.Join(dataDir, raftDirRecord), []byte(dir+"\n"), 0o600); err != nil {
 		return fmt.Errorf("raft dir record: %w", err)
 	}
 	return nil
-}
-
-func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
 }

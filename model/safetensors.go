@@ -12,10 +12,11 @@ import (
 	"maps"
 	"math"
 	"os"
-	"path/filepath"
 	"slices"
 	"strconv"
 	"unicode/utf8"
+
+	"github.com/medfed/medfed/internal/atomicfile"
 )
 
 // Version is the MedFed version written into the metadata of every file Save writes.
@@ -136,38 +137,9 @@ func writeJSONString(buf *bytes.Buffer, s string) {
 // SaveFile writes m to path with Save, atomically: it writes a temporary file in the same
 // directory, syncs it and renames it over path, so readers see the old file or the new one,
 // never a partial one. The file is created with mode 0600.
-func SaveFile(path string, m *Sequential, meta map[string]string) (err error) {
-	dir, base := filepath.Split(path)
-	if dir == "" {
-		dir = "."
-	}
-	f, err := os.CreateTemp(dir, "."+base+".tmp-*")
-	if err != nil {
-		return fmt.Errorf("save %s: %w", path, err)
-	}
-	defer func() {
-		if err != nil {
-			f.Close()
-			os.Remove(f.Name())
-			err = fmt.Errorf("save %s: %w", path, err)
-		}
-	}()
-	if err := Save(f, m, meta); err != nil {
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(f.Name(), path); err != nil {
-		return err
-	}
-	// Make the rename durable; not every platform can sync a directory, so this is best effort.
-	if d, err := os.Open(dir); err == nil {
-		d.Sync()
-		d.Close()
+func SaveFile(path string, m *Sequential, meta map[string]string) error {
+	if err := atomicfile.Write(path, 0o600, func(w io.Writer) error { return Save(w, m, meta) }); err != nil {
+		return fmt.Errorf("save: %w", err)
 	}
 	return nil
 }
