@@ -5,7 +5,10 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
+	"github.com/medfed/medfed/coordinator/coordclient"
 	"github.com/medfed/medfed/internal/pb"
 )
 
@@ -14,6 +17,7 @@ import (
 // applied what it missed, and a node elected leader applies the entries of earlier terms
 // only once an entry of its own term commits: both must wait (or send the caller
 // elsewhere, Unavailable) instead of answering "not found" for a federation that exists.
+// A node without a leader answers Unavailable, and Status still answers.
 func TestReadsAfterRestart(t *testing.T) {
 	tune := func(c *Config) {
 		// No snapshots: a restarted node replays its whole log, which widens the window
@@ -40,6 +44,31 @@ func TestReadsAfterRestart(t *testing.T) {
 		tc.start(f)
 		if _, _, err := onlyF.FetchModel(testCtx(t), "late", 0, "f32"); err != nil {
 			t.Fatalf("restarted follower %s: model version 0: %v", tc.cfgs[f].NodeID, err)
+		}
+	})
+
+	t.Run("no leader", func(t *testing.T) {
+		tc := startClusterWith(t, 3, tune)
+		c := newClient(t, tc.addrs())
+		if _, err := c.CreateFederation(testCtx(t), &pb.FederationSpec{Name: "f", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
+			t.Fatal(err)
+		}
+		tc.stop(1)
+		tc.stop(2)
+		waitFor(t, "n1 to know no leader", func() bool {
+			_, id := tc.nodes[0].raft.LeaderWithID()
+			return id == ""
+		})
+		once, err := coordclient.New([]string{tc.cfgs[0].GRPCAddr}, coordclient.Options{MaxAttempts: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer once.Close()
+		if _, err := once.Federation(testCtx(t), "f"); status.Code(err) != codes.Unavailable {
+			t.Errorf("federation without a quorum: %v, want Unavailable", err)
+		}
+		if st, err := once.Status(testCtx(t)); err != nil || st.LeaderId != "" {
+			t.Errorf("status without a quorum: %v, %v", st, err)
 		}
 	})
 

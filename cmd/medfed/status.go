@@ -52,6 +52,10 @@ type clusterView struct {
 	Leader      string           `json:"leader"`
 	Nodes       []nodeView       `json:"nodes"`
 	Federations []federationStat `json:"federations"`
+	// FederationsError says why Federations is empty when the federations could not be
+	// read: without a leader no node can tell whether its state is current, so the nodes
+	// do not answer for it.
+	FederationsError string `json:"federations_error,omitempty"`
 }
 
 type nodeView struct {
@@ -115,17 +119,20 @@ func latestVersion(f *pb.Federation) uint64 {
 }
 
 // clusterStatusOf asks one node for the cluster's configuration and the federations, and
-// each node for its own Raft state.
+// each node for its own Raft state. Without a leader (no quorum) it reports the nodes and,
+// instead of the federations, why they are missing.
 func clusterStatusOf(ctx context.Context, c *coordclient.Client, cf *coordinatorFlags) (*clusterView, error) {
 	st, err := c.Status(ctx)
 	if err != nil {
 		return nil, err
 	}
-	feds, err := c.Federations(ctx)
-	if err != nil {
+	out := &clusterView{Leader: st.LeaderId, Nodes: []nodeView{}, Federations: []federationStat{}}
+	var feds []*pb.Federation
+	if st.LeaderId == "" {
+		out.FederationsError = fmt.Sprintf("not shown: node %s knows no leader (no quorum?), so no node can vouch for its federation state", st.NodeId)
+	} else if feds, err = c.Federations(ctx); err != nil {
 		return nil, err
 	}
-	out := &clusterView{Leader: st.LeaderId, Nodes: []nodeView{}, Federations: []federationStat{}}
 	creds, err := cf.tls.clientCreds()
 	if err != nil {
 		return nil, err
@@ -176,7 +183,9 @@ func printStatus(w io.Writer, st *clusterView) {
 		fmt.Fprintf(w, "  %-12s %-10s grpc %-21s raft %-21s %s\n", n.ID, n.State, cmpOr(n.Address, "-"), n.RaftAddr, n.Suffrage)
 	}
 	fmt.Fprintln(w, "\nfederations:")
-	if len(st.Federations) == 0 {
+	if st.FederationsError != "" {
+		fmt.Fprintf(w, "  %s\n", st.FederationsError)
+	} else if len(st.Federations) == 0 {
 		fmt.Fprintln(w, "  none")
 	}
 	for _, f := range st.Federations {
