@@ -322,46 +322,6 @@ func (n *Node) recvHeader(stream uploadStream) (*pb.UploadHeader, error) {
 	return h, nil
 }
 
-// receiveBlob stages the data of an upload stream under key, checking it against the
-// header's length and digest.
-func (n *Node) receiveBlob(stream uploadStream, key string, h *pb.UploadHeader) error {
-	ctx := stream.Context()
-	st := &stager{n: n, key: key, digest: h.Sha256, total: h.TotalLength}
-	sum := sha256.New()
-	var got uint64
-	for {
-		m, err := stream.Recv()
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return err
-		}
-		if m.GetHeader() != nil {
-			return fmt.Errorf("%w: second header in upload stream", ErrInvalid)
-		}
-		data := m.GetData()
-		if len(data) > MaxChunkBytes {
-			return fmt.Errorf("%w: chunk of %d bytes, limit %d", ErrTooLarge, len(data), MaxChunkBytes)
-		}
-		got += uint64(len(data))
-		if got > h.TotalLength {
-			return fmt.Errorf("%w: stream carries more than the %d bytes its header announced", ErrTooLarge, h.TotalLength)
-		}
-		sum.Write(data)
-		if err := st.write(ctx, data); err != nil {
-			return err
-		}
-	}
-	if got != h.TotalLength {
-		return fmt.Errorf("%w: stream ended after %d of the %d bytes its header announced", ErrInvalid, got, h.TotalLength)
-	}
-	if d := sum.Sum(nil); !bytes.Equal(d, h.Sha256) {
-		return fmt.Errorf("%w: data has sha256 %x, header announced %x", ErrInvalid, d[:8], h.Sha256[:8])
-	}
-	return st.finish(ctx)
-}
-
 // openUpload reads a hospital upload's header and checks that the caller's certificate is
 // the hospital the header names. The stream has caught up (upToDateStream), so checks against
 // the round state see every accepted upload.

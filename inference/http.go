@@ -422,7 +422,7 @@ func (s *Server) explainREST(w http.ResponseWriter, r *http.Request) (int, error
 			return 0, fmt.Errorf("%w: parameter %q: %v", ErrInvalidInput, k, err)
 		}
 	}
-	e, err := sm.Explain(r.Context(), x, n, ExplainOptions{Method: p.Method, Steps: p.Steps, Target: p.Target}, s.cfg.IGSteps)
+	e, err := sm.Explain(r.Context(), x, n, ExplainOptions(p), s.cfg.IGSteps)
 	if err != nil {
 		return 0, err
 	}

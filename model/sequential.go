@@ -31,6 +31,16 @@ func newSequential(spec Spec, layers []layer, seed uint64) *Sequential {
 	return m
 }
 
+// inferenceRun takes a run for inference from the pool, or makes one; put it back with
+// m.runs.Put.
+func (m *Sequential) inferenceRun() *run {
+	if rp, ok := m.runs.Get().(*run); ok {
+		return rp
+	}
+	r := m.newRun(env{rng: rand.New(rand.NewPCG(m.seed, 0))})
+	return &r
+}
+
 func (m *Sequential) newRun(e env) run {
 	r := make(run, len(m.layers))
 	for i, l := range m.layers {
@@ -103,11 +113,9 @@ func (m *Sequential) Predict(x []float32, n int) []float32 {
 	if len(x) != n*in {
 		panic(fmt.Sprintf("model: Predict got %d values for %d samples of %d", len(x), n, in))
 	}
-	r, _ := m.runs.Get().(run)
-	if r == nil {
-		r = m.newRun(env{rng: rand.New(rand.NewPCG(m.seed, 0))})
-	}
-	defer m.runs.Put(r)
+	rp := m.inferenceRun()
+	defer m.runs.Put(rp)
+	r := *rp
 	y := make([]float32, n*out)
 	for lo := 0; lo < n; lo += predictBatch {
 		hi := min(lo+predictBatch, n)
@@ -134,11 +142,9 @@ func (m *Sequential) InputGradients(x []float32, n int, class []int) ([]float32,
 			return nil, fmt.Errorf("class %d of sample %d outside [0, %d)", c, i, out)
 		}
 	}
-	r, _ := m.runs.Get().(run)
-	if r == nil {
-		r = m.newRun(env{rng: rand.New(rand.NewPCG(m.seed, 0))})
-	}
-	defer m.runs.Put(r)
+	rp := m.inferenceRun()
+	defer m.runs.Put(rp)
+	r := *rp
 	grads := make([][][]float32, len(m.layers)) // parameter gradients are computed and dropped
 	for i, l := range m.layers {
 		for _, p := range l.params() {

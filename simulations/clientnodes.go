@@ -80,8 +80,7 @@ func runClientNodes(ctx context.Context, cfg Config, op *coordclient.Client, add
 				return nil, err
 			}
 		}
-		ri, err := wait(func(s pb.RoundState) bool { return s != pb.RoundState_ROUND_STATE_UNSPECIFIED })
-		if err != nil {
+		if _, err := wait(func(s pb.RoundState) bool { return s != pb.RoundState_ROUND_STATE_UNSPECIFIED }); err != nil {
 			return 0, err
 		}
 		if r == 1 {
@@ -90,7 +89,7 @@ func runClientNodes(ctx context.Context, cfg Config, op *coordclient.Client, add
 			sum.SetupSeconds = time.Since(t0).Seconds()
 		}
 		start := opened
-		ri, err = wait(func(s pb.RoundState) bool {
+		ri, err := wait(func(s pb.RoundState) bool {
 			return s == pb.RoundState_ROUND_STATE_DECRYPTING || s == pb.RoundState_ROUND_STATE_PUBLISHED || s == pb.RoundState_ROUND_STATE_ABORTED
 		})
 		if err != nil {

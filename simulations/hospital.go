@@ -43,12 +43,11 @@ type hospital struct {
 	attack    Attack
 
 	// Secure mode.
-	params  he.Params
-	party   *he.Party
-	pk      *he.PublicKey
-	ageID   *age.X25519Identity
-	signer  *seal.Signer
-	pubKeys seal.Keys
+	params he.Params
+	party  *he.Party
+	pk     *he.PublicKey
+	ageID  *age.X25519Identity
+	signer *seal.Signer
 }
 
 // hospitalRound is what a hospital did in one round.

@@ -163,13 +163,12 @@ type Params struct {
 	profile     Profile
 	fhe         hefloat.Parameters
 	fingerprint [8]byte
-	qBits       []int    // bit length of each prime, the wire width of a coefficient
-	polyBytes   int      // wire size of one polynomial
-	halfQ       float64  // Q/2
-	scale       float64  // 2^LogScale
-	sigma       float64  // error standard deviation
-	pTernary    float64  // probability of a non-zero secret coefficient
-	pow2Mod     []uint64 // 2^k mod q_i is computed on demand from these
+	qBits       []int   // bit length of each prime, the wire width of a coefficient
+	polyBytes   int     // wire size of one polynomial
+	halfQ       float64 // Q/2
+	scale       float64 // 2^LogScale
+	sigma       float64 // error standard deviation
+	pTernary    float64 // probability of a non-zero secret coefficient
 }
 
 // NewParams validates prof, generates its primes and checks the resulting
