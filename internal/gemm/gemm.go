@@ -284,6 +284,7 @@ func packAPanel(dst []float32, p *problem, i0, rows, p0, kb int) {
 			src := p.a[(p0+q)*p.lda+i0:]
 			src = src[:rows]
 			d := dst[q*mr : q*mr+rows]
+			//lint:ignore S1001 see above
 			for r, v := range src {
 				d[r] = v
 			}
