@@ -246,6 +246,9 @@ func TestAddRemoveNode(t *testing.T) {
 		t.Errorf("n2 status %v", st2)
 	}
 
+	if _, err := c2.RemoveNode(ctx, "n9"); status.Code(err) != codes.NotFound {
+		t.Errorf("remove an unknown node: got %v, want NotFound", err)
+	}
 	st, err = c2.RemoveNode(ctx, "n2") // forwarded to the leader
 	if err != nil {
 		t.Fatal(err)
@@ -254,6 +257,9 @@ func TestAddRemoveNode(t *testing.T) {
 		t.Fatalf("after RemoveNode: %v", st.Nodes)
 	}
 	n2.Close()
+	if _, err := c.RemoveNode(ctx, "n1"); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("remove the only node: got %v, want FailedPrecondition", err)
+	}
 	// n1 alone is a quorum again.
 	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{Name: "b", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
 		t.Fatalf("write after RemoveNode: %v", err)

@@ -129,7 +129,8 @@
 // code (StatusCode) at the boundary. With mutual TLS (crypto/pki), a hospital may act only
 // as the client ID its certificate binds (PermissionDenied otherwise), federations and
 // cluster membership are changed by operators, and forwarding is reserved to coordinator
-// nodes.
+// nodes (a follower forwards an operator's AddNode or RemoveNode to the leader with its
+// own certificate, having checked the operator's).
 //
 // # Not done yet
 //

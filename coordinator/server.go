@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -587,8 +588,19 @@ func (n *Node) catchUp(ctx context.Context) error {
 	return n.waitApplied(ctx, st.AppliedIndex)
 }
 
+// authorizeMembership admits an operator, and on the leader also a coordinator node: a
+// follower forwards an operator's AddNode or RemoveNode with its own certificate, having
+// checked the operator's, as it forwards other writes through Propose.
+func (n *Node) authorizeMembership(ctx context.Context) error {
+	err := n.authorize(ctx, pki.RoleOperator, "")
+	if err != nil && n.raft.State() == raft.Leader && n.authorize(ctx, pki.RoleCoordinator, "") == nil {
+		return nil
+	}
+	return err
+}
+
 func (s *clusterServer) AddNode(ctx context.Context, req *pb.AddNodeRequest) (*pb.ClusterStatus, error) {
-	if err := s.n.authorize(ctx, pki.RoleOperator, ""); err != nil {
+	if err := s.n.authorizeMembership(ctx); err != nil {
 		return nil, s.n.toStatus(err)
 	}
 	if err := checkName("node id", req.Id); err != nil || req.RaftAddr == "" || req.GrpcAddr == "" {
@@ -612,7 +624,7 @@ func (s *clusterServer) AddNode(ctx context.Context, req *pb.AddNodeRequest) (*p
 }
 
 func (s *clusterServer) RemoveNode(ctx context.Context, req *pb.RemoveNodeRequest) (*pb.ClusterStatus, error) {
-	if err := s.n.authorize(ctx, pki.RoleOperator, ""); err != nil {
+	if err := s.n.authorizeMembership(ctx); err != nil {
 		return nil, s.n.toStatus(err)
 	}
 	lc, err := s.n.leaderCluster()
@@ -621,6 +633,20 @@ func (s *clusterServer) RemoveNode(ctx context.Context, req *pb.RemoveNodeReques
 	}
 	if lc != nil {
 		return lc.RemoveNode(ctx, req)
+	}
+	f := s.n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return nil, status.Errorf(codes.Unavailable, "remove node %s: %v", req.Id, err)
+	}
+	var ids []string
+	for _, srv := range f.Configuration().Servers {
+		ids = append(ids, string(srv.ID))
+	}
+	switch {
+	case !slices.Contains(ids, req.Id):
+		return nil, status.Errorf(codes.NotFound, "remove node: %q is not in the cluster (nodes: %s)", req.Id, strings.Join(ids, ", "))
+	case len(ids) == 1:
+		return nil, status.Errorf(codes.FailedPrecondition, "remove node: %q is the cluster's only node; removing it would leave no cluster", req.Id)
 	}
 	if err := s.n.raft.RemoveServer(raft.ServerID(req.Id), 0, s.n.cfg.ApplyTimeout).Error(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "remove server %s: %v", req.Id, err)

@@ -45,13 +45,14 @@ func coordinatorConfig(args []string, stderr io.Writer) (coordinator.Config, slo
 	var tf tlsFlags
 	fs := flag.NewFlagSet("medfed coordinator", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's ID, one of the IDs in --peers (required)")
+	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's ID, one of the IDs in --peers, or a new one with --join (required)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the Raft log, snapshots and stored update bytes (blobs/); a restarted node resumes from it (required)")
 	fs.StringVar(&cfg.RaftDir, "raft-dir", "", "directory of the Raft log and snapshots, on a device of its own if the commits' fsyncs should not queue behind update bytes; recorded in --data-dir at the first start and found there later (default: --data-dir)")
 	fs.StringVar(&cfg.RaftAddr, "raft-addr", "", "HOST:PORT of the Raft transport; the address --peers gives for this node (required)")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "", "HOST:PORT of the gRPC services (required)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "", "HOST:PORT of /healthz, /metrics and inference over REST (/v2/...); HTTPS unless --insecure (default: off)")
-	fs.StringVar(&peers, "peers", "", "the initial cluster, the same on every node: id1=raftaddr1,id2=raftaddr2,... (required)")
+	fs.StringVar(&peers, "peers", "", "the initial cluster, the same on every node: id1=raftaddr1,id2=raftaddr2,... (required unless --join)")
+	join := fs.Bool("join", false, "start with no peers and wait to be added to a running cluster ('medfed cluster add'); restart with --join too")
 	fs.StringVar(&grpcPeers, "grpc-peers", "", "the nodes' gRPC addresses, id1=grpcaddr1,...; needed so that followers can forward writes to the leader before it has recorded its address")
 	fs.StringVar(&tokenFile, "inference-tokens", "", "file of bearer tokens for inference callers without a consortium certificate: one \"<caller> sha256:<hex of the token's SHA-256>\" per line, # comments (default: certificates only)")
 	fs.IntVar(&cfg.Inference.Retain, "inference-retain", 0, "newest model versions of each federation kept loaded for inference (default 3)")
@@ -67,7 +68,11 @@ func coordinatorConfig(args []string, stderr io.Writer) (coordinator.Config, slo
 		return cfg, 0, usageError(fs, "--log-level %q: expected debug, info, warn or error", logLevel)
 	}
 	var missing []string
-	for name, v := range map[string]string{"node-id": cfg.NodeID, "data-dir": cfg.DataDir, "raft-addr": cfg.RaftAddr, "grpc-addr": cfg.GRPCAddr, "peers": peers} {
+	required := map[string]string{"node-id": cfg.NodeID, "data-dir": cfg.DataDir, "raft-addr": cfg.RaftAddr, "grpc-addr": cfg.GRPCAddr}
+	if !*join {
+		required["peers"] = peers
+	}
+	for name, v := range required {
 		if v == "" {
 			missing = append(missing, "--"+name)
 		}
@@ -76,7 +81,13 @@ func coordinatorConfig(args []string, stderr io.Writer) (coordinator.Config, slo
 		return cfg, 0, usageError(fs, "missing %s", strings.Join(slices.Sorted(slices.Values(missing)), ", "))
 	}
 	var err error
-	if cfg.Peers, err = coordinator.ParsePeers(peers, grpcPeers); err != nil {
+	if *join {
+		// The cluster tells a node it adds who the others are: a peer list here would make
+		// the node bootstrap a cluster of its own.
+		if peers != "" || grpcPeers != "" {
+			return cfg, 0, usageError(fs, "--join excludes --peers and --grpc-peers: the cluster that adds this node tells it its peers")
+		}
+	} else if cfg.Peers, err = coordinator.ParsePeers(peers, grpcPeers); err != nil {
 		return cfg, 0, usageError(fs, "%v", err)
 	}
 	if cfg.CeremonyTimeout < 0 {

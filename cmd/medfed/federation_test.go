@@ -150,7 +150,8 @@ func TestClientCommandsBadFlags(t *testing.T) {
 
 // TestClusterByHand follows docs/cluster.md: a CA and certificates made with `medfed pki`,
 // three `medfed coordinator` nodes with mutual TLS, `medfed federation create` and `show`
-// with an operator certificate, and `medfed status --json`.
+// with an operator certificate, `medfed status --json`, and a fourth node added with
+// `medfed coordinator --join` and `medfed cluster add`, then removed.
 func TestClusterByHand(t *testing.T) {
 	dir := t.TempDir()
 	caDir, certs := filepath.Join(dir, "ca"), filepath.Join(dir, "certs")
@@ -400,5 +401,57 @@ func TestClusterByHand(t *testing.T) {
 	}
 	if out, err := cli(runFederation, resumeArgs("alice")...); err != nil || !strings.Contains(out, "federation study: running") {
 		t.Errorf("resume: %v\n%s", err, out)
+	}
+
+	// docs/cluster.md, Membership: a fourth node joins, serves the federation, and leaves.
+	pkiRun("issue", "--ca-dir", caDir, "--out", certs, "--role", "coordinator", "--id", "n4", "--ip", "127.0.0.1")
+	r4, g4 := loopback.Addr(t), loopback.Addr(t)
+	ctx4, cancel4 := context.WithCancel(context.Background())
+	done4 := make(chan error, 1)
+	go func() {
+		done4 <- runCoordinator(ctx4, append([]string{"--node-id", "n4", "--data-dir", filepath.Join(dir, "n4"), "--join",
+			"--raft-addr", r4, "--grpc-addr", g4}, tlsArgs("n4")...), io.Discard, io.Discard)
+	}()
+	defer func() {
+		cancel4()
+		if err := <-done4; err != nil {
+			t.Errorf("n4: %v", err)
+		}
+	}()
+	// Through a follower, which forwards to the leader with its own certificate.
+	var follower string
+	for _, n := range st.Nodes {
+		if n.State == "follower" {
+			follower = n.Address
+		}
+	}
+	memberArgs := func(sub, who string) []string {
+		args := []string{sub, "--coordinator", follower, "--id", "n4"}
+		if sub == "add" {
+			args = append(args, "--raft-addr", r4, "--grpc-addr", g4)
+		}
+		return append(args, tlsArgs(who)...)
+	}
+	if _, err := cli(runCluster, memberArgs("add", "h1")...); err == nil || !strings.Contains(err.Error(), "PermissionDenied") {
+		t.Errorf("hospital adds a node: got %v, want PermissionDenied", err)
+	}
+	out, err = cli(runCluster, memberArgs("add", "alice")...)
+	if err != nil || !strings.Contains(out, "node n4 added to the cluster") || strings.Count(out, " voter\n") != 4 {
+		t.Fatalf("cluster add: %v\n%s", err, out)
+	}
+	for start := time.Now(); ; {
+		out, err := cli(runFederation, append([]string{"show", "--coordinator", g4, "--name", "study", "--json"}, tlsArgs("alice")...)...)
+		fv = federationView{}
+		if err == nil && json.Unmarshal([]byte(out), &fv) == nil && fv.ModelVersion == 1 {
+			break
+		}
+		if time.Since(start) > 60*time.Second {
+			t.Fatalf("n4 never served the federation: %v\n%s", err, out)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	out, err = cli(runCluster, memberArgs("remove", "alice")...)
+	if err != nil || !strings.Contains(out, "node n4 removed from the cluster") || strings.Count(out, " voter\n") != 3 {
+		t.Errorf("cluster remove: %v\n%s", err, out)
 	}
 }

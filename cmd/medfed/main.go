@@ -26,6 +26,7 @@ func commands() []command {
 		{"client", "run a hospital client node", runClient},
 		{"federation", "create, show, pin, unpin or resume a federation on a coordinator cluster", runFederation},
 		{"status", "show the coordinator cluster, its federations and rounds", runStatus},
+		{"cluster", "add a node to the coordinator cluster, or remove one", runCluster},
 		{"partition", "split a data set into per-hospital folders", runPartition},
 		{"pki", "consortium CA and mTLS certificates (init, issue)", runPKI},
 		{"predict", "classify inputs with a served model (Open Inference Protocol)", runPredict},

@@ -1,0 +1,104 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+
+	"github.com/medfed/medfed/internal/pb"
+)
+
+// runCluster changes the coordinator cluster's membership.
+func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 {
+		clusterUsage(stderr)
+		return errUsage
+	}
+	switch args[0] {
+	case "add", "remove":
+		return runClusterChange(ctx, args[0], args[1:], stdout, stderr)
+	case "-h", "--help", "help":
+		clusterUsage(stderr)
+		return flag.ErrHelp
+	}
+	fmt.Fprintf(stderr, "medfed cluster: unknown subcommand %q\n\n", args[0])
+	clusterUsage(stderr)
+	return errUsage
+}
+
+func clusterUsage(w io.Writer) {
+	fmt.Fprint(w, `Usage:
+  medfed cluster add    --coordinator ADDR[,ADDR...] --id ID --raft-addr HOST:PORT --grpc-addr HOST:PORT [TLS flags] [--json]
+  medfed cluster remove --coordinator ADDR[,ADDR...] --id ID [TLS flags] [--json]
+
+add makes a node a voting member of the cluster. Start it first with
+'medfed coordinator --join' (no --peers), with a coordinator certificate for ID; the
+leader then sends it the log or a snapshot. remove takes a node out; stop it afterwards.
+Change one node at a time, and keep a majority of the new membership running: removing
+a node while another is down can leave the rest without a quorum. Both need an operator
+certificate. Prints the membership after the change.
+`)
+}
+
+// membershipView is what `medfed cluster add|remove --json` prints.
+type membershipView struct {
+	Leader string     `json:"leader"`
+	Nodes  []nodeView `json:"nodes"`
+}
+
+func runClusterChange(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
+	var cf coordinatorFlags
+	var id, raftAddr, grpcAddr string
+	fs := flag.NewFlagSet("medfed cluster "+sub, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf.register(fs)
+	fs.StringVar(&id, "id", "", "the node's ID, as its --node-id (required)")
+	if sub == "add" {
+		fs.StringVar(&raftAddr, "raft-addr", "", "the node's Raft address, as its --raft-addr (required)")
+		fs.StringVar(&grpcAddr, "grpc-addr", "", "the node's gRPC address, as its --grpc-addr (required)")
+	}
+	jsonOut := fs.Bool("json", false, "print one JSON object on stdout, nothing else")
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	if err := cf.check(fs); err != nil {
+		return err
+	}
+	switch {
+	case id == "":
+		return usageError(fs, "missing --id")
+	case sub == "add" && (raftAddr == "" || grpcAddr == ""):
+		return usageError(fs, "missing --raft-addr or --grpc-addr: the cluster dials the new node at both")
+	}
+	c, err := cf.dial(stderr)
+	if err != nil {
+		return err
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
+	defer cancel()
+	var st *pb.ClusterStatus
+	if sub == "add" {
+		st, err = c.AddNode(ctx, &pb.AddNodeRequest{Id: id, RaftAddr: raftAddr, GrpcAddr: grpcAddr})
+	} else {
+		st, err = c.RemoveNode(ctx, id)
+	}
+	if err != nil {
+		return err
+	}
+	view := membershipView{Leader: st.LeaderId, Nodes: []nodeView{}}
+	for _, n := range st.Nodes {
+		view.Nodes = append(view.Nodes, nodeView{ID: n.Id, Address: n.GrpcAddr, RaftAddr: n.RaftAddr, State: n.State, Suffrage: n.Suffrage})
+	}
+	if *jsonOut {
+		return json.NewEncoder(stdout).Encode(view)
+	}
+	verb := map[string]string{"add": "added to", "remove": "removed from"}[sub]
+	fmt.Fprintf(stdout, "node %s %s the cluster; leader %s; nodes:\n", id, verb, cmpOr(view.Leader, "none"))
+	for _, n := range view.Nodes {
+		fmt.Fprintf(stdout, "  %-12s %-10s grpc %-21s raft %-21s %s\n", n.ID, n.State, cmpOr(n.Address, "-"), n.RaftAddr, n.Suffrage)
+	}
+	return nil
+}
