@@ -48,7 +48,7 @@ func coordinatorConfig(args []string, stderr io.Writer) (coordinator.Config, slo
 	fs.StringVar(&cfg.NodeID, "node-id", "", "this node's ID, one of the IDs in --peers, or a new one with --join (required)")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "directory of the Raft log, snapshots and stored update bytes (blobs/); a restarted node resumes from it (required)")
 	fs.StringVar(&cfg.RaftDir, "raft-dir", "", "directory of the Raft log and snapshots, on a device of its own if the commits' fsyncs should not queue behind update bytes; recorded in --data-dir at the first start and found there later (default: --data-dir)")
-	fs.StringVar(&cfg.RaftAddr, "raft-addr", "", "HOST:PORT of the Raft transport; the address --peers gives for this node (required)")
+	fs.StringVar(&cfg.RaftAddr, "raft-addr", "", "HOST:PORT of the Raft transport; the address --peers (or 'medfed cluster add --raft-addr') gives for this node (required)")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", "", "HOST:PORT of the gRPC services (required)")
 	fs.StringVar(&cfg.HTTPAddr, "http-addr", "", "HOST:PORT of /healthz, /metrics and inference over REST (/v2/...); HTTPS unless --insecure (default: off)")
 	fs.StringVar(&peers, "peers", "", "the initial cluster, the same on every node: id1=raftaddr1,id2=raftaddr2,... (required unless --join)")
