@@ -266,3 +266,29 @@ func TestAddRemoveNode(t *testing.T) {
 	}
 	tc.closeAll()
 }
+
+// TestRemoveNodeKeepsQuorum stops one node of three: removing another live node would
+// leave two nodes with one of them down, no quorum, and is refused; removing the stopped
+// one is allowed, and the two left keep accepting writes.
+func TestRemoveNodeKeepsQuorum(t *testing.T) {
+	tc := startCluster(t, 3)
+	ctx := testCtx(t)
+	l := tc.leader()
+	live, gone := (l+1)%3, (l+2)%3
+	tc.stop(gone)
+	c := newClient(t, []string{tc.cfgs[l].GRPCAddr})
+	_, err := c.RemoveNode(ctx, tc.cfgs[live].NodeID)
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), tc.cfgs[gone].NodeID+":") {
+		t.Errorf("remove a live node while %s is down: got %v, want FailedPrecondition naming it", tc.cfgs[gone].NodeID, err)
+	}
+	st, err := c.RemoveNode(ctx, tc.cfgs[gone].NodeID)
+	if err != nil {
+		t.Fatalf("remove the stopped node: %v", err)
+	}
+	if len(st.Nodes) != 2 {
+		t.Errorf("after removing %s: %v", tc.cfgs[gone].NodeID, st.Nodes)
+	}
+	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{Name: "a", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
+		t.Fatalf("write after the removal: %v", err)
+	}
+}

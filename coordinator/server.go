@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -638,8 +639,9 @@ func (s *clusterServer) RemoveNode(ctx context.Context, req *pb.RemoveNodeReques
 	if err := f.Error(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "remove node %s: %v", req.Id, err)
 	}
+	servers := f.Configuration().Servers
 	var ids []string
-	for _, srv := range f.Configuration().Servers {
+	for _, srv := range servers {
 		ids = append(ids, string(srv.ID))
 	}
 	switch {
@@ -648,11 +650,62 @@ func (s *clusterServer) RemoveNode(ctx context.Context, req *pb.RemoveNodeReques
 	case len(ids) == 1:
 		return nil, status.Errorf(codes.FailedPrecondition, "remove node: %q is the cluster's only node; removing it would leave no cluster", req.Id)
 	}
+	if err := s.n.quorumWithout(ctx, servers, req.Id); err != nil {
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
 	if err := s.n.raft.RemoveServer(raft.ServerID(req.Id), 0, s.n.cfg.ApplyTimeout).Error(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "remove server %s: %v", req.Id, err)
 	}
 	st, err := s.n.clusterStatus()
 	return st, s.n.toStatus(err)
+}
+
+// quorumWithout checks that the voters left after removing id include a majority that
+// answers: with n3 down, removing n2 from n1, n2, n3 would leave n1 and n3, which commit
+// nothing until n3 is back. It asks each remaining node for its status (2 s each, at once).
+func (n *Node) quorumWithout(ctx context.Context, servers []raft.Server, id string) error {
+	var rest []string
+	for _, srv := range servers {
+		if srv.Suffrage == raft.Voter && string(srv.ID) != id {
+			rest = append(rest, string(srv.ID))
+		}
+	}
+	answers := make([]error, len(rest))
+	var wg sync.WaitGroup
+	for i, peer := range rest {
+		if peer == n.cfg.NodeID {
+			continue
+		}
+		wg.Go(func() {
+			addr := n.grpcAddrOf(peer)
+			if addr == "" {
+				answers[i] = errors.New("no gRPC address known")
+				return
+			}
+			c, err := n.conn(addr)
+			if err != nil {
+				answers[i] = err
+				return
+			}
+			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+			defer cancel()
+			_, answers[i] = pb.NewClusterServiceClient(c).Status(pctx, &pb.StatusRequest{})
+		})
+	}
+	wg.Wait()
+	var live, down []string
+	for i, peer := range rest {
+		if answers[i] == nil {
+			live = append(live, peer)
+		} else {
+			down = append(down, fmt.Sprintf("%s: %v", peer, status.Convert(answers[i]).Message()))
+		}
+	}
+	if need := len(rest)/2 + 1; len(live) < need {
+		return fmt.Errorf("remove node %s: the %d nodes left (%s) need %d of them up for a quorum, and only %d answer (%s); bring them back first, or remove a node that is down",
+			id, len(rest), strings.Join(rest, ", "), need, len(live), strings.Join(down, "; "))
+	}
+	return nil
 }
 
 // Propose applies a command forwarded by another coordinator node. Only the leader takes

@@ -36,9 +36,9 @@ func clusterUsage(w io.Writer) {
 add makes a node a voting member of the cluster. Start it first with
 'medfed coordinator --join' (no --peers), with a coordinator certificate for ID; the
 leader then sends it the log or a snapshot. remove takes a node out; stop it afterwards.
-Change one node at a time, and keep a majority of the new membership running: removing
-a node while another is down can leave the rest without a quorum. Both need an operator
-certificate. Prints the membership after the change.
+The cluster refuses a removal that would leave fewer answering nodes than a quorum of
+the rest (remove the node that is down instead). Both need an operator certificate.
+Prints the membership after the change.
 `)
 }
 
