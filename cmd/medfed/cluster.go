@@ -98,7 +98,7 @@ func runClusterChange(ctx context.Context, sub string, args []string, stdout, st
 	verb := map[string]string{"add": "added to", "remove": "removed from"}[sub]
 	fmt.Fprintf(stdout, "node %s %s the cluster; leader %s; nodes:\n", id, verb, cmpOr(view.Leader, "none"))
 	for _, n := range view.Nodes {
-		fmt.Fprintf(stdout, "  %-12s %-10s grpc %-21s raft %-21s %s\n", n.ID, n.State, cmpOr(n.Address, "-"), n.RaftAddr, n.Suffrage)
+		printNode(stdout, n)
 	}
 	return nil
 }

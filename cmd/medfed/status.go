@@ -180,7 +180,7 @@ func printStatus(w io.Writer, st *clusterView) {
 	}
 	fmt.Fprintf(w, "leader: %s\n\nnodes:\n", leader)
 	for _, n := range st.Nodes {
-		fmt.Fprintf(w, "  %-12s %-10s grpc %-21s raft %-21s %s\n", n.ID, n.State, cmpOr(n.Address, "-"), n.RaftAddr, n.Suffrage)
+		printNode(w, n)
 	}
 	fmt.Fprintln(w, "\nfederations:")
 	if st.FederationsError != "" {
@@ -204,4 +204,9 @@ func printStatus(w io.Writer, st *clusterView) {
 			fmt.Fprintf(w, "    round %d: %-10s %d contributors %s\n", r.Round, r.State, len(r.Contributors), strings.Join(r.Contributors, ", "))
 		}
 	}
+}
+
+// printNode prints one node of the membership on a line.
+func printNode(w io.Writer, n nodeView) {
+	fmt.Fprintf(w, "  %-12s %-10s grpc %-21s raft %-21s %s\n", n.ID, n.State, cmpOr(n.Address, "-"), n.RaftAddr, n.Suffrage)
 }
