@@ -15,7 +15,9 @@ import (
 // Write writes path through write: into a temporary file in path's directory (named
 // ".BASE.tmp*", so a crash leaves at most such a file behind), which is synced, given perm,
 // and renamed over path; then the directory is synced so that the rename survives a crash.
-// If write or any step fails, path is unchanged and the temporary file is removed.
+// If write or any step up to the rename fails, path is unchanged and the temporary file is
+// removed; if only the directory sync fails, path has the new content, which a crash may
+// still undo.
 func Write(path string, perm fs.FileMode, write func(io.Writer) error) (err error) {
 	dir, base := filepath.Split(path)
 	if dir == "" {

@@ -13,6 +13,8 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+
+	"github.com/medfed/medfed/internal/atomicfile"
 )
 
 // Digest is the SHA-256 of a blob's bytes, its name in the store.
@@ -100,15 +102,6 @@ func (s *Store) Close() error {
 	defer s.mu.Unlock()
 	s.closed = true
 	return nil
-}
-
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }
 
 func (s *Store) path(d Digest) string { return filepath.Join(s.dir, d.String()) }
@@ -418,7 +411,7 @@ func (w *Writer) Commit(durable bool) error {
 	if !durable {
 		return nil
 	}
-	if err := syncFile(w.s.dir); err != nil {
+	if err := atomicfile.SyncDir(w.s.dir); err != nil {
 		return err
 	}
 	w.s.mu.Lock()
