@@ -12,20 +12,10 @@ import (
 
 // runCluster changes the coordinator cluster's membership.
 func runCluster(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		clusterUsage(stderr)
-		return errUsage
-	}
-	switch args[0] {
-	case "add", "remove":
-		return runClusterChange(ctx, args[0], args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		clusterUsage(stderr)
-		return flag.ErrHelp
-	}
-	fmt.Fprintf(stderr, "medfed cluster: unknown subcommand %q\n\n", args[0])
-	clusterUsage(stderr)
-	return errUsage
+	return runSubcommand(ctx, "cluster", args, stdout, stderr, clusterUsage, map[string]subcommand{
+		"add":    runClusterChange,
+		"remove": runClusterChange,
+	})
 }
 
 func clusterUsage(w io.Writer) {

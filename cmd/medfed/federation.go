@@ -26,26 +26,15 @@ import (
 
 // runFederation creates or shows a federation (a named study) on a coordinator cluster.
 func runFederation(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		federationUsage(stderr)
-		return errUsage
-	}
-	switch args[0] {
-	case "create":
-		return runFederationCmd(ctx, "create", args[1:], stdout, stderr)
-	case "show":
-		return runFederationCmd(ctx, "show", args[1:], stdout, stderr)
-	case "pin", "unpin":
-		return runFederationPin(ctx, args[0], args[1:], stdout, stderr)
-	case "resume":
-		return runFederationResume(ctx, args[1:], stdout, stderr)
-	case "-h", "--help", "help":
-		federationUsage(stderr)
-		return flag.ErrHelp
-	}
-	fmt.Fprintf(stderr, "medfed federation: unknown subcommand %q\n\n", args[0])
-	federationUsage(stderr)
-	return errUsage
+	return runSubcommand(ctx, "federation", args, stdout, stderr, federationUsage, map[string]subcommand{
+		"create": runFederationCmd,
+		"show":   runFederationCmd,
+		"pin":    runFederationPin,
+		"unpin":  runFederationPin,
+		"resume": func(ctx context.Context, _ string, args []string, stdout, stderr io.Writer) error {
+			return runFederationResume(ctx, args, stdout, stderr)
+		},
+	})
 }
 
 func federationUsage(w io.Writer) {

@@ -8,8 +8,11 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"os"
 	"os/signal"
+	"slices"
+	"strings"
 	"syscall"
 )
 
@@ -39,6 +42,30 @@ func main() {
 	code := run(ctx, os.Args[1:], os.Stdout, os.Stderr)
 	stop()
 	os.Exit(code)
+}
+
+// subcommand runs one subcommand (sub, such as "create") of a command with the arguments
+// after it.
+type subcommand func(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error
+
+// runSubcommand runs the subcommand args[0] of `medfed name` from subs, and prints usage
+// for a missing, unknown or help subcommand.
+func runSubcommand(ctx context.Context, name string, args []string, stdout, stderr io.Writer, usage func(io.Writer), subs map[string]subcommand) error {
+	if len(args) == 0 {
+		usage(stderr)
+		return errUsage
+	}
+	switch args[0] {
+	case "-h", "--help", "help":
+		usage(stderr)
+		return flag.ErrHelp
+	}
+	if run, ok := subs[args[0]]; ok {
+		return run(ctx, args[0], args[1:], stdout, stderr)
+	}
+	fmt.Fprintf(stderr, "medfed %s: unknown subcommand %q, want one of %s\n\n", name, args[0], strings.Join(slices.Sorted(maps.Keys(subs)), ", "))
+	usage(stderr)
+	return errUsage
 }
 
 // errUsage marks errors already explained by a usage message.

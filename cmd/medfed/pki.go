@@ -24,25 +24,17 @@ const (
 )
 
 func runPKI(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	if len(args) == 0 {
-		pkiUsage(stderr)
-		return errUsage
-	}
 	if err := ctx.Err(); err != nil {
 		return err
 	}
-	switch args[0] {
-	case "-h", "--help", "help":
-		pkiUsage(stderr)
-		return flag.ErrHelp
-	case "init":
-		return runPKIInit(args[1:], stdout, stderr)
-	case "issue":
-		return runPKIIssue(args[1:], stdout, stderr)
-	}
-	fmt.Fprintf(stderr, "medfed pki: unknown subcommand %q, want init or issue\n\n", args[0])
-	pkiUsage(stderr)
-	return errUsage
+	return runSubcommand(ctx, "pki", args, stdout, stderr, pkiUsage, map[string]subcommand{
+		"init": func(_ context.Context, _ string, args []string, stdout, stderr io.Writer) error {
+			return runPKIInit(args, stdout, stderr)
+		},
+		"issue": func(_ context.Context, _ string, args []string, stdout, stderr io.Writer) error {
+			return runPKIIssue(args, stdout, stderr)
+		},
+	})
 }
 
 func pkiUsage(w io.Writer) {
