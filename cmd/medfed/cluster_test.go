@@ -10,7 +10,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/medfed/medfed/coordinator"
 	"github.com/medfed/medfed/coordinator/coordclient"
 	"github.com/medfed/medfed/internal/loopback"
 	"github.com/medfed/medfed/internal/pb"
@@ -20,26 +19,10 @@ import (
 // --join` and `medfed cluster add`, restarts the new node with the same flags, and takes
 // it out again with `medfed cluster remove`; an unknown node and the last one are refused.
 func TestClusterAddRemove(t *testing.T) {
-	r1, g1 := loopback.Addr(t), loopback.Addr(t)
-	n1, err := coordinator.New(coordinator.Config{
-		NodeID: "n1", DataDir: t.TempDir(), RaftAddr: r1, GRPCAddr: g1, Insecure: true,
-		Peers: []coordinator.Peer{{ID: "n1", RaftAddr: r1, GRPCAddr: g1}}, DriverInterval: 50 * time.Millisecond,
-	}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n1.Close()
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c1, err := coordclient.New([]string{g1}, coordclient.Options{MaxAttempts: 200})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c1.Close()
-	if _, err := c1.CreateFederation(ctx, &pb.FederationSpec{Name: "bc", Clients: []string{"h1"}, MinClients: 1,
-		ModelSpecJson: []byte(`{"input":[30],"layers":[{"type":"dense","units":2,"activation":"softmax"}]}`)}); err != nil {
-		t.Fatal(err)
-	}
+	_, peers, _ := startTestCoordinators(ctx, t, 1)
+	g1 := peers[0].GRPCAddr
 
 	r2, g2 := loopback.Addr(t), loopback.Addr(t)
 	joinArgs := []string{"--node-id", "n2", "--data-dir", t.TempDir(), "--raft-addr", r2, "--grpc-addr", g2, "--join", "--insecure", "--log-level", "warn"}

@@ -20,34 +20,9 @@ import (
 // answers, at once, with no leader, the two others unreachable, and instead of the
 // federations the reason they are not shown.
 func TestStatusWithoutQuorum(t *testing.T) {
-	var peers []coordinator.Peer
-	for i := range 3 {
-		peers = append(peers, coordinator.Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: loopback.Addr(t), GRPCAddr: loopback.Addr(t)})
-	}
-	var nodes []*coordinator.Node
-	for _, p := range peers {
-		n, err := coordinator.New(coordinator.Config{
-			NodeID: p.ID, DataDir: t.TempDir(), RaftAddr: p.RaftAddr, GRPCAddr: p.GRPCAddr, Insecure: true, Peers: peers,
-			DriverInterval: 50 * time.Millisecond, HeartbeatTimeout: 500 * time.Millisecond,
-			ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond,
-		}, nil)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer n.Close()
-		nodes = append(nodes, n)
-	}
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
 	defer cancel()
-	c, err := coordclient.New([]string{peers[0].GRPCAddr}, coordclient.Options{MaxAttempts: 200})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer c.Close()
-	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{Name: "bc", Clients: []string{"h1"}, MinClients: 1,
-		ModelSpecJson: []byte(`{"input":[30],"layers":[{"type":"dense","units":2,"activation":"softmax"}]}`)}); err != nil {
-		t.Fatal(err)
-	}
+	nodes, peers, c := startTestCoordinators(ctx, t, 3)
 	status := func() (string, error) {
 		var out bytes.Buffer
 		err := runStatus(ctx, []string{"--coordinator", peers[0].GRPCAddr, "--insecure", "--json"}, &out, io.Discard)
@@ -92,4 +67,39 @@ func TestStatusWithoutQuorum(t *testing.T) {
 	if err := runStatus(ctx, []string{"--coordinator", peers[0].GRPCAddr, "--insecure"}, &text, io.Discard); err != nil || !strings.Contains(text.String(), "knows no leader") {
 		t.Errorf("status text: %v\n%s", err, text.String())
 	}
+}
+
+// startTestCoordinators starts an insecure cluster of n coordinator nodes on loopback,
+// with short Raft timeouts, closed when the test ends. It returns the nodes, their peer
+// list and a client of the first node, through which it has created the federation "bc"
+// (one hospital, h1; a dense model of 30 inputs, as the breast cancer table).
+func startTestCoordinators(ctx context.Context, t *testing.T, n int) ([]*coordinator.Node, []coordinator.Peer, *coordclient.Client) {
+	t.Helper()
+	var peers []coordinator.Peer
+	for i := range n {
+		peers = append(peers, coordinator.Peer{ID: fmt.Sprintf("n%d", i+1), RaftAddr: loopback.Addr(t), GRPCAddr: loopback.Addr(t)})
+	}
+	var nodes []*coordinator.Node
+	for _, p := range peers {
+		node, err := coordinator.New(coordinator.Config{
+			NodeID: p.ID, DataDir: t.TempDir(), RaftAddr: p.RaftAddr, GRPCAddr: p.GRPCAddr, Insecure: true, Peers: peers,
+			DriverInterval: 50 * time.Millisecond, HeartbeatTimeout: 500 * time.Millisecond,
+			ElectionTimeout: 500 * time.Millisecond, LeaderLeaseTimeout: 250 * time.Millisecond,
+		}, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { node.Close() })
+		nodes = append(nodes, node)
+	}
+	c, err := coordclient.New([]string{peers[0].GRPCAddr}, coordclient.Options{MaxAttempts: 200})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { c.Close() })
+	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{Name: "bc", Clients: []string{"h1"}, MinClients: 1,
+		ModelSpecJson: []byte(`{"input":[30],"layers":[{"type":"dense","units":2,"activation":"softmax"}]}`)}); err != nil {
+		t.Fatal(err)
+	}
+	return nodes, peers, c
 }
