@@ -87,6 +87,35 @@ func (sinkServer) SubmitUpdate(stream grpc.ClientStreamingServer[pb.UploadChunk,
 	}
 }
 
+// BenchmarkRead measures one GetFederation call answered by the leader and by a follower
+// of a 3-node loopback cluster (insecure), each through its own client connection. Every
+// call first makes sure the node's state is current (upToDate): on the leader that is
+// free after the first call of a term, on a follower it is one call to the leader for the
+// index to wait for.
+func BenchmarkRead(b *testing.B) {
+	tc := startClusterWith(b, 3, benchTune)
+	l := tc.leader()
+	ctx := testCtx(b)
+	c := newClient(b, tc.addrs())
+	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{Name: "read", ModelSpecJson: testModelSpec(b), Clients: []string{"h1"}, MinClients: 1}); err != nil {
+		b.Fatal(err)
+	}
+	for _, who := range []string{"leader", "follower"} {
+		i := l
+		if who == "follower" {
+			i = (l + 1) % 3
+		}
+		b.Run(who, func(b *testing.B) {
+			one := newClient(b, []string{tc.cfgs[i].GRPCAddr})
+			for b.Loop() {
+				if _, err := one.Federation(ctx, "read"); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkIngest measures the ingest throughput of encrypted updates: each operation is
 // one round in which 4 or 16 hospitals upload, 4 at a time, a CKKS update to the leader of
 // a 3-node loopback cluster, until every upload is acknowledged: checked (digest,

@@ -22,13 +22,18 @@
 // writes to the leader (ClusterService.Propose, allowed for coordinator certificates only),
 // then waits until it has applied them, so a client reads its own writes from any node.
 // Before any call to the federation, ceremony or round services, a node catches up with
-// what was committed when the call arrived: a follower (one just restarted, say) applies
-// the log as far as the leader has, asking it its applied index, and a new leader applies
-// the entries of earlier terms, which Raft commits only with the first entry of its term
-// (a barrier, once per term). So no node answers "not found" for a federation or round the
-// cluster has, or checks an upload against a round state older than an acknowledgement.
-// Without a known leader these calls fail with Unavailable after about one election;
-// ClusterService.Status answers regardless.
+// what was committed when the call arrived (Raft's read index): the leader applies the
+// entries of earlier terms, which Raft commits only with the first entry of its term (a
+// barrier, once per term), and confirms with a heartbeat round that a quorum still follows
+// it; a follower (one just restarted, say) asks the leader for that index
+// (ClusterService.ReadIndex, coordinator certificates only) and applies the log as far.
+// So no node answers "not found" for a federation or round the cluster has, or checks an
+// upload against a round state older than an acknowledgement, and a leader cut off from
+// the others does not answer from its state while the rest elect another (its lease is a
+// timing assumption a paused process can outlive). Without a known leader, or when the
+// leader cannot confirm that it leads, these calls fail with Unavailable (after about one
+// election); ClusterService.Status answers regardless. A follower whose leader predates
+// ReadIndex (a rolling upgrade) uses the leader's Status instead.
 // Nodes find the leader's gRPC address in the replicated state (each leader records the
 // addresses of --grpc-peers) or in their own configuration.
 //

@@ -8,28 +8,86 @@ import (
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	"github.com/medfed/medfed/internal/pb"
 )
 
 // upToDate brings this node's state up to what the cluster had committed when upToDate was
 // called, so that an answer never lacks a write acknowledged before the question arrived.
-// A follower, which may have just restarted or fallen behind, waits until it has applied
-// as far as the leader has (catchUp: one Status call to the leader). Without a known
-// leader it waits about one election for one, then fails with ErrNotLeader and the client
-// asks another node. A leader waits until it has applied every entry of earlier terms
-// (leaderUpToDate).
+// A leader checks that it still leads (readIndex). A follower, which may have just
+// restarted or fallen behind, waits until it has applied as far as the leader says it
+// must (catchUp: one ReadIndex call to the leader). Without a known leader it waits about
+// one election for one, then fails with ErrNotLeader and the client asks another node.
 func (n *Node) upToDate(ctx context.Context) error {
 	if n.raft.State() == raft.Leader {
-		return n.leaderUpToDate()
+		_, err := n.readIndex(ctx)
+		return err
 	}
 	if err := n.awaitLeader(ctx); err != nil {
 		return err
 	}
 	if n.raft.State() == raft.Leader {
-		return n.leaderUpToDate()
+		_, err := n.readIndex(ctx)
+		return err
 	}
 	return n.catchUp(ctx)
+}
+
+// readIndex returns, on the leader, the log index a read must see (Raft's read index):
+// everything this node had applied when called, which covers every acknowledged write
+// once it has applied the entries of earlier terms (leaderUpToDate). It answers only once
+// a quorum has confirmed that this node still leads (raft.VerifyLeader: one heartbeat
+// round, shared by concurrent calls). Without that, a leader cut off from the others would
+// answer from its own state until its lease ran out, while the majority may have elected
+// a new leader and committed writes it lacks; the lease is a timing assumption (a paused
+// process outlives it), the confirmation is not.
+func (n *Node) readIndex(ctx context.Context) (uint64, error) {
+	if err := n.leaderUpToDate(); err != nil {
+		return 0, err
+	}
+	idx := n.fsm.AppliedIndex()
+	f := n.raft.VerifyLeader()
+	done := make(chan error, 1)
+	go func() { done <- f.Error() }()
+	select {
+	case err := <-done:
+		if err != nil {
+			return 0, fmt.Errorf("%w: node %s could not confirm that it still leads: %v", ErrNotLeader, n.cfg.NodeID, err)
+		}
+		return idx, nil
+	case <-ctx.Done():
+		return 0, fmt.Errorf("%w: confirming that node %s still leads: %v", ErrNotLeader, n.cfg.NodeID, ctx.Err())
+	}
+}
+
+// catchUp makes a follower's state at least as new as the cluster's was when catchUp was
+// called: it waits until it has applied the leader's read index.
+func (n *Node) catchUp(ctx context.Context) error {
+	lc, err := n.leaderCluster()
+	if err != nil || lc == nil {
+		return err
+	}
+	return n.catchUpWith(ctx, lc)
+}
+
+// catchUpWith is catchUp with lc, a client of the leader's ClusterService. A leader of an
+// earlier release (during a rolling upgrade) has no ReadIndex; its Status reports its
+// applied index after the entries of earlier terms, without confirming that it leads.
+func (n *Node) catchUpWith(ctx context.Context, lc pb.ClusterServiceClient) error {
+	r, err := lc.ReadIndex(ctx, &pb.ReadIndexRequest{})
+	if status.Code(err) == codes.Unimplemented {
+		st, err := lc.Status(ctx, &pb.StatusRequest{})
+		if err != nil {
+			return err
+		}
+		return n.waitApplied(ctx, st.AppliedIndex)
+	}
+	if err != nil {
+		return err
+	}
+	return n.waitApplied(ctx, r.Index)
 }
 
 // awaitLeader waits until this node knows a leader, for at most a heartbeat timeout and

@@ -1,10 +1,12 @@
 package coordinator
 
 import (
+	"context"
 	"testing"
 	"time"
 
 	"github.com/hashicorp/raft"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
@@ -107,4 +109,76 @@ func padLog(t *testing.T, leader *Node, n int) {
 			t.Fatal(err)
 		}
 	}
+}
+
+// TestReadIndex checks how a node decides that its state is current. A leader cut off from
+// the others (both followers stopped, its lease not yet run out, so it still believes it
+// leads) does not answer from its state: it cannot confirm that it leads, and answers
+// Unavailable, as does ReadIndex. A follower whose leader is of an earlier release (no
+// ReadIndex: Unimplemented) catches up through the leader's Status instead.
+func TestReadIndex(t *testing.T) {
+	t.Run("cut-off leader", func(t *testing.T) {
+		tc := startClusterWith(t, 3, func(c *Config) {
+			// A lease that outlasts stopping two nodes.
+			c.HeartbeatTimeout, c.ElectionTimeout, c.LeaderLeaseTimeout = 3*time.Second, 3*time.Second, 3*time.Second
+		})
+		l := tc.leader()
+		c := newClient(t, tc.addrs())
+		if _, err := c.CreateFederation(testCtx(t), &pb.FederationSpec{Name: "f", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
+			t.Fatal(err)
+		}
+		for i := range tc.nodes {
+			if i != l {
+				tc.stop(i)
+			}
+		}
+		once, err := coordclient.New([]string{tc.cfgs[l].GRPCAddr}, coordclient.Options{MaxAttempts: 1})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer once.Close()
+		if tc.nodes[l].raft.State() != raft.Leader {
+			t.Fatal("the leader stepped down before its lease ran out; the test cannot tell anything")
+		}
+		if f, err := once.Federation(testCtx(t), "f"); status.Code(err) != codes.Unavailable {
+			t.Errorf("read on a leader without its followers: %v, %v; want Unavailable", f, err)
+		}
+		if _, err := (&clusterServer{n: tc.nodes[l]}).ReadIndex(testCtx(t), &pb.ReadIndexRequest{}); status.Code(err) != codes.Unavailable {
+			t.Errorf("ReadIndex on a leader without its followers: %v, want Unavailable", err)
+		}
+	})
+
+	t.Run("leader of an earlier release", func(t *testing.T) {
+		tc := startClusterWith(t, 3, func(c *Config) { c.SnapshotThreshold, c.SnapshotInterval = 1<<40, time.Hour })
+		l := tc.leader()
+		f := (l + 1) % 3
+		tc.stop(f)
+		padLog(t, tc.nodes[l], 2000)
+		c := newClient(t, tc.addrs())
+		if _, err := c.CreateFederation(testCtx(t), &pb.FederationSpec{Name: "late", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
+			t.Fatal(err)
+		}
+		tc.start(f)
+		waitFor(t, tc.cfgs[f].NodeID+" to know the leader", func() bool {
+			_, id := tc.nodes[f].raft.LeaderWithID()
+			return id != ""
+		})
+		lc, err := tc.nodes[f].leaderCluster()
+		if err != nil || lc == nil {
+			t.Fatalf("leader client: %v, %v", lc, err)
+		}
+		if err := tc.nodes[f].catchUpWith(testCtx(t), earlierRelease{lc}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := tc.nodes[f].FSM().Federation("late"); err != nil {
+			t.Errorf("caught up through Status, yet: %v", err)
+		}
+	})
+}
+
+// earlierRelease is the ClusterService of a leader that predates ReadIndex.
+type earlierRelease struct{ pb.ClusterServiceClient }
+
+func (earlierRelease) ReadIndex(context.Context, *pb.ReadIndexRequest, ...grpc.CallOption) (*pb.ReadIndexResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "unknown method ReadIndex for service medfed.v1.ClusterService")
 }

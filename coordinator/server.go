@@ -515,8 +515,9 @@ func (s *clusterServer) Status(ctx context.Context, _ *pb.StatusRequest) (*pb.Cl
 		return nil, s.n.toStatus(err)
 	}
 	if s.n.raft.State() == raft.Leader {
-		// A follower's catchUp waits for the applied index reported here, which must then
-		// cover the earlier terms. Status answers even if that fails (no quorum, say).
+		// A follower of an earlier release waits for the applied index reported here
+		// (catchUpWith), which must then cover the earlier terms. Status answers even if
+		// that fails (no quorum, say).
 		_ = s.n.leaderUpToDate()
 	}
 	st, err := s.n.clusterStatus()
@@ -573,20 +574,6 @@ func (n *Node) leaderCluster() (pb.ClusterServiceClient, error) {
 		return nil, err
 	}
 	return pb.NewClusterServiceClient(c), nil
-}
-
-// catchUp makes a follower's state at least as new as the leader's was when catchUp was
-// called (see upToDate).
-func (n *Node) catchUp(ctx context.Context) error {
-	lc, err := n.leaderCluster()
-	if err != nil || lc == nil {
-		return err
-	}
-	st, err := lc.Status(ctx, &pb.StatusRequest{})
-	if err != nil {
-		return err
-	}
-	return n.waitApplied(ctx, st.AppliedIndex)
 }
 
 // authorizeMembership admits an operator, and on the leader also a coordinator node: a
@@ -706,6 +693,21 @@ func (n *Node) quorumWithout(ctx context.Context, servers []raft.Server, id stri
 			id, len(rest), strings.Join(rest, ", "), need, len(live), strings.Join(down, "; "))
 	}
 	return nil
+}
+
+// ReadIndex answers a follower's catchUp with the leader's read index (Node.readIndex).
+func (s *clusterServer) ReadIndex(ctx context.Context, _ *pb.ReadIndexRequest) (*pb.ReadIndexResponse, error) {
+	if err := s.n.authorize(ctx, pki.RoleCoordinator, ""); err != nil {
+		return nil, s.n.toStatus(err)
+	}
+	if s.n.raft.State() != raft.Leader {
+		return nil, s.n.toStatus(fmt.Errorf("%w: node %s is not the leader", ErrNotLeader, s.n.cfg.NodeID))
+	}
+	idx, err := s.n.readIndex(ctx)
+	if err != nil {
+		return nil, s.n.toStatus(err)
+	}
+	return &pb.ReadIndexResponse{Index: idx}, nil
 }
 
 // Propose applies a command forwarded by another coordinator node. Only the leader takes

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
@@ -134,7 +135,8 @@ func raftTerm(n *Node) uint64 {
 // update to every node. A transport presenting a hospital certificate, or no TLS at all,
 // cannot take part in Raft: its vote request with a huge term is refused and the cluster's
 // term is unchanged. A hospital may act only as the client ID its certificate binds: h1
-// submitting as h2 is PermissionDenied and the round is unaffected.
+// submitting as h2 is PermissionDenied and the round is unaffected. A hospital cannot call
+// the nodes' internal ReadIndex.
 func TestTLSCluster(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) })
 	ca := newTestPKI(t)
@@ -191,6 +193,16 @@ func TestTLSCluster(t *testing.T) {
 			t.Fatalf("round changed: %v", ri)
 		}
 	}
+
+	// The internal calls between nodes refuse a hospital's certificate.
+	conn, err := grpc.NewClient(tc.cfgs[leader].GRPCAddr, grpc.WithTransportCredentials(credentials.NewTLS(ca.clientTLS(pki.RoleHospital, "h1"))))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := pb.NewClusterServiceClient(conn).ReadIndex(ctx, &pb.ReadIndexRequest{}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("hospital calling ReadIndex: got %v, want PermissionDenied", err)
+	}
+	conn.Close()
 
 	// Rogue Raft peers: a hospital certificate, and plain TCP.
 	term := raftTerm(tc.nodes[leader])

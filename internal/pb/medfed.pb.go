@@ -2754,6 +2754,88 @@ func (x *ProposeResponse) GetIndex() uint64 {
 	return 0
 }
 
+type ReadIndexRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexRequest) Reset() {
+	*x = ReadIndexRequest{}
+	mi := &file_medfed_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexRequest) ProtoMessage() {}
+
+func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_medfed_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
+func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
+	return file_medfed_proto_rawDescGZIP(), []int{37}
+}
+
+// ReadIndexResponse is the log index a follower must have applied before it answers a read:
+// every write acknowledged before the leader received the request is at or below it.
+type ReadIndexResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Index         uint64                 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReadIndexResponse) Reset() {
+	*x = ReadIndexResponse{}
+	mi := &file_medfed_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReadIndexResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReadIndexResponse) ProtoMessage() {}
+
+func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_medfed_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
+func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
+	return file_medfed_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *ReadIndexResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
 type GetBlobRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Sha256        []byte                 `protobuf:"bytes,1,opt,name=sha256,proto3" json:"sha256,omitempty"`
@@ -2763,7 +2845,7 @@ type GetBlobRequest struct {
 
 func (x *GetBlobRequest) Reset() {
 	*x = GetBlobRequest{}
-	mi := &file_medfed_proto_msgTypes[37]
+	mi := &file_medfed_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2775,7 +2857,7 @@ func (x *GetBlobRequest) String() string {
 func (*GetBlobRequest) ProtoMessage() {}
 
 func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[37]
+	mi := &file_medfed_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2788,7 +2870,7 @@ func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobRequest.ProtoReflect.Descriptor instead.
 func (*GetBlobRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{37}
+	return file_medfed_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *GetBlobRequest) GetSha256() []byte {
@@ -3046,6 +3128,9 @@ const file_medfed_proto_rawDesc = "" +
 	"\x0eProposeRequest\x12\x18\n" +
 	"\acommand\x18\x01 \x01(\fR\acommand\"'\n" +
 	"\x0fProposeResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"\x12\n" +
+	"\x10ReadIndexRequest\")\n" +
+	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"(\n" +
 	"\x0eGetBlobRequest\x12\x16\n" +
 	"\x06sha256\x18\x01 \x01(\fR\x06sha256*\xa7\x01\n" +
@@ -3078,13 +3163,14 @@ const file_medfed_proto_rawDesc = "" +
 	"\x0eFetchAggregate\x12 .medfed.v1.FetchAggregateRequest\x1a\x18.medfed.v1.DownloadChunk0\x01\x12F\n" +
 	"\x15SubmitDecryptionShare\x12\x16.medfed.v1.UploadChunk\x1a\x13.medfed.v1.ShareAck(\x01\x12F\n" +
 	"\n" +
-	"FetchModel\x12\x1c.medfed.v1.FetchModelRequest\x1a\x18.medfed.v1.DownloadChunk0\x012\x96\x02\n" +
+	"FetchModel\x12\x1c.medfed.v1.FetchModelRequest\x1a\x18.medfed.v1.DownloadChunk0\x012\xde\x02\n" +
 	"\x0eClusterService\x12<\n" +
 	"\x06Status\x12\x18.medfed.v1.StatusRequest\x1a\x18.medfed.v1.ClusterStatus\x12>\n" +
 	"\aAddNode\x12\x19.medfed.v1.AddNodeRequest\x1a\x18.medfed.v1.ClusterStatus\x12D\n" +
 	"\n" +
 	"RemoveNode\x12\x1c.medfed.v1.RemoveNodeRequest\x1a\x18.medfed.v1.ClusterStatus\x12@\n" +
-	"\aPropose\x12\x19.medfed.v1.ProposeRequest\x1a\x1a.medfed.v1.ProposeResponse2O\n" +
+	"\aPropose\x12\x19.medfed.v1.ProposeRequest\x1a\x1a.medfed.v1.ProposeResponse\x12F\n" +
+	"\tReadIndex\x12\x1b.medfed.v1.ReadIndexRequest\x1a\x1c.medfed.v1.ReadIndexResponse2O\n" +
 	"\vBlobService\x12@\n" +
 	"\aGetBlob\x12\x19.medfed.v1.GetBlobRequest\x1a\x18.medfed.v1.DownloadChunk0\x01B)Z'github.com/medfed/medfed/internal/pb;pbb\x06proto3"
 
@@ -3101,7 +3187,7 @@ func file_medfed_proto_rawDescGZIP() []byte {
 }
 
 var file_medfed_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_medfed_proto_msgTypes = make([]protoimpl.MessageInfo, 38)
+var file_medfed_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_medfed_proto_goTypes = []any{
 	(RoundState)(0),                 // 0: medfed.v1.RoundState
 	(*FederationSpec)(nil),          // 1: medfed.v1.FederationSpec
@@ -3141,7 +3227,9 @@ var file_medfed_proto_goTypes = []any{
 	(*RemoveNodeRequest)(nil),       // 35: medfed.v1.RemoveNodeRequest
 	(*ProposeRequest)(nil),          // 36: medfed.v1.ProposeRequest
 	(*ProposeResponse)(nil),         // 37: medfed.v1.ProposeResponse
-	(*GetBlobRequest)(nil),          // 38: medfed.v1.GetBlobRequest
+	(*ReadIndexRequest)(nil),        // 38: medfed.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),       // 39: medfed.v1.ReadIndexResponse
+	(*GetBlobRequest)(nil),          // 40: medfed.v1.GetBlobRequest
 }
 var file_medfed_proto_depIdxs = []int32{
 	0,  // 0: medfed.v1.RoundInfo.state:type_name -> medfed.v1.RoundState
@@ -3180,32 +3268,34 @@ var file_medfed_proto_depIdxs = []int32{
 	34, // 33: medfed.v1.ClusterService.AddNode:input_type -> medfed.v1.AddNodeRequest
 	35, // 34: medfed.v1.ClusterService.RemoveNode:input_type -> medfed.v1.RemoveNodeRequest
 	36, // 35: medfed.v1.ClusterService.Propose:input_type -> medfed.v1.ProposeRequest
-	38, // 36: medfed.v1.BlobService.GetBlob:input_type -> medfed.v1.GetBlobRequest
-	7,  // 37: medfed.v1.FederationService.CreateFederation:output_type -> medfed.v1.Federation
-	7,  // 38: medfed.v1.FederationService.GetFederation:output_type -> medfed.v1.Federation
-	11, // 39: medfed.v1.FederationService.ListFederations:output_type -> medfed.v1.ListFederationsResponse
-	2,  // 40: medfed.v1.FederationService.Enrol:output_type -> medfed.v1.Enrolment
-	7,  // 41: medfed.v1.FederationService.PinModel:output_type -> medfed.v1.Federation
-	7,  // 42: medfed.v1.FederationService.ResumeFederation:output_type -> medfed.v1.Federation
-	6,  // 43: medfed.v1.CeremonyService.SubmitSeedCommitment:output_type -> medfed.v1.CeremonyStatus
-	6,  // 44: medfed.v1.CeremonyService.SubmitSeedReveal:output_type -> medfed.v1.CeremonyStatus
-	6,  // 45: medfed.v1.CeremonyService.SubmitPublicKeyShare:output_type -> medfed.v1.CeremonyStatus
-	6,  // 46: medfed.v1.CeremonyService.GetCeremony:output_type -> medfed.v1.CeremonyStatus
-	18, // 47: medfed.v1.CeremonyService.SendEnvelope:output_type -> medfed.v1.SendEnvelopeResponse
-	20, // 48: medfed.v1.CeremonyService.FetchEnvelopes:output_type -> medfed.v1.FetchEnvelopesResponse
-	4,  // 49: medfed.v1.RoundService.WatchRounds:output_type -> medfed.v1.RoundInfo
-	4,  // 50: medfed.v1.RoundService.GetRound:output_type -> medfed.v1.RoundInfo
-	25, // 51: medfed.v1.RoundService.SubmitUpdate:output_type -> medfed.v1.UpdateAck
-	30, // 52: medfed.v1.RoundService.FetchAggregate:output_type -> medfed.v1.DownloadChunk
-	26, // 53: medfed.v1.RoundService.SubmitDecryptionShare:output_type -> medfed.v1.ShareAck
-	30, // 54: medfed.v1.RoundService.FetchModel:output_type -> medfed.v1.DownloadChunk
-	33, // 55: medfed.v1.ClusterService.Status:output_type -> medfed.v1.ClusterStatus
-	33, // 56: medfed.v1.ClusterService.AddNode:output_type -> medfed.v1.ClusterStatus
-	33, // 57: medfed.v1.ClusterService.RemoveNode:output_type -> medfed.v1.ClusterStatus
-	37, // 58: medfed.v1.ClusterService.Propose:output_type -> medfed.v1.ProposeResponse
-	30, // 59: medfed.v1.BlobService.GetBlob:output_type -> medfed.v1.DownloadChunk
-	37, // [37:60] is the sub-list for method output_type
-	14, // [14:37] is the sub-list for method input_type
+	38, // 36: medfed.v1.ClusterService.ReadIndex:input_type -> medfed.v1.ReadIndexRequest
+	40, // 37: medfed.v1.BlobService.GetBlob:input_type -> medfed.v1.GetBlobRequest
+	7,  // 38: medfed.v1.FederationService.CreateFederation:output_type -> medfed.v1.Federation
+	7,  // 39: medfed.v1.FederationService.GetFederation:output_type -> medfed.v1.Federation
+	11, // 40: medfed.v1.FederationService.ListFederations:output_type -> medfed.v1.ListFederationsResponse
+	2,  // 41: medfed.v1.FederationService.Enrol:output_type -> medfed.v1.Enrolment
+	7,  // 42: medfed.v1.FederationService.PinModel:output_type -> medfed.v1.Federation
+	7,  // 43: medfed.v1.FederationService.ResumeFederation:output_type -> medfed.v1.Federation
+	6,  // 44: medfed.v1.CeremonyService.SubmitSeedCommitment:output_type -> medfed.v1.CeremonyStatus
+	6,  // 45: medfed.v1.CeremonyService.SubmitSeedReveal:output_type -> medfed.v1.CeremonyStatus
+	6,  // 46: medfed.v1.CeremonyService.SubmitPublicKeyShare:output_type -> medfed.v1.CeremonyStatus
+	6,  // 47: medfed.v1.CeremonyService.GetCeremony:output_type -> medfed.v1.CeremonyStatus
+	18, // 48: medfed.v1.CeremonyService.SendEnvelope:output_type -> medfed.v1.SendEnvelopeResponse
+	20, // 49: medfed.v1.CeremonyService.FetchEnvelopes:output_type -> medfed.v1.FetchEnvelopesResponse
+	4,  // 50: medfed.v1.RoundService.WatchRounds:output_type -> medfed.v1.RoundInfo
+	4,  // 51: medfed.v1.RoundService.GetRound:output_type -> medfed.v1.RoundInfo
+	25, // 52: medfed.v1.RoundService.SubmitUpdate:output_type -> medfed.v1.UpdateAck
+	30, // 53: medfed.v1.RoundService.FetchAggregate:output_type -> medfed.v1.DownloadChunk
+	26, // 54: medfed.v1.RoundService.SubmitDecryptionShare:output_type -> medfed.v1.ShareAck
+	30, // 55: medfed.v1.RoundService.FetchModel:output_type -> medfed.v1.DownloadChunk
+	33, // 56: medfed.v1.ClusterService.Status:output_type -> medfed.v1.ClusterStatus
+	33, // 57: medfed.v1.ClusterService.AddNode:output_type -> medfed.v1.ClusterStatus
+	33, // 58: medfed.v1.ClusterService.RemoveNode:output_type -> medfed.v1.ClusterStatus
+	37, // 59: medfed.v1.ClusterService.Propose:output_type -> medfed.v1.ProposeResponse
+	39, // 60: medfed.v1.ClusterService.ReadIndex:output_type -> medfed.v1.ReadIndexResponse
+	30, // 61: medfed.v1.BlobService.GetBlob:output_type -> medfed.v1.DownloadChunk
+	38, // [38:62] is the sub-list for method output_type
+	14, // [14:38] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -3230,7 +3320,7 @@ func file_medfed_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_medfed_proto_rawDesc), len(file_medfed_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   38,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -930,19 +930,24 @@ const (
 	ClusterService_AddNode_FullMethodName    = "/medfed.v1.ClusterService/AddNode"
 	ClusterService_RemoveNode_FullMethodName = "/medfed.v1.ClusterService/RemoveNode"
 	ClusterService_Propose_FullMethodName    = "/medfed.v1.ClusterService/Propose"
+	ClusterService_ReadIndex_FullMethodName  = "/medfed.v1.ClusterService/ReadIndex"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// ClusterService reports and changes the coordinator cluster. Propose is internal: coordinator
-// nodes use it to forward writes to the leader.
+// ClusterService reports and changes the coordinator cluster. Propose and ReadIndex are
+// internal (coordinator certificates only): a follower forwards writes to the leader with
+// Propose, and before it answers a read asks the leader with ReadIndex how far it must have
+// applied the log. The leader answers ReadIndex only once a quorum has confirmed that it
+// still leads.
 type ClusterServiceClient interface {
 	Status(ctx context.Context, in *StatusRequest, opts ...grpc.CallOption) (*ClusterStatus, error)
 	AddNode(ctx context.Context, in *AddNodeRequest, opts ...grpc.CallOption) (*ClusterStatus, error)
 	RemoveNode(ctx context.Context, in *RemoveNodeRequest, opts ...grpc.CallOption) (*ClusterStatus, error)
 	Propose(ctx context.Context, in *ProposeRequest, opts ...grpc.CallOption) (*ProposeResponse, error)
+	ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -993,17 +998,31 @@ func (c *clusterServiceClient) Propose(ctx context.Context, in *ProposeRequest, 
 	return out, nil
 }
 
+func (c *clusterServiceClient) ReadIndex(ctx context.Context, in *ReadIndexRequest, opts ...grpc.CallOption) (*ReadIndexResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ReadIndexResponse)
+	err := c.cc.Invoke(ctx, ClusterService_ReadIndex_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
 //
-// ClusterService reports and changes the coordinator cluster. Propose is internal: coordinator
-// nodes use it to forward writes to the leader.
+// ClusterService reports and changes the coordinator cluster. Propose and ReadIndex are
+// internal (coordinator certificates only): a follower forwards writes to the leader with
+// Propose, and before it answers a read asks the leader with ReadIndex how far it must have
+// applied the log. The leader answers ReadIndex only once a quorum has confirmed that it
+// still leads.
 type ClusterServiceServer interface {
 	Status(context.Context, *StatusRequest) (*ClusterStatus, error)
 	AddNode(context.Context, *AddNodeRequest) (*ClusterStatus, error)
 	RemoveNode(context.Context, *RemoveNodeRequest) (*ClusterStatus, error)
 	Propose(context.Context, *ProposeRequest) (*ProposeResponse, error)
+	ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -1025,6 +1044,9 @@ func (UnimplementedClusterServiceServer) RemoveNode(context.Context, *RemoveNode
 }
 func (UnimplementedClusterServiceServer) Propose(context.Context, *ProposeRequest) (*ProposeResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Propose not implemented")
+}
+func (UnimplementedClusterServiceServer) ReadIndex(context.Context, *ReadIndexRequest) (*ReadIndexResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ReadIndex not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -1119,6 +1141,24 @@ func _ClusterService_Propose_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _ClusterService_ReadIndex_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ReadIndexRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).ReadIndex(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_ReadIndex_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).ReadIndex(ctx, req.(*ReadIndexRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -1141,6 +1181,10 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Propose",
 			Handler:    _ClusterService_Propose_Handler,
+		},
+		{
+			MethodName: "ReadIndex",
+			Handler:    _ClusterService_ReadIndex_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
