@@ -6,7 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"github.com/hashicorp/raft"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -222,12 +224,25 @@ func TestAddRemoveNode(t *testing.T) {
 	if _, err := c.AddNode(ctx, &pb.AddNodeRequest{Id: "n2"}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("add without addresses: got %v, want InvalidArgument", err)
 	}
+	// n2 joins as a non-voter (the leader starts replicating to it as one) and is promoted.
+	peers := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(peers, false, func(o *raft.Observation) bool { _, ok := o.Data.(raft.PeerObservation); return ok })
+	tc.nodes[0].raft.RegisterObserver(obs)
+	defer tc.nodes[0].raft.DeregisterObserver(obs)
 	st, err := c.AddNode(ctx, &pb.AddNodeRequest{Id: "n2", RaftAddr: cfg.RaftAddr, GrpcAddr: cfg.GRPCAddr})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if len(st.Nodes) != 2 {
+	if len(st.Nodes) != 2 || st.Nodes[1].Id != "n2" || st.Nodes[1].Suffrage != "voter" {
 		t.Fatalf("after AddNode: %v", st.Nodes)
+	}
+	select {
+	case o := <-peers:
+		if p := o.Data.(raft.PeerObservation).Peer; p.ID != "n2" || p.Suffrage != raft.Nonvoter {
+			t.Errorf("the leader first replicated to %s as %v, want n2 as a non-voter", p.ID, p.Suffrage)
+		}
+	default:
+		t.Error("the leader reported no new peer")
 	}
 	waitFor(t, "n2 to replicate the federation", func() bool {
 		_, err := n2.FSM().Federation("a")
@@ -265,6 +280,50 @@ func TestAddRemoveNode(t *testing.T) {
 		t.Fatalf("write after RemoveNode: %v", err)
 	}
 	tc.closeAll()
+}
+
+// TestAddNodeCatchingUp adds a node whose gRPC address is wrong, so the leader cannot see
+// it catch up: AddNode answers FailedPrecondition saying so, the node stays a non-voter
+// (the quorum is still the one node's, which keeps committing), and AddNode with the right
+// address promotes it.
+func TestAddNodeCatchingUp(t *testing.T) {
+	tc := startCluster(t, 1)
+	tc.leader()
+	c := newClient(t, tc.addrs())
+	cfg := testConfig("n2", t.TempDir())
+	cfg.RaftAddr, cfg.GRPCAddr = loopback.Addr(t), loopback.Addr(t)
+	n2, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n2.Close()
+	short, cancel := context.WithTimeout(testCtx(t), 2*time.Second)
+	defer cancel()
+	_, err = c.AddNode(short, &pb.AddNodeRequest{Id: "n2", RaftAddr: cfg.RaftAddr, GrpcAddr: loopback.Addr(t)})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "non-voter") {
+		t.Fatalf("add with a gRPC address nobody answers: got %v, want FailedPrecondition naming the non-voter", err)
+	}
+	t.Log(err)
+	st, err := c.Status(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Nodes) != 2 || st.Nodes[1].Suffrage != "nonvoter" {
+		t.Fatalf("after the failed promotion: %v", st.Nodes)
+	}
+	if _, err := c.CreateFederation(testCtx(t), &pb.FederationSpec{Name: "a", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
+		t.Fatalf("write with a non-voter in the cluster: %v", err)
+	}
+	st, err = c.AddNode(testCtx(t), &pb.AddNodeRequest{Id: "n2", RaftAddr: cfg.RaftAddr, GrpcAddr: cfg.GRPCAddr})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(st.Nodes) != 2 || st.Nodes[1].Suffrage != "voter" {
+		t.Fatalf("after AddNode again: %v", st.Nodes)
+	}
+	if _, err := n2.FSM().Federation("a"); err != nil {
+		t.Errorf("promoted n2: %v", err)
+	}
 }
 
 // TestRemoveNodeKeepsQuorum stops one node of three: removing another live node would

@@ -37,6 +37,13 @@
 // Nodes find the leader's gRPC address in the replicated state (each leader records the
 // addresses of --grpc-peers) or in their own configuration.
 //
+// Membership changes one node at a time (ClusterService.AddNode, RemoveNode, on the
+// leader). A new node joins as a non-voter and is promoted once it has applied what was
+// committed when it joined (ErrCatchingUp if that takes too long: it stays a non-voter
+// until AddNode is called again), so that it never counts towards a quorum it cannot yet
+// help to reach. RemoveNode refuses a removal that would leave fewer answering voters than
+// the new membership's quorum.
+//
 // Entries stay small. The bytes of an update do not enter the log at all: the node that
 // receives an upload writes it to its content-addressed blob store (DataDir/blobs,
 // internal/blobstore) while it copies the same chunks, over the Raft port, to as many

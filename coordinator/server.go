@@ -39,7 +39,7 @@ func StatusCode(err error) codes.Code {
 	case errors.Is(err, ErrExists):
 		return codes.AlreadyExists
 	case errors.Is(err, ErrWrongRound), errors.Is(err, ErrRoundState), errors.Is(err, ErrStaleModel),
-		errors.Is(err, ErrNotEnrolled), errors.Is(err, ErrCeremony):
+		errors.Is(err, ErrNotEnrolled), errors.Is(err, ErrCeremony), errors.Is(err, ErrCatchingUp):
 		return codes.FailedPrecondition
 	case errors.Is(err, ErrUnknownClient), errors.Is(err, ErrIdentity):
 		return codes.PermissionDenied
@@ -604,11 +604,82 @@ func (s *clusterServer) AddNode(ctx context.Context, req *pb.AddNodeRequest) (*p
 	if _, err := s.n.propose(ctx, &pb.Command{Cmd: &pb.Command_SetNodeAddr{SetNodeAddr: &pb.SetNodeAddrCmd{Id: req.Id, GrpcAddr: req.GrpcAddr}}}); err != nil {
 		return nil, s.n.toStatus(err)
 	}
-	if err := s.n.raft.AddVoter(raft.ServerID(req.Id), raft.ServerAddress(req.RaftAddr), 0, s.n.cfg.ApplyTimeout).Error(); err != nil {
-		return nil, status.Errorf(codes.Unavailable, "add voter %s: %v", req.Id, err)
+	if err := s.n.addVoter(ctx, req); err != nil {
+		return nil, s.n.toStatus(err)
 	}
 	st, err := s.n.clusterStatus()
 	return st, s.n.toStatus(err)
+}
+
+// addVoter makes the node of req a voting member, in two steps. A node that is not yet
+// one joins as a non-voter: it receives the log (a snapshot first) but does not count
+// towards the quorum. Once it has applied everything committed when it joined, it is
+// promoted. A voter added at once would count before it can help to commit: with n4
+// still installing a snapshot, three of four nodes must answer, so one more failure
+// stops every write. If it does not catch up in time (about 90% of what is left of ctx,
+// at most addNodeWait), it stays a non-voter and the error says so; calling AddNode again
+// promotes it once it has.
+func (n *Node) addVoter(ctx context.Context, req *pb.AddNodeRequest) error {
+	id, addr := raft.ServerID(req.Id), raft.ServerAddress(req.RaftAddr)
+	f := n.raft.GetConfiguration()
+	if err := f.Error(); err != nil {
+		return fmt.Errorf("%w: add node %s: %v", ErrNotLeader, req.Id, err)
+	}
+	voter := slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return s.ID == id && s.Suffrage == raft.Voter })
+	if !voter {
+		if err := n.raft.AddNonvoter(id, addr, 0, n.cfg.ApplyTimeout).Error(); err != nil {
+			return fmt.Errorf("%w: add node %s as a non-voter: %v", ErrNotLeader, req.Id, err)
+		}
+		if err := n.awaitCaughtUp(ctx, req.Id, req.GrpcAddr, n.fsm.AppliedIndex()); err != nil {
+			return err
+		}
+	}
+	if err := n.raft.AddVoter(id, addr, 0, n.cfg.ApplyTimeout).Error(); err != nil {
+		return fmt.Errorf("%w: promote node %s to voter: %v", ErrNotLeader, req.Id, err)
+	}
+	return nil
+}
+
+// addNodeWait bounds how long AddNode waits for a joining node to catch up.
+const addNodeWait = 5 * time.Minute
+
+// awaitCaughtUp waits until node id, at gRPC address addr, has applied index idx, asking
+// it for its Status every 100 ms, and fails with ErrCatchingUp when its time is up
+// (see addVoter).
+func (n *Node) awaitCaughtUp(ctx context.Context, id, addr string, idx uint64) error {
+	wait := addNodeWait
+	if d, ok := ctx.Deadline(); ok {
+		wait = min(wait, time.Until(d)*9/10)
+	}
+	deadline := time.Now().Add(wait)
+	var last string
+	for {
+		c, err := n.conn(addr)
+		if err == nil {
+			pctx, cancel := context.WithTimeout(ctx, time.Second)
+			var st *pb.ClusterStatus
+			st, err = pb.NewClusterServiceClient(c).Status(pctx, &pb.StatusRequest{})
+			cancel()
+			if err == nil && st.AppliedIndex >= idx {
+				return nil
+			}
+			if err == nil {
+				last = fmt.Sprintf("it has applied %d of the %d entries committed when it joined", st.AppliedIndex, idx)
+			}
+		}
+		if err != nil {
+			last = fmt.Sprintf("its status at %s: %v", addr, status.Convert(err).Message())
+		}
+		if time.Now().Add(100 * time.Millisecond).After(deadline) {
+			return fmt.Errorf("%w: node %s joined as a non-voter and has not caught up after %s (%s); it does not count towards the quorum yet: add it again (medfed cluster add) to promote it once it has",
+				ErrCatchingUp, id, wait.Round(time.Millisecond), last)
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("%w: node %s joined as a non-voter; waiting for it to catch up: %v", ErrCatchingUp, id, ctx.Err())
+		case <-time.After(100 * time.Millisecond):
+		}
+	}
 }
 
 func (s *clusterServer) RemoveNode(ctx context.Context, req *pb.RemoveNodeRequest) (*pb.ClusterStatus, error) {
