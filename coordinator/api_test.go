@@ -224,6 +224,9 @@ func TestAddRemoveNode(t *testing.T) {
 	if _, err := c.AddNode(ctx, &pb.AddNodeRequest{Id: "n2"}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("add without addresses: got %v, want InvalidArgument", err)
 	}
+	if _, err := c.AddNode(ctx, &pb.AddNodeRequest{Id: "n2", RaftAddr: "127.0.0.1:70O4", GrpcAddr: cfg.GRPCAddr}); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "raft_addr") {
+		t.Errorf("add with a malformed port: got %v, want InvalidArgument naming raft_addr", err)
+	}
 	// n2 joins as a non-voter (the leader starts replicating to it as one) and is promoted.
 	peers := make(chan raft.Observation, 16)
 	obs := raft.NewObserver(peers, false, func(o *raft.Observation) bool { _, ok := o.Data.(raft.PeerObservation); return ok })

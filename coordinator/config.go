@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"strconv"
 	"strings"
 	"time"
 
@@ -16,6 +17,22 @@ type Peer struct {
 	ID       string
 	RaftAddr string
 	GRPCAddr string
+}
+
+// CheckPeerAddr checks an address other nodes dial (a peer's Raft or gRPC address): a host
+// name or IP, a colon, and a port number from 1 to 65535.
+func CheckPeerAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return fmt.Errorf("address %q: expected host:port: %v", addr, err)
+	}
+	if host == "" {
+		return fmt.Errorf("address %q: expected host:port, got no host (other nodes dial this address)", addr)
+	}
+	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
+		return fmt.Errorf("address %q: expected a port number from 1 to 65535, got %q", addr, port)
+	}
+	return nil
 }
 
 // ParsePeers parses the --peers flag, "id1=raftaddr1,id2=raftaddr2,...", and the optional
@@ -34,7 +51,7 @@ func ParsePeers(peers, grpcPeers string) ([]Peer, error) {
 			if !ok || id == "" || addr == "" {
 				return nil, fmt.Errorf("%s entry %q: expected id=host:port", what, item)
 			}
-			if _, _, err := net.SplitHostPort(addr); err != nil {
+			if err := CheckPeerAddr(addr); err != nil {
 				return nil, fmt.Errorf("%s entry %q: %v", what, item, err)
 			}
 			out = append(out, [2]string{id, addr})

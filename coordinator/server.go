@@ -594,6 +594,11 @@ func (s *clusterServer) AddNode(ctx context.Context, req *pb.AddNodeRequest) (*p
 	if err := checkName("node id", req.Id); err != nil || req.RaftAddr == "" || req.GrpcAddr == "" {
 		return nil, status.Errorf(codes.InvalidArgument, "add node: need a valid id, raft_addr and grpc_addr (got %q, %q, %q)", req.Id, req.RaftAddr, req.GrpcAddr)
 	}
+	for _, a := range []struct{ what, addr string }{{"raft_addr", req.RaftAddr}, {"grpc_addr", req.GrpcAddr}} {
+		if err := CheckPeerAddr(a.addr); err != nil {
+			return nil, status.Errorf(codes.InvalidArgument, "add node %s: %s: %v", req.Id, a.what, err)
+		}
+	}
 	lc, err := s.n.leaderCluster()
 	if err != nil {
 		return nil, s.n.toStatus(err)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 
+	"github.com/medfed/medfed/coordinator"
 	"github.com/medfed/medfed/internal/pb"
 )
 
@@ -61,6 +62,13 @@ func runClusterChange(ctx context.Context, sub string, args []string, stdout, st
 		return usageError(fs, "missing --id")
 	case sub == "add" && (raftAddr == "" || grpcAddr == ""):
 		return usageError(fs, "missing --raft-addr or --grpc-addr: the cluster dials the new node at both")
+	}
+	if sub == "add" {
+		for _, a := range [][2]string{{"raft-addr", raftAddr}, {"grpc-addr", grpcAddr}} {
+			if err := coordinator.CheckPeerAddr(a[1]); err != nil {
+				return usageError(fs, "--%s: %v", a[0], err)
+			}
+		}
 	}
 	c, err := cf.dial(stderr)
 	if err != nil {

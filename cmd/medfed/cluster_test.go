@@ -107,6 +107,9 @@ func TestClusterBadFlags(t *testing.T) {
 		{"add", "--coordinator", "127.0.0.1:1", "--insecure", "--id", "n2", "--grpc-addr", "127.0.0.1:2"},
 		{"remove", "--coordinator", "127.0.0.1:1", "--insecure"},
 		{"remove", "--id", "n2", "--insecure"},
+		{"add", "--coordinator", "127.0.0.1:1", "--insecure", "--id", "n2", "--raft-addr", "127.0.0.1:70O4", "--grpc-addr", "127.0.0.1:2"},
+		{"add", "--coordinator", "127.0.0.1:1", "--insecure", "--id", "n2", "--raft-addr", "127.0.0.1:1", "--grpc-addr", ":8004"},
+		{"add", "--coordinator", "127.0.0.1:1", "--insecure", "--id", "n2", "--raft-addr", "127.0.0.1:1", "--grpc-addr", "127.0.0.1:70000"},
 	} {
 		if err := runCluster(context.Background(), args, io.Discard, io.Discard); !errors.Is(err, errUsage) {
 			t.Errorf("cluster %v: got %v, want a usage error", args, err)
