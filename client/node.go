@@ -427,6 +427,9 @@ func (n *Node) finalOutcome(fed *pb.Federation) error {
 	if last.State == pb.RoundState_ROUND_STATE_ABORTED {
 		return fmt.Errorf("%w: the federation stopped: its last round %d was aborted: %s", ErrFederation, last.Round, last.Reason)
 	}
+	if fed.DoneReason != "" {
+		n.log.Info("federation done before its last round", "reason", fed.DoneReason)
+	}
 	n.log.Info("federation done", "rounds", len(fed.Rounds), "model_version", last.PublishedVersion)
 	return nil
 }

@@ -105,6 +105,13 @@
 // The FSM accepts one publication per round, so a new leader that resumes a round cannot
 // publish it twice.
 //
+// With differential privacy (spec dp_noise_multiplier > 0; the hospitals clip and add the
+// noise), each published round counts as one run of the Gaussian mechanism at sampling
+// rate 1, and Federation.dp_epsilon reports the epsilon spent. Before opening a round
+// that would bring it past dp_epsilon_budget, the leader ends the federation as done
+// (FinishFederationCmd, with the reason); a spec whose budget allows no round is refused
+// (privacy.go).
+//
 // # Transport
 //
 // Raft traffic runs over mutual TLS 1.3 (a raft.StreamLayer under
@@ -147,8 +154,7 @@
 // # Not done yet
 //
 // Staged payloads that are not blobs (initial weights, new models) live in memory on every
-// node until committed. Differential privacy settings are stored but not enforced by the
-// coordinator. Served models carry feature and class names only when trained on the
+// node until committed. Served models carry feature and class names only when trained on the
 // built-in breast cancer table; one trained on a hospital's own CSV is explained by
 // feature index.
 //

@@ -114,6 +114,12 @@ func (n *Node) step(ctx context.Context, a action) error {
 		return n.aggregate(ctx, a.fed, a.round)
 	case actCeremonyDeadline:
 		return n.ceremonyDeadline(ctx, a, now)
+	case actFinish:
+		_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_FinishFederation{FinishFederation: &pb.FinishFederationCmd{Federation: a.fed, Reason: a.reason}}})
+		if err == nil {
+			n.log.Info("federation done", "federation", a.fed, "reason", a.reason)
+		}
+		return err
 	case actReselect:
 		if now.UnixNano() < a.started+n.cfg.DecryptionTimeout.Nanoseconds() {
 			return nil

@@ -110,6 +110,8 @@ func (f *FSM) apply(idx uint64, c *pb.Command) error {
 		return f.restartCeremony(t, x.RestartCeremony)
 	case *pb.Command_ResumeFederation:
 		return f.resumeFederation(t, x.ResumeFederation)
+	case *pb.Command_FinishFederation:
+		return f.finishFederation(x.FinishFederation)
 	case *pb.Command_SetNodeAddr:
 		if err := checkName("node id", x.SetNodeAddr.Id); err != nil {
 			return err
@@ -524,6 +526,29 @@ func (f *FSM) stopFederation(c *pb.StopFederationCmd) error {
 		return fmt.Errorf("%w: stop reason of %d bytes, expected 1 to 4096", ErrInvalid, len(c.Reason))
 	}
 	fd.Stopped, fd.StopReason = true, c.Reason
+	return nil
+}
+
+// finishFederation ends a running federation between rounds, with a reason, as done;
+// finishing a finished federation again changes nothing.
+func (f *FSM) finishFederation(c *pb.FinishFederationCmd) error {
+	fd, err := f.fed(c.Federation)
+	if err != nil {
+		return err
+	}
+	switch {
+	case fd.Finished:
+		return nil
+	case fd.Stopped:
+		return fmt.Errorf("%w: federation %q is stopped: %s", ErrRoundState, c.Federation, fd.StopReason)
+	}
+	if cur := fd.current(); cur != nil && !terminal(cur.State) {
+		return fmt.Errorf("%w: round %d is %s", ErrRoundState, cur.Number, stateName(cur.State))
+	}
+	if len(c.Reason) == 0 || len(c.Reason) > 4096 {
+		return fmt.Errorf("%w: finish reason of %d bytes, expected 1 to 4096", ErrInvalid, len(c.Reason))
+	}
+	fd.Finished, fd.FinishReason = true, c.Reason
 	return nil
 }
 

@@ -421,6 +421,8 @@ type action struct {
 	contributors []uint32
 	excluded     []uint32
 	threshold    int
+	// for finish: why
+	reason string
 }
 
 type actionKind int
@@ -433,6 +435,7 @@ const (
 	actReselect
 	actAggregate
 	actCeremonyDeadline
+	actFinish
 )
 
 // pendingActions lists, for every federation, what should happen next.
@@ -454,6 +457,10 @@ func (f *FSM) pendingActions() []action {
 					started = fd.CeremonyStarted
 				}
 				out = append(out, action{fed: name, kind: actCeremonyDeadline, started: started, timeout: int64(fd.spec.CeremonyTimeoutMs)})
+				continue
+			}
+			if reason := fd.budgetSpent(); reason != "" {
+				out = append(out, action{fed: name, kind: actFinish, reason: reason})
 				continue
 			}
 			sel := fd.selection()

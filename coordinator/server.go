@@ -95,6 +95,9 @@ func (n *Node) createFederation(ctx context.Context, req *pb.CreateFederationReq
 	if _, _, err := validateSpec(spec); err != nil {
 		return nil, err
 	}
+	if err := checkDP(spec); err != nil {
+		return nil, err
+	}
 	if _, err := n.fsm.Federation(spec.Name); err == nil {
 		return nil, fmt.Errorf("%w: federation %q", ErrExists, spec.Name)
 	}

@@ -71,6 +71,10 @@ type federation struct {
 	Aborts     int
 	Stopped    bool
 	StopReason string
+	// Finished ends the federation before its last round (FinishReason says why: the
+	// privacy budget allows no more); it is then done.
+	Finished     bool
+	FinishReason string
 	// Members are the hospitals in the key ceremony when it was restarted without some
 	// of the roster (nil: the whole roster); CeremonyGen counts the restarts,
 	// CeremonyStarted is when the current one began (0: at creation).
@@ -200,7 +204,7 @@ func (f *federation) roundsWanted() uint64 {
 // publishedRounds counts rounds that produced a model.
 func (f *federation) publishedRounds() uint64 { return uint64(len(f.Models) - 1) }
 
-func (f *federation) done() bool { return f.publishedRounds() >= f.roundsWanted() }
+func (f *federation) done() bool { return f.Finished || f.publishedRounds() >= f.roundsWanted() }
 
 // suspended reports whether an enrolled hospital is left out of round selection.
 func (f *federation) suspended(client string) bool {
@@ -355,6 +359,8 @@ func (f *federation) info() *pb.Federation {
 		PinnedVersions: slices.Clone(f.Pinned),
 		Stopped:        f.Stopped,
 		StopReason:     f.StopReason,
+		DpEpsilon:      f.epsilon(),
+		DoneReason:     f.FinishReason,
 	}
 	for _, c := range f.spec.Clients {
 		if e := f.Enrolled[c]; e != nil {

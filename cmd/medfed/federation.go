@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"gopkg.in/yaml.v3"
 
+	"github.com/medfed/medfed/aggregation"
 	"github.com/medfed/medfed/coordinator/coordclient"
 	"github.com/medfed/medfed/internal/pb"
 	"github.com/medfed/medfed/model"
@@ -153,6 +154,16 @@ type federationView struct {
 	ModelVersion uint64      `json:"model_version"`
 	Pinned       []uint64    `json:"pinned_versions"`
 	RoundStates  []roundView `json:"round_states"`
+	// Why it is done before its last round, or stopped.
+	DoneReason string `json:"done_reason,omitempty"`
+	Stopped    bool   `json:"stopped,omitempty"`
+	StopReason string `json:"stop_reason,omitempty"`
+	// With differential privacy: the noise multiplier, and the epsilon spent and allowed
+	// (0: no limit) at delta.
+	DPNoiseMultiplier float64 `json:"dp_noise_multiplier,omitempty"`
+	DPEpsilon         float64 `json:"dp_epsilon,omitempty"`
+	DPEpsilonBudget   float64 `json:"dp_epsilon_budget,omitempty"`
+	DPDelta           float64 `json:"dp_delta,omitempty"`
 }
 
 func federationViewOf(f *pb.Federation) federationView {
@@ -162,6 +173,14 @@ func federationViewOf(f *pb.Federation) federationView {
 		Enrolled: []string{}, Rounds: max(s.GetRounds(), 1), MinClients: s.GetMinClients(), Threshold: s.GetThreshold(),
 		Strategy: cmpOr(s.GetStrategy(), "fedavg"), Secure: s.GetSecure(), CeremonyDone: f.GetCeremony().GetComplete(),
 		Done: f.Done, RoundStates: roundViews(f), ModelVersion: latestVersion(f), Pinned: append([]uint64{}, f.PinnedVersions...),
+		DoneReason: f.DoneReason, Stopped: f.Stopped, StopReason: f.StopReason,
+	}
+	if z := s.GetDpNoiseMultiplier(); z > 0 {
+		v.DPNoiseMultiplier, v.DPEpsilon, v.DPEpsilonBudget = z, f.DpEpsilon, s.GetDpEpsilonBudget()
+		v.DPDelta = s.GetDpDelta()
+		if v.DPDelta == 0 {
+			v.DPDelta = aggregation.DefaultDPDelta
+		}
 	}
 	for _, e := range f.Enrolled {
 		v.Enrolled = append(v.Enrolled, e.ClientId)
@@ -190,7 +209,20 @@ func printFederation(w io.Writer, v federationView) {
 	if v.Done {
 		done = ", done"
 	}
+	switch {
+	case v.Stopped:
+		done = ", stopped: " + v.StopReason
+	case v.DoneReason != "":
+		done += ": " + v.DoneReason
+	}
 	fmt.Fprintf(w, "  rounds   %d planned, model version %d%s\n", v.Rounds, v.ModelVersion, done)
+	if v.DPNoiseMultiplier > 0 {
+		budget := "no budget"
+		if v.DPEpsilonBudget > 0 {
+			budget = fmt.Sprintf("budget %g", v.DPEpsilonBudget)
+		}
+		fmt.Fprintf(w, "  privacy  noise multiplier %g, epsilon %.3g spent at delta %g (%s)\n", v.DPNoiseMultiplier, v.DPEpsilon, v.DPDelta, budget)
+	}
 	if len(v.Pinned) > 0 {
 		fmt.Fprintf(w, "  pinned   model versions %s (served beside the newest)\n", joinVersions(v.Pinned))
 	}

@@ -455,3 +455,40 @@ func TestClusterByHand(t *testing.T) {
 		t.Errorf("cluster remove: %v\n%s", err, out)
 	}
 }
+
+// TestFederationViewPrivacy: 'federation show' reports the privacy spent and why a
+// federation is done before its last round, in text and JSON.
+func TestFederationViewPrivacy(t *testing.T) {
+	f := &pb.Federation{
+		Spec:       &pb.FederationSpec{Name: "dp", Clients: []string{"h1", "h2"}, MinClients: 2, Rounds: 5, DpNoiseMultiplier: 1, DpEpsilonBudget: 8},
+		Done:       true,
+		DoneReason: "privacy budget spent: round 3 would bring it to 9.018",
+		DpEpsilon:  7.087862,
+		Rounds:     []*pb.RoundInfo{{Round: 1, State: pb.RoundState_ROUND_STATE_PUBLISHED}, {Round: 2, State: pb.RoundState_ROUND_STATE_PUBLISHED}},
+	}
+	v := federationViewOf(f)
+	var text bytes.Buffer
+	printFederation(&text, v)
+	for _, want := range []string{"5 planned, model version 0, done: privacy budget spent: round 3", "privacy  noise multiplier 1, epsilon 7.09 spent at delta 1e-05 (budget 8)"} {
+		if !strings.Contains(text.String(), want) {
+			t.Errorf("text output lacks %q:\n%s", want, text.String())
+		}
+	}
+	b, err := json.Marshal(v)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var m map[string]any
+	if err := json.Unmarshal(b, &m); err != nil {
+		t.Fatal(err)
+	}
+	if m["dp_epsilon"] != 7.087862 || m["dp_epsilon_budget"] != 8.0 || m["dp_delta"] != 1e-05 || !strings.HasPrefix(m["done_reason"].(string), "privacy budget spent") {
+		t.Errorf("JSON %s", b)
+	}
+	v = federationViewOf(&pb.Federation{Spec: &pb.FederationSpec{Name: "plain"}})
+	text.Reset()
+	printFederation(&text, v)
+	if b, _ := json.Marshal(v); strings.Contains(text.String(), "privacy") || strings.Contains(string(b), "dp_") {
+		t.Errorf("a federation without DP shows privacy: %s / %s", text.String(), b)
+	}
+}

@@ -79,6 +79,10 @@ type federationStat struct {
 	Stopped    bool     `json:"stopped,omitempty"`
 	StopReason string   `json:"stop_reason,omitempty"`
 	Suspended  []string `json:"suspended,omitempty"`
+	// With differential privacy: the epsilon the published rounds have spent, and why the
+	// federation is done before its last round (the budget allows no more).
+	Epsilon    float64 `json:"epsilon,omitempty"`
+	DoneReason string  `json:"done_reason,omitempty"`
 }
 
 type roundView struct {
@@ -156,6 +160,7 @@ func clusterStatusOf(ctx context.Context, c *coordclient.Client, cf *coordinator
 		out.Federations = append(out.Federations, federationStat{
 			Name: f.GetSpec().GetName(), Rounds: roundViews(f), ModelVersion: latestVersion(f), Done: f.Done,
 			Stopped: f.Stopped, StopReason: f.StopReason, Suspended: f.Suspended,
+			Epsilon: f.DpEpsilon, DoneReason: f.DoneReason,
 		})
 	}
 	return out, nil
@@ -190,8 +195,14 @@ func printStatus(w io.Writer, st *clusterView) {
 	}
 	for _, f := range st.Federations {
 		done := ""
+		if f.Epsilon != 0 {
+			done = fmt.Sprintf(", epsilon %.3g spent", f.Epsilon)
+		}
 		if f.Done {
-			done = ", done"
+			done += ", done"
+		}
+		if f.DoneReason != "" {
+			done += ": " + f.DoneReason
 		}
 		if f.Stopped {
 			done = ", stopped: " + f.StopReason

@@ -101,6 +101,7 @@ type Command struct {
 	//	*Command_StopFederation
 	//	*Command_RestartCeremony
 	//	*Command_ResumeFederation
+	//	*Command_FinishFederation
 	Cmd           isCommand_Cmd `protobuf_oneof:"cmd"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -312,6 +313,15 @@ func (x *Command) GetResumeFederation() *ResumeFederationCmd {
 	return nil
 }
 
+func (x *Command) GetFinishFederation() *FinishFederationCmd {
+	if x != nil {
+		if x, ok := x.Cmd.(*Command_FinishFederation); ok {
+			return x.FinishFederation
+		}
+	}
+	return nil
+}
+
 type isCommand_Cmd interface {
 	isCommand_Cmd()
 }
@@ -388,6 +398,10 @@ type Command_ResumeFederation struct {
 	ResumeFederation *ResumeFederationCmd `protobuf:"bytes,27,opt,name=resume_federation,json=resumeFederation,proto3,oneof"`
 }
 
+type Command_FinishFederation struct {
+	FinishFederation *FinishFederationCmd `protobuf:"bytes,28,opt,name=finish_federation,json=finishFederation,proto3,oneof"`
+}
+
 func (*Command_CreateFederation) isCommand_Cmd() {}
 
 func (*Command_Enrol) isCommand_Cmd() {}
@@ -423,6 +437,8 @@ func (*Command_StopFederation) isCommand_Cmd() {}
 func (*Command_RestartCeremony) isCommand_Cmd() {}
 
 func (*Command_ResumeFederation) isCommand_Cmd() {}
+
+func (*Command_FinishFederation) isCommand_Cmd() {}
 
 // CreateFederationCmd creates a federation whose initial weights (version 0) were staged as
 // a blob.
@@ -1514,6 +1530,62 @@ func (x *StopFederationCmd) GetReason() string {
 	return ""
 }
 
+// FinishFederationCmd ends a federation before its last round, between rounds, because no
+// further round may run: with differential privacy, the next one would spend more than
+// the privacy budget. The leader decides (a floating-point comparison) and the replicas
+// apply the decision. The federation is then done, with the reason.
+type FinishFederationCmd struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Federation    string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FinishFederationCmd) Reset() {
+	*x = FinishFederationCmd{}
+	mi := &file_command_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FinishFederationCmd) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FinishFederationCmd) ProtoMessage() {}
+
+func (x *FinishFederationCmd) ProtoReflect() protoreflect.Message {
+	mi := &file_command_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FinishFederationCmd.ProtoReflect.Descriptor instead.
+func (*FinishFederationCmd) Descriptor() ([]byte, []int) {
+	return file_command_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *FinishFederationCmd) GetFederation() string {
+	if x != nil {
+		return x.Federation
+	}
+	return ""
+}
+
+func (x *FinishFederationCmd) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // RestartCeremonyCmd starts a secure federation's key ceremony again with fewer members,
 // when some hospitals did not take part before the ceremony deadline.
 type RestartCeremonyCmd struct {
@@ -1527,7 +1599,7 @@ type RestartCeremonyCmd struct {
 
 func (x *RestartCeremonyCmd) Reset() {
 	*x = RestartCeremonyCmd{}
-	mi := &file_command_proto_msgTypes[17]
+	mi := &file_command_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1539,7 +1611,7 @@ func (x *RestartCeremonyCmd) String() string {
 func (*RestartCeremonyCmd) ProtoMessage() {}
 
 func (x *RestartCeremonyCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[17]
+	mi := &file_command_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1552,7 +1624,7 @@ func (x *RestartCeremonyCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RestartCeremonyCmd.ProtoReflect.Descriptor instead.
 func (*RestartCeremonyCmd) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{17}
+	return file_command_proto_rawDescGZIP(), []int{18}
 }
 
 func (x *RestartCeremonyCmd) GetFederation() string {
@@ -1586,7 +1658,7 @@ type ResumeFederationCmd struct {
 
 func (x *ResumeFederationCmd) Reset() {
 	*x = ResumeFederationCmd{}
-	mi := &file_command_proto_msgTypes[18]
+	mi := &file_command_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1598,7 +1670,7 @@ func (x *ResumeFederationCmd) String() string {
 func (*ResumeFederationCmd) ProtoMessage() {}
 
 func (x *ResumeFederationCmd) ProtoReflect() protoreflect.Message {
-	mi := &file_command_proto_msgTypes[18]
+	mi := &file_command_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1611,7 +1683,7 @@ func (x *ResumeFederationCmd) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ResumeFederationCmd.ProtoReflect.Descriptor instead.
 func (*ResumeFederationCmd) Descriptor() ([]byte, []int) {
-	return file_command_proto_rawDescGZIP(), []int{18}
+	return file_command_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ResumeFederationCmd) GetFederation() string {
@@ -1625,7 +1697,7 @@ var File_command_proto protoreflect.FileDescriptor
 
 const file_command_proto_rawDesc = "" +
 	"\n" +
-	"\rcommand.proto\x12\tmedfed.v1\x1a\fmedfed.proto\"\xad\t\n" +
+	"\rcommand.proto\x12\tmedfed.v1\x1a\fmedfed.proto\"\xfc\t\n" +
 	"\aCommand\x12$\n" +
 	"\x0etime_unix_nano\x18\x01 \x01(\x03R\ftimeUnixNano\x12M\n" +
 	"\x11create_federation\x18\n" +
@@ -1649,7 +1721,8 @@ const file_command_proto_rawDesc = "" +
 	"\rset_aggregate\x18\x18 \x01(\v2\x1a.medfed.v1.SetAggregateCmdH\x00R\fsetAggregate\x12G\n" +
 	"\x0fstop_federation\x18\x19 \x01(\v2\x1c.medfed.v1.StopFederationCmdH\x00R\x0estopFederation\x12J\n" +
 	"\x10restart_ceremony\x18\x1a \x01(\v2\x1d.medfed.v1.RestartCeremonyCmdH\x00R\x0frestartCeremony\x12M\n" +
-	"\x11resume_federation\x18\x1b \x01(\v2\x1e.medfed.v1.ResumeFederationCmdH\x00R\x10resumeFederationB\x05\n" +
+	"\x11resume_federation\x18\x1b \x01(\v2\x1e.medfed.v1.ResumeFederationCmdH\x00R\x10resumeFederation\x12M\n" +
+	"\x11finish_federation\x18\x1c \x01(\v2\x1e.medfed.v1.FinishFederationCmdH\x00R\x10finishFederationB\x05\n" +
 	"\x03cmd\"p\n" +
 	"\x13CreateFederationCmd\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.medfed.v1.FederationSpecR\x04spec\x12\x12\n" +
@@ -1753,6 +1826,11 @@ const file_command_proto_rawDesc = "" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
 	"federation\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"M\n" +
+	"\x13FinishFederationCmd\x12\x1e\n" +
+	"\n" +
+	"federation\x18\x01 \x01(\tR\n" +
+	"federation\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"f\n" +
 	"\x12RestartCeremonyCmd\x12\x1e\n" +
 	"\n" +
@@ -1783,7 +1861,7 @@ func file_command_proto_rawDescGZIP() []byte {
 }
 
 var file_command_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_command_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_command_proto_goTypes = []any{
 	(CeremonyStep)(0),           // 0: medfed.v1.CeremonyStep
 	(*Command)(nil),             // 1: medfed.v1.Command
@@ -1803,10 +1881,11 @@ var file_command_proto_goTypes = []any{
 	(*PinModelCmd)(nil),         // 15: medfed.v1.PinModelCmd
 	(*SetAggregateCmd)(nil),     // 16: medfed.v1.SetAggregateCmd
 	(*StopFederationCmd)(nil),   // 17: medfed.v1.StopFederationCmd
-	(*RestartCeremonyCmd)(nil),  // 18: medfed.v1.RestartCeremonyCmd
-	(*ResumeFederationCmd)(nil), // 19: medfed.v1.ResumeFederationCmd
-	(*FederationSpec)(nil),      // 20: medfed.v1.FederationSpec
-	(*Envelope)(nil),            // 21: medfed.v1.Envelope
+	(*FinishFederationCmd)(nil), // 18: medfed.v1.FinishFederationCmd
+	(*RestartCeremonyCmd)(nil),  // 19: medfed.v1.RestartCeremonyCmd
+	(*ResumeFederationCmd)(nil), // 20: medfed.v1.ResumeFederationCmd
+	(*FederationSpec)(nil),      // 21: medfed.v1.FederationSpec
+	(*Envelope)(nil),            // 22: medfed.v1.Envelope
 }
 var file_command_proto_depIdxs = []int32{
 	2,  // 0: medfed.v1.Command.create_federation:type_name -> medfed.v1.CreateFederationCmd
@@ -1825,16 +1904,17 @@ var file_command_proto_depIdxs = []int32{
 	15, // 13: medfed.v1.Command.pin_model:type_name -> medfed.v1.PinModelCmd
 	16, // 14: medfed.v1.Command.set_aggregate:type_name -> medfed.v1.SetAggregateCmd
 	17, // 15: medfed.v1.Command.stop_federation:type_name -> medfed.v1.StopFederationCmd
-	18, // 16: medfed.v1.Command.restart_ceremony:type_name -> medfed.v1.RestartCeremonyCmd
-	19, // 17: medfed.v1.Command.resume_federation:type_name -> medfed.v1.ResumeFederationCmd
-	20, // 18: medfed.v1.CreateFederationCmd.spec:type_name -> medfed.v1.FederationSpec
-	0,  // 19: medfed.v1.CeremonyCmd.step:type_name -> medfed.v1.CeremonyStep
-	21, // 20: medfed.v1.EnvelopeCmd.envelope:type_name -> medfed.v1.Envelope
-	21, // [21:21] is the sub-list for method output_type
-	21, // [21:21] is the sub-list for method input_type
-	21, // [21:21] is the sub-list for extension type_name
-	21, // [21:21] is the sub-list for extension extendee
-	0,  // [0:21] is the sub-list for field type_name
+	19, // 16: medfed.v1.Command.restart_ceremony:type_name -> medfed.v1.RestartCeremonyCmd
+	20, // 17: medfed.v1.Command.resume_federation:type_name -> medfed.v1.ResumeFederationCmd
+	18, // 18: medfed.v1.Command.finish_federation:type_name -> medfed.v1.FinishFederationCmd
+	21, // 19: medfed.v1.CreateFederationCmd.spec:type_name -> medfed.v1.FederationSpec
+	0,  // 20: medfed.v1.CeremonyCmd.step:type_name -> medfed.v1.CeremonyStep
+	22, // 21: medfed.v1.EnvelopeCmd.envelope:type_name -> medfed.v1.Envelope
+	22, // [22:22] is the sub-list for method output_type
+	22, // [22:22] is the sub-list for method input_type
+	22, // [22:22] is the sub-list for extension type_name
+	22, // [22:22] is the sub-list for extension extendee
+	0,  // [0:22] is the sub-list for field type_name
 }
 
 func init() { file_command_proto_init() }
@@ -1862,6 +1942,7 @@ func file_command_proto_init() {
 		(*Command_StopFederation)(nil),
 		(*Command_RestartCeremony)(nil),
 		(*Command_ResumeFederation)(nil),
+		(*Command_FinishFederation)(nil),
 	}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
@@ -1869,7 +1950,7 @@ func file_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_command_proto_rawDesc), len(file_command_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

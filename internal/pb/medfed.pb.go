@@ -128,7 +128,10 @@ type FederationSpec struct {
 	TrimmedBeta float64 `protobuf:"fixed64,17,opt,name=trimmed_beta,json=trimmedBeta,proto3" json:"trimmed_beta,omitempty"`
 	KrumF       uint32  `protobuf:"varint,18,opt,name=krum_f,json=krumF,proto3" json:"krum_f,omitempty"`
 	KrumM       uint32  `protobuf:"varint,19,opt,name=krum_m,json=krumM,proto3" json:"krum_m,omitempty"`
-	// Differential privacy, applied by the clients.
+	// Differential privacy (DP-FedAvg), on when dp_noise_multiplier > 0: each client clips its
+	// update to dp_clip_norm and adds its share of the noise; the coordinator accounts the
+	// epsilon (at dp_delta) each published round spends and opens no round past
+	// dp_epsilon_budget (0: no limit). Zero clip norm and delta mean the defaults (1, 1e-5).
 	DpClipNorm        float64 `protobuf:"fixed64,20,opt,name=dp_clip_norm,json=dpClipNorm,proto3" json:"dp_clip_norm,omitempty"`
 	DpNoiseMultiplier float64 `protobuf:"fixed64,21,opt,name=dp_noise_multiplier,json=dpNoiseMultiplier,proto3" json:"dp_noise_multiplier,omitempty"`
 	DpEpsilonBudget   float64 `protobuf:"fixed64,22,opt,name=dp_epsilon_budget,json=dpEpsilonBudget,proto3" json:"dp_epsilon_budget,omitempty"`
@@ -877,7 +880,7 @@ type Federation struct {
 	Rounds    []*RoundInfo           `protobuf:"bytes,4,rep,name=rounds,proto3" json:"rounds,omitempty"`
 	Models    []*ModelVersionInfo    `protobuf:"bytes,5,rep,name=models,proto3" json:"models,omitempty"`
 	NumParams uint64                 `protobuf:"varint,6,opt,name=num_params,json=numParams,proto3" json:"num_params,omitempty"`
-	Done      bool                   `protobuf:"varint,7,opt,name=done,proto3" json:"done,omitempty"` // every round has been run
+	Done      bool                   `protobuf:"varint,7,opt,name=done,proto3" json:"done,omitempty"` // every round has been run, or done_reason says why no more will
 	// Model versions the operator pinned (PinModel): every node keeps serving them however
 	// many newer versions are published. Ascending.
 	PinnedVersions []uint64 `protobuf:"varint,8,rep,packed,name=pinned_versions,json=pinnedVersions,proto3" json:"pinned_versions,omitempty"`
@@ -889,7 +892,15 @@ type Federation struct {
 	// Enrolled hospitals left out of round selection because they missed the last round
 	// they were selected for; a hospital is selected again once it enrols again (a running
 	// client does so when it sees a round open without it).
-	Suspended     []string `protobuf:"bytes,11,rep,name=suspended,proto3" json:"suspended,omitempty"`
+	Suspended []string `protobuf:"bytes,11,rep,name=suspended,proto3" json:"suspended,omitempty"`
+	// With differential privacy (spec.dp_noise_multiplier > 0): the epsilon, at spec.dp_delta,
+	// that the published rounds have spent, each one run of the Gaussian mechanism with
+	// noise multiplier z and sampling rate 1 (the coordinator sees who contributed). The
+	// federation is done (done_reason) before a round that would bring it past
+	// spec.dp_epsilon_budget.
+	DpEpsilon float64 `protobuf:"fixed64,12,opt,name=dp_epsilon,json=dpEpsilon,proto3" json:"dp_epsilon,omitempty"`
+	// Why the federation is done before its last round: the privacy budget allows no more.
+	DoneReason    string `protobuf:"bytes,13,opt,name=done_reason,json=doneReason,proto3" json:"done_reason,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -999,6 +1010,20 @@ func (x *Federation) GetSuspended() []string {
 		return x.Suspended
 	}
 	return nil
+}
+
+func (x *Federation) GetDpEpsilon() float64 {
+	if x != nil {
+		return x.DpEpsilon
+	}
+	return 0
+}
+
+func (x *Federation) GetDoneReason() string {
+	if x != nil {
+		return x.DoneReason
+	}
+	return ""
 }
 
 type CreateFederationRequest struct {
@@ -2973,7 +2998,7 @@ const file_medfed_proto_rawDesc = "" +
 	"generation\x18\n" +
 	" \x01(\rR\n" +
 	"generation\x12+\n" +
-	"\x11restarted_because\x18\v \x01(\tR\x10restartedBecause\"\xbc\x03\n" +
+	"\x11restarted_because\x18\v \x01(\tR\x10restartedBecause\"\xfc\x03\n" +
 	"\n" +
 	"Federation\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.medfed.v1.FederationSpecR\x04spec\x120\n" +
@@ -2989,7 +3014,11 @@ const file_medfed_proto_rawDesc = "" +
 	"\vstop_reason\x18\n" +
 	" \x01(\tR\n" +
 	"stopReason\x12\x1c\n" +
-	"\tsuspended\x18\v \x03(\tR\tsuspended\"H\n" +
+	"\tsuspended\x18\v \x03(\tR\tsuspended\x12\x1d\n" +
+	"\n" +
+	"dp_epsilon\x18\f \x01(\x01R\tdpEpsilon\x12\x1f\n" +
+	"\vdone_reason\x18\r \x01(\tR\n" +
+	"doneReason\"H\n" +
 	"\x17CreateFederationRequest\x12-\n" +
 	"\x04spec\x18\x01 \x01(\v2\x19.medfed.v1.FederationSpecR\x04spec\"*\n" +
 	"\x14GetFederationRequest\x12\x12\n" +
