@@ -285,8 +285,9 @@ func TestAddRemoveNode(t *testing.T) {
 	tc.closeAll()
 }
 
-// TestAddNodeCatchingUp adds a node whose gRPC address is wrong, so the leader cannot see
-// it catch up: AddNode answers FailedPrecondition saying so, the node stays a non-voter
+// TestAddNodeCatchingUp adds a node with the gRPC address of another node, then one
+// nobody answers, so the leader cannot see it catch up: AddNode answers
+// FailedPrecondition saying so, the node stays a non-voter
 // (the quorum is still the one node's, which keeps committing), and AddNode with the right
 // address promotes it.
 func TestAddNodeCatchingUp(t *testing.T) {
@@ -300,6 +301,11 @@ func TestAddNodeCatchingUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer n2.Close()
+	// The gRPC address of another node (n1's): refused at once, n2 a non-voter.
+	_, err = c.AddNode(testCtx(t), &pb.AddNodeRequest{Id: "n2", RaftAddr: cfg.RaftAddr, GrpcAddr: tc.cfgs[0].GRPCAddr})
+	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), `is "n1"`) {
+		t.Fatalf("add with n1's gRPC address: got %v, want FailedPrecondition naming n1", err)
+	}
 	short, cancel := context.WithTimeout(testCtx(t), 2*time.Second)
 	defer cancel()
 	_, err = c.AddNode(short, &pb.AddNodeRequest{Id: "n2", RaftAddr: cfg.RaftAddr, GrpcAddr: loopback.Addr(t)})

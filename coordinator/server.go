@@ -668,6 +668,10 @@ func (n *Node) awaitCaughtUp(ctx context.Context, id, addr string, idx uint64) e
 			var st *pb.ClusterStatus
 			st, err = pb.NewClusterServiceClient(c).Status(pctx, &pb.StatusRequest{})
 			cancel()
+			if err == nil && st.NodeId != id {
+				return fmt.Errorf("%w: node %s joined as a non-voter, but the node at %s, which should show that it has caught up, is %q: add it again (medfed cluster add) with its own gRPC address to promote it",
+					ErrCatchingUp, id, addr, st.NodeId)
+			}
 			if err == nil && st.AppliedIndex >= idx {
 				return nil
 			}
