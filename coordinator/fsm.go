@@ -195,6 +195,40 @@ func validateSpec(s *pb.FederationSpec) (aggregation.Strategy, int, error) {
 	return st, m.NumParams(), nil
 }
 
+// checkTraining checks, when a federation is created, the settings the hospitals train
+// with and the leader aggregates with, as they will use them; a bad one would otherwise
+// fail every round (each aborted, until the federation stops) rather than the creation.
+// It is not part of validateSpec, which Apply also runs: a federation an earlier release
+// created must still apply from its log.
+func checkTraining(s *pb.FederationSpec, st aggregation.Strategy) error {
+	tc := model.TrainConfig{Epochs: int(max(s.LocalEpochs, 1)), BatchSize: int(s.BatchSize), Optimizer: model.OptimizerConfig{LearningRate: s.Lr}}
+	if s.LocalEpochs > 10000 || s.BatchSize > 1<<16 {
+		return fmt.Errorf("%w: local_epochs %d and batch_size %d, expected at most 10000 and 65536", ErrInvalid, s.LocalEpochs, s.BatchSize)
+	}
+	if err := tc.Validate(); err != nil {
+		return fmt.Errorf("%w: training settings (local_epochs, batch_size, lr): %v", ErrInvalid, err)
+	}
+	if err := (aggregation.ServerConfig{Name: st.Optimizer, LR: s.ServerLr}).Validate(); err != nil {
+		return fmt.Errorf("%w: server_lr: %v", ErrInvalid, err)
+	}
+	if s.RoundTimeoutMs > uint64(30*24*time.Hour/time.Millisecond) {
+		return fmt.Errorf("%w: round_timeout_ms %d, expected at most 30 days", ErrInvalid, s.RoundTimeoutMs)
+	}
+	switch st.Aggregator {
+	case aggregation.AggregatorTrimmedMean:
+		if !(s.TrimmedBeta >= 0 && s.TrimmedBeta < 0.5) {
+			return fmt.Errorf("%w: trimmed_beta %v, expected 0 <= beta < 0.5 (0 for the default, 0.1)", ErrInvalid, s.TrimmedBeta)
+		}
+	case aggregation.AggregatorKrum:
+		f, m := int(s.KrumF), int(max(s.KrumM, 1))
+		if n := int(s.MinClients); n <= 2*f+2 || m > n-f {
+			return fmt.Errorf("%w: krum_f %d and krum_m %d need every round to have more than %d updates and m <= updates - f; min_clients is %d, so a round with that many would abort: raise min_clients to at least %d",
+				ErrInvalid, f, m, 2*f+2, n, max(2*f+3, m+f))
+		}
+	}
+	return nil
+}
+
 func strategyName(s *pb.FederationSpec) string {
 	if s.Strategy == "" {
 		return "fedavg"

@@ -90,7 +90,7 @@ func TestPrivacyAccounting(t *testing.T) {
 // at delta 1e-5, 5 rounds asked for) on a real cluster: after two published rounds
 // (epsilon 7.09) a third would spend 9.02, so the federation is done with the reason,
 // opens no round 3 and reports the epsilon spent. A spec whose budget allows no round,
-// or with a noise multiplier that is not a number, is refused.
+// or with a noise multiplier or learning rate that is not a number, is refused.
 func TestPrivacyBudget(t *testing.T) {
 	tc := startCluster(t, 3)
 	ctx := testCtx(t)
@@ -106,6 +106,12 @@ func TestPrivacyBudget(t *testing.T) {
 		if _, err := c.CreateFederation(ctx, s); status.Code(err) != codes.InvalidArgument {
 			t.Errorf("budget %v, z %v: got %v, want InvalidArgument", bad.budget, bad.z, err)
 		}
+	}
+	// The training settings are checked at the same boundary (checkTraining).
+	s := cloneSpec(spec)
+	s.Lr = math.NaN()
+	if _, err := c.CreateFederation(ctx, s); status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "learning rate") {
+		t.Errorf("lr NaN: got %v, want InvalidArgument naming the learning rate", err)
 	}
 	if _, err := c.CreateFederation(ctx, spec); err != nil {
 		t.Fatal(err)

@@ -39,7 +39,9 @@ func (n *Node) upToDate(ctx context.Context) error {
 // everything this node had applied when called, which covers every acknowledged write
 // once it has applied the entries of earlier terms (leaderUpToDate). It answers only once
 // a quorum has confirmed that this node still leads (raft.VerifyLeader: one heartbeat
-// round, shared by concurrent calls). Without that, a leader cut off from the others would
+// round, shared by concurrent calls; it counts any successful answer the leader processes
+// after the call, so the confirmation is as of at most about one round trip before it).
+// Without that, a leader cut off from the others would
 // answer from its own state until its lease ran out, while the majority may have elected
 // a new leader and committed writes it lacks; the lease is a timing assumption (a paused
 // process outlives it), the confirmation is not.

@@ -127,9 +127,29 @@ func TestReadIndex(t *testing.T) {
 		if _, err := c.CreateFederation(testCtx(t), &pb.FederationSpec{Name: "f", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
 			t.Fatal(err)
 		}
+		// Once a heartbeat to each stopped follower has failed, no answer it sent before
+		// it stopped can still be on its way to the leader (raft.VerifyLeader counts any
+		// successful response the leader processes after the call).
+		failed := make(chan raft.Observation, 64)
+		obs := raft.NewObserver(failed, false, func(o *raft.Observation) bool {
+			_, ok := o.Data.(raft.FailedHeartbeatObservation)
+			return ok
+		})
+		tc.nodes[l].raft.RegisterObserver(obs)
+		defer tc.nodes[l].raft.DeregisterObserver(obs)
+		down := map[raft.ServerID]bool{}
 		for i := range tc.nodes {
 			if i != l {
 				tc.stop(i)
+				down[raft.ServerID(tc.cfgs[i].NodeID)] = true
+			}
+		}
+		for len(down) > 0 {
+			select {
+			case o := <-failed:
+				delete(down, o.Data.(raft.FailedHeartbeatObservation).PeerID)
+			case <-time.After(waitTimeout):
+				t.Fatalf("no failed heartbeat to %v", down)
 			}
 		}
 		once, err := coordclient.New([]string{tc.cfgs[l].GRPCAddr}, coordclient.Options{MaxAttempts: 1})

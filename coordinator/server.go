@@ -92,7 +92,11 @@ func (n *Node) createFederation(ctx context.Context, req *pb.CreateFederationReq
 		return nil, err
 	}
 	spec := req.GetSpec()
-	if _, _, err := validateSpec(spec); err != nil {
+	st, _, err := validateSpec(spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkTraining(spec, st); err != nil {
 		return nil, err
 	}
 	if err := checkDP(spec); err != nil {
