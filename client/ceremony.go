@@ -261,7 +261,7 @@ func (n *Node) sendThresholdShares(ctx context.Context) error {
 		return err
 	}
 	for _, o := range outs {
-		r, _, err := parseRecipient(o.to.AgeRecipient)
+		r, _, err := seal.ParseEnrolment(o.to.AgeRecipient)
 		if err != nil {
 			return fmt.Errorf("%w: %q: %v", ErrCeremony, o.to.ClientId, err)
 		}
@@ -295,7 +295,7 @@ func (n *Node) collectThresholdShares(ctx context.Context, fed *pb.Federation) e
 	keys := seal.Keys{}
 	party := map[string]uint32{}
 	for _, e := range fed.Enrolled {
-		if _, k, err := parseRecipient(e.AgeRecipient); err == nil {
+		if _, k, err := seal.ParseEnrolment(e.AgeRecipient); err == nil {
 			keys[e.ClientId] = k
 		}
 		party[e.ClientId] = e.PartyId

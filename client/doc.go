@@ -58,7 +58,8 @@
 // # Wire format choices
 //
 // The medfed.v1 Enrolment has one string for the hospital's keys: the node sends
-// "<age X25519 recipient> ed25519:<base64 verifying key>" in age_recipient. Hybrid
+// "<age X25519 recipient> ed25519:<base64 verifying key>" in age_recipient
+// (seal.FormatEnrolment; the coordinator refuses a malformed one at enrolment). Hybrid
 // (post-quantum) age identities are not supported for envelopes yet.
 //
 // # Not done yet

@@ -5,7 +5,6 @@ import (
 	"crypto/ed25519"
 	"crypto/rand"
 	"crypto/sha256"
-	"encoding/base64"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -294,30 +293,10 @@ func (n *Node) loadOrInitState() error {
 
 func (n *Node) save() error { return n.st.saveState(n.state) }
 
-// Enrolment recipients carry the hospital's age recipient and, after a space, its Ed25519
-// verifying key as "ed25519:" + base64 (standard, padded), so that other hospitals can
-// check who sealed an envelope. The medfed.v1 Enrolment has no field for the key yet.
-const signingKeyPrefix = "ed25519:"
-
+// enrolmentRecipient is this hospital's enrolment string (seal.FormatEnrolment), sent as
+// the Enrolment's age_recipient.
 func (n *Node) enrolmentRecipient() string {
-	return n.envID.Recipient().String() + " " + signingKeyPrefix + base64.StdEncoding.EncodeToString(n.signer.Public())
-}
-
-// parseRecipient splits an enrolment's age_recipient field.
-func parseRecipient(s string) (age.Recipient, ed25519.PublicKey, error) {
-	f := strings.Fields(s)
-	if len(f) != 2 || !strings.HasPrefix(f[1], signingKeyPrefix) {
-		return nil, nil, fmt.Errorf("enrolment recipient %.40q: expected \"age1... %s<base64>\"", s, signingKeyPrefix)
-	}
-	r, err := age.ParseX25519Recipient(f[0])
-	if err != nil {
-		return nil, nil, err
-	}
-	k, err := base64.StdEncoding.DecodeString(strings.TrimPrefix(f[1], signingKeyPrefix))
-	if err != nil || len(k) != ed25519.PublicKeySize {
-		return nil, nil, fmt.Errorf("enrolment signing key: expected %d bytes of base64", ed25519.PublicKeySize)
-	}
-	return r, ed25519.PublicKey(k), nil
+	return seal.FormatEnrolment(n.envID.Recipient(), n.signer.Public())
 }
 
 func (n *Node) enrol(ctx context.Context) error {

@@ -293,7 +293,7 @@ func classify(m sentMessage, p he.Params) (string, error) {
 		}
 		return "query", nil
 	case *pb.EnrolRequest:
-		if _, _, err := parseRecipient(x.AgeRecipient); err != nil {
+		if _, _, err := seal.ParseEnrolment(x.AgeRecipient); err != nil {
 			return "", err
 		}
 		return "enrolment", nil

@@ -201,6 +201,57 @@ func TestRoundAbortsAtDeadline(t *testing.T) {
 	tc.closeAll()
 }
 
+// TestEnrolChecksRecipient: a hospital's enrolment string is checked before it is
+// committed. A secure federation needs a well-formed one (the others seal their threshold
+// shares to it); a plaintext one takes a well-formed one or none. Nothing is enrolled by a
+// refused call, and the same hospital enrols with a good string afterwards.
+func TestEnrolChecksRecipient(t *testing.T) {
+	tc := startCluster(t, 1)
+	tc.leader()
+	ctx := testCtx(t)
+	c := newClient(t, tc.addrs())
+	for _, spec := range []*pb.FederationSpec{
+		{Name: "plain", ModelSpecJson: testModelSpec(t), Clients: []string{"h1", "h2"}, MinClients: 1},
+		{Name: "secure", ModelSpecJson: testModelSpec(t), Clients: []string{"h1", "h2"}, MinClients: 1, Threshold: 1, Secure: true},
+	} {
+		if _, err := c.CreateFederation(ctx, spec); err != nil {
+			t.Fatal(err)
+		}
+	}
+	good := testEnrolment(t)
+	for _, e := range []struct {
+		fed, recipient string
+		ok             bool
+	}{
+		{"plain", "", true},
+		{"plain", "age1h2", false},
+		{"secure", "", false},
+		{"secure", "age1h1", false},
+		{"secure", strings.Replace(good, "ed25519:", "ed25519:AAAA", 1), false},
+		{"secure", good + " extra", false},
+		{"secure", good, true},
+	} {
+		id := "h1"
+		if e.fed == "plain" && e.recipient != "" {
+			id = "h2"
+		}
+		_, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: e.fed, ClientId: id, AgeRecipient: e.recipient})
+		switch {
+		case e.ok && err != nil:
+			t.Errorf("%s %q: %v", e.fed, e.recipient, err)
+		case !e.ok && (status.Code(err) != codes.InvalidArgument || !strings.Contains(err.Error(), "age_recipient")):
+			t.Errorf("%s %q: got %v, want InvalidArgument naming age_recipient", e.fed, e.recipient, err)
+		}
+	}
+	f, err := c.Federation(ctx, "secure")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(f.Enrolled) != 1 || f.Enrolled[0].AgeRecipient != good {
+		t.Errorf("secure federation enrolled %v, want h1 with its good string only", f.Enrolled)
+	}
+}
+
 // TestAddRemoveNode grows a one-node cluster with AddNode: the new node, started with no
 // peers, receives the whole state and serves it; RemoveNode takes it out again and the
 // remaining node keeps accepting writes.

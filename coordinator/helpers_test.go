@@ -2,6 +2,7 @@ package coordinator
 
 import (
 	"context"
+	"crypto/ed25519"
 	"crypto/sha256"
 	"encoding/json"
 	"fmt"
@@ -12,9 +13,11 @@ import (
 	"testing"
 	"time"
 
+	"filippo.io/age"
 	"github.com/hashicorp/raft"
 
 	"github.com/medfed/medfed/coordinator/coordclient"
+	"github.com/medfed/medfed/crypto/seal"
 	"github.com/medfed/medfed/internal/loopback"
 	"github.com/medfed/medfed/internal/pb"
 	"github.com/medfed/medfed/model"
@@ -214,4 +217,18 @@ func waitRound(t testing.TB, ctx context.Context, c *coordclient.Client, fed str
 		return ri.State == state
 	})
 	return last
+}
+
+// testEnrolment returns a well-formed enrolment string (seal.FormatEnrolment) of fresh keys.
+func testEnrolment(t testing.TB) string {
+	t.Helper()
+	id, err := age.GenerateX25519Identity()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pub, _, err := ed25519.GenerateKey(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return seal.FormatEnrolment(id.Recipient(), pub)
 }

@@ -29,6 +29,17 @@ func (f *FSM) AppliedIndex() uint64 {
 	return f.st.Applied
 }
 
+// secure reports whether a federation runs in secure mode.
+func (f *FSM) secure(name string) (bool, error) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	fd, err := f.fed(name)
+	if err != nil {
+		return false, err
+	}
+	return fd.spec.Secure, nil
+}
+
 // Federation returns a federation's state.
 func (f *FSM) Federation(name string) (*pb.Federation, error) {
 	f.mu.RLock()

@@ -155,7 +155,7 @@ func runCeremonyAs(t testing.TB, ctx context.Context, clientOf func(hospital str
 	group := he.Group{Parties: ids, Threshold: threshold}
 	parties := map[string]*he.Party{}
 	for i, h := range names {
-		e, err := clientOf(h).Enrol(ctx, &pb.EnrolRequest{Federation: fed, ClientId: h, AgeRecipient: "age1" + h})
+		e, err := clientOf(h).Enrol(ctx, &pb.EnrolRequest{Federation: fed, ClientId: h, AgeRecipient: testEnrolment(t)})
 		if err != nil {
 			t.Fatal(err)
 		}

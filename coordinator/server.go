@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	"github.com/medfed/medfed/crypto/pki"
+	"github.com/medfed/medfed/crypto/seal"
 	"github.com/medfed/medfed/internal/pb"
 	"github.com/medfed/medfed/model"
 )
@@ -146,6 +147,9 @@ func (s *federationServer) Enrol(ctx context.Context, req *pb.EnrolRequest) (*pb
 	if err := s.n.authorize(ctx, pki.RoleHospital, req.ClientId); err != nil {
 		return nil, s.n.toStatus(err)
 	}
+	if err := s.n.checkEnrolment(req); err != nil {
+		return nil, s.n.toStatus(err)
+	}
 	if _, err := s.n.propose(ctx, &pb.Command{Cmd: &pb.Command_Enrol{Enrol: &pb.EnrolCmd{
 		Federation: req.Federation, ClientId: req.ClientId, AgeRecipient: req.AgeRecipient,
 	}}}); err != nil {
@@ -161,6 +165,25 @@ func (s *federationServer) Enrol(ctx context.Context, req *pb.EnrolRequest) (*pb
 		}
 	}
 	return nil, status.Error(codes.Internal, "enrolment committed but not found")
+}
+
+// checkEnrolment checks a hospital's enrolment string (seal.ParseEnrolment) before it is
+// proposed. In a secure federation the other hospitals seal their threshold shares to it
+// and check its signatures with it, and a malformed one would stall the key ceremony until
+// its timeout; a plaintext federation takes a well-formed one or none. (Apply checks only
+// its size, so that older logs still apply.)
+func (n *Node) checkEnrolment(req *pb.EnrolRequest) error {
+	secure, err := n.fsm.secure(req.Federation)
+	if err != nil {
+		return err
+	}
+	if req.AgeRecipient == "" && !secure {
+		return nil
+	}
+	if _, _, err := seal.ParseEnrolment(req.AgeRecipient); err != nil {
+		return fmt.Errorf("%w: age_recipient of %q: %v", ErrInvalid, req.ClientId, err)
+	}
+	return nil
 }
 
 // PinModel pins a model version for serving on every node, or removes the pin. Operators

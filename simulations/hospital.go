@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/ed25519"
 	"encoding"
-	"encoding/base64"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -101,7 +100,7 @@ func (h *hospital) enrol(ctx context.Context) (uint32, error) {
 		if h.signer, err = seal.NewSigner(h.id, ed25519.NewKeyFromSeed(seed)); err != nil {
 			return 0, err
 		}
-		req.AgeRecipient = h.ageID.Recipient().String() + " " + base64.StdEncoding.EncodeToString(h.signer.Public())
+		req.AgeRecipient = seal.FormatEnrolment(h.ageID.Recipient(), h.signer.Public())
 	}
 	e, err := h.c.Enrol(ctx, req)
 	if err != nil {

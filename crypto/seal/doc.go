@@ -17,6 +17,9 @@
 // Reach for Sign and Verify to sign model artifacts, since age alone does not
 // prove who encrypted a file.
 //
+// Reach for FormatEnrolment and ParseEnrolment for the string in which a hospital
+// publishes, through the coordinator, its age recipient and its verifying key.
+//
 // Everything here works on byte slices and never touches the network or the
 // disk itself. Inputs are bounded (MaxPayload, MaxEnvelope) and every length
 // prefix is checked before it is used.
