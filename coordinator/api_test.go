@@ -201,6 +201,20 @@ func TestRoundAbortsAtDeadline(t *testing.T) {
 	tc.closeAll()
 }
 
+// startJoiner starts a node that joins a cluster once added (no peers), on fresh loopback
+// ports, closed when the test ends.
+func startJoiner(t *testing.T, id string) (*Node, Config) {
+	t.Helper()
+	cfg := testConfig(id, t.TempDir())
+	cfg.RaftAddr, cfg.GRPCAddr = loopback.Addr(t), loopback.Addr(t)
+	n, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n, cfg
+}
+
 // TestEnrolChecksRecipient: a hospital's enrolment string is checked before it is
 // committed. A secure federation needs a well-formed one (the others seal their threshold
 // shares to it); a plaintext one takes a well-formed one or none. Nothing is enrolled by a
@@ -265,13 +279,7 @@ func TestAddRemoveNode(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	cfg := testConfig("n2", t.TempDir())
-	cfg.RaftAddr, cfg.GRPCAddr = loopback.Addr(t), loopback.Addr(t)
-	n2, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n2.Close()
+	n2, cfg := startJoiner(t, "n2")
 	if _, err := c.AddNode(ctx, &pb.AddNodeRequest{Id: "n2"}); status.Code(err) != codes.InvalidArgument {
 		t.Errorf("add without addresses: got %v, want InvalidArgument", err)
 	}
@@ -345,15 +353,9 @@ func TestAddNodeCatchingUp(t *testing.T) {
 	tc := startCluster(t, 1)
 	tc.leader()
 	c := newClient(t, tc.addrs())
-	cfg := testConfig("n2", t.TempDir())
-	cfg.RaftAddr, cfg.GRPCAddr = loopback.Addr(t), loopback.Addr(t)
-	n2, err := New(cfg, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer n2.Close()
+	n2, cfg := startJoiner(t, "n2")
 	// The gRPC address of another node (n1's): refused at once, n2 a non-voter.
-	_, err = c.AddNode(testCtx(t), &pb.AddNodeRequest{Id: "n2", RaftAddr: cfg.RaftAddr, GrpcAddr: tc.cfgs[0].GRPCAddr})
+	_, err := c.AddNode(testCtx(t), &pb.AddNodeRequest{Id: "n2", RaftAddr: cfg.RaftAddr, GrpcAddr: tc.cfgs[0].GRPCAddr})
 	if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), `is "n1"`) {
 		t.Fatalf("add with n1's gRPC address: got %v, want FailedPrecondition naming n1", err)
 	}

@@ -29,15 +29,7 @@ func TestReadsAfterRestart(t *testing.T) {
 
 	t.Run("follower", func(t *testing.T) {
 		tc := startClusterWith(t, 3, tune)
-		l := tc.leader()
-		f := (l + 1) % 3
-		tc.stop(f)
-		padLog(t, tc.nodes[l], 2000)
-		c := newClient(t, tc.addrs())
-		if _, err := c.CreateFederation(testCtx(t), &pb.FederationSpec{Name: "late", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
-			t.Fatal(err)
-		}
-		tc.start(f)
+		_, f := restartBehind(t, tc)
 		onlyF := newClient(t, []string{tc.cfgs[f].GRPCAddr})
 		if _, err := onlyF.Federation(testCtx(t), "late"); err != nil {
 			t.Fatalf("restarted follower %s: %v", tc.cfgs[f].NodeID, err)
@@ -90,6 +82,22 @@ func TestReadsAfterRestart(t *testing.T) {
 			t.Fatalf("new leader: %v", err)
 		}
 	})
+}
+
+// restartBehind stops a follower of tc, commits 2000 entries and the federation "late"
+// without it, and starts it again. It returns the leader's index and the follower's.
+func restartBehind(t *testing.T, tc *testCluster) (l, f int) {
+	t.Helper()
+	l = tc.leader()
+	f = (l + 1) % len(tc.nodes)
+	tc.stop(f)
+	padLog(t, tc.nodes[l], 2000)
+	c := newClient(t, tc.addrs())
+	if _, err := c.CreateFederation(testCtx(t), &pb.FederationSpec{Name: "late", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
+		t.Fatal(err)
+	}
+	tc.start(f)
+	return l, f
 }
 
 // padLog commits n small entries (the leader's own gRPC address, again) on the leader,
@@ -170,15 +178,7 @@ func TestReadIndex(t *testing.T) {
 
 	t.Run("leader of an earlier release", func(t *testing.T) {
 		tc := startClusterWith(t, 3, func(c *Config) { c.SnapshotThreshold, c.SnapshotInterval = 1<<40, time.Hour })
-		l := tc.leader()
-		f := (l + 1) % 3
-		tc.stop(f)
-		padLog(t, tc.nodes[l], 2000)
-		c := newClient(t, tc.addrs())
-		if _, err := c.CreateFederation(testCtx(t), &pb.FederationSpec{Name: "late", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
-			t.Fatal(err)
-		}
-		tc.start(f)
+		_, f := restartBehind(t, tc)
 		waitFor(t, tc.cfgs[f].NodeID+" to know the leader", func() bool {
 			_, id := tc.nodes[f].raft.LeaderWithID()
 			return id != ""
