@@ -25,7 +25,7 @@ func TestCeremonyTimeout(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, h := range names[:2] { // h3 never comes
-		if _, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: "f", ClientId: h}); err != nil {
+		if _, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: "f", ClientId: h, AgeRecipient: testEnrolment(t)}); err != nil {
 			t.Fatal(err)
 		}
 	}
