@@ -41,10 +41,10 @@ func (n *Node) upToDate(ctx context.Context) error {
 // a quorum has confirmed that this node still leads (raft.VerifyLeader: one heartbeat
 // round, shared by concurrent calls; it counts any successful answer the leader processes
 // after the call, so the confirmation is as of at most about one round trip before it).
-// Without that, a leader cut off from the others would
-// answer from its own state until its lease ran out, while the majority may have elected
-// a new leader and committed writes it lacks; the lease is a timing assumption (a paused
-// process outlives it), the confirmation is not.
+// Without that, a leader cut off from the others would answer from its own state until
+// its lease ran out, while the majority may have elected a new leader and committed
+// writes it lacks: the lease rests on timing alone (a paused process outlives it), the
+// confirmation on answers from a quorum.
 func (n *Node) readIndex(ctx context.Context) (uint64, error) {
 	if err := n.leaderUpToDate(); err != nil {
 		return 0, err
@@ -75,8 +75,8 @@ func (n *Node) catchUp(ctx context.Context) error {
 }
 
 // catchUpWith is catchUp with lc, a client of the leader's ClusterService. A leader of an
-// earlier release (during a rolling upgrade) has no ReadIndex; its Status reports its
-// applied index after the entries of earlier terms, without confirming that it leads.
+// earlier release (as during an upgrade) has no ReadIndex; its Status reports its applied
+// index after the entries of earlier terms, without confirming that it leads.
 func (n *Node) catchUpWith(ctx context.Context, lc pb.ClusterServiceClient) error {
 	r, err := lc.ReadIndex(ctx, &pb.ReadIndexRequest{})
 	if status.Code(err) == codes.Unimplemented {
