@@ -272,6 +272,7 @@ func FuzzApply(f *testing.F) {
 	seed(&pb.Command{Cmd: &pb.Command_OpenRound{OpenRound: &pb.OpenRoundCmd{Federation: "f", Round: 2}}})
 	seed(&pb.Command{Cmd: &pb.Command_PinModel{PinModel: &pb.PinModelCmd{Federation: "f", Version: 0}}})
 	seed(&pb.Command{Cmd: &pb.Command_SetAggregate{SetAggregate: &pb.SetAggregateCmd{Federation: "f", Round: 1, Digest: make([]byte, 32), HeDigest: make([]byte, 32), Contributions: 2, Weight: 3}}})
+	seed(&pb.Command{Cmd: &pb.Command_FinishFederation{FinishFederation: &pb.FinishFederationCmd{Federation: "f", Reason: "budget"}}})
 	f.Add([]byte{})
 	f.Add([]byte{2, 1, 2, 3})
 	base := &fsmHarness{t: f, f: NewFSM(nil)}
