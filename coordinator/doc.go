@@ -103,7 +103,10 @@
 // hospital ever answers one ciphertext for two active sets; with fewer
 // than t responsive contributors the round aborts with a reason naming the silent parties.
 // The FSM accepts one publication per round, so a new leader that resumes a round cannot
-// publish it twice.
+// publish it twice. An operator may stop a federation at any time (StopFederation): a
+// round in progress is aborted, without counting against its hospitals, unless it is
+// decrypting and already holds its t shares (the coordinator could decrypt it, so it is
+// published first); ResumeFederation lets it go on.
 //
 // With differential privacy (spec dp_noise_multiplier > 0; the hospitals clip and add the
 // noise), each published round counts as one run of the Gaussian mechanism at sampling

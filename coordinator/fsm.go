@@ -105,7 +105,7 @@ func (f *FSM) apply(idx uint64, c *pb.Command) error {
 	case *pb.Command_SetAggregate:
 		return f.setAggregate(idx, x.SetAggregate)
 	case *pb.Command_StopFederation:
-		return f.stopFederation(x.StopFederation)
+		return f.stopFederation(idx, x.StopFederation)
 	case *pb.Command_RestartCeremony:
 		return f.restartCeremony(t, x.RestartCeremony)
 	case *pb.Command_ResumeFederation:
@@ -543,9 +543,13 @@ func (f *FSM) commitUpdate(idx uint64, t int64, c *pb.CommitUpdateCmd) error {
 	return nil
 }
 
-// stopFederation stops a federation between rounds, with a reason; stopping a stopped
-// federation again changes nothing.
-func (f *FSM) stopFederation(c *pb.StopFederationCmd) error {
+// stopFederation stops a federation with a reason; stopping a stopped federation again
+// changes nothing. Without AbortRound it stops only between rounds. With it (an
+// operator's stop) a round in progress is aborted with the same reason, without noting
+// who missed it or counting towards max_aborted_rounds; a decrypting round that already
+// holds its t shares is left to be published (ErrRoundState), since the coordinator can
+// decrypt it already.
+func (f *FSM) stopFederation(idx uint64, c *pb.StopFederationCmd) error {
 	fd, err := f.fed(c.Federation)
 	if err != nil {
 		return err
@@ -553,11 +557,20 @@ func (f *FSM) stopFederation(c *pb.StopFederationCmd) error {
 	if fd.Stopped {
 		return nil
 	}
-	if cur := fd.current(); cur != nil && !terminal(cur.State) {
-		return fmt.Errorf("%w: round %d is %s", ErrRoundState, cur.Number, stateName(cur.State))
-	}
 	if len(c.Reason) == 0 || len(c.Reason) > 4096 {
 		return fmt.Errorf("%w: stop reason of %d bytes, expected 1 to 4096", ErrInvalid, len(c.Reason))
+	}
+	cur := fd.current()
+	if cur != nil && !terminal(cur.State) {
+		switch {
+		case !c.AbortRound:
+			return fmt.Errorf("%w: round %d is %s", ErrRoundState, cur.Number, stateName(cur.State))
+		case cur.State == pb.RoundState_ROUND_STATE_DECRYPTING && len(cur.Shares) >= int(fd.spec.Threshold):
+			return fmt.Errorf("%w: round %d holds all %d decryption shares it needs and is being published; stop the federation again once it is",
+				ErrRoundState, cur.Number, fd.spec.Threshold)
+		}
+		cur.State, cur.Reason, cur.Changed = pb.RoundState_ROUND_STATE_ABORTED, c.Reason, idx
+		f.dropBlobs(roundBlobPrefix(c.Federation, cur.Number))
 	}
 	fd.Stopped, fd.StopReason = true, c.Reason
 	return nil

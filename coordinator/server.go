@@ -12,6 +12,7 @@ import (
 	"strings"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
@@ -208,6 +209,29 @@ func (s *federationServer) ResumeFederation(ctx context.Context, req *pb.ResumeF
 	}
 	if _, err := s.n.propose(ctx, &pb.Command{Cmd: &pb.Command_ResumeFederation{ResumeFederation: &pb.ResumeFederationCmd{
 		Federation: req.Federation,
+	}}}); err != nil {
+		return nil, s.n.toStatus(err)
+	}
+	f, err := s.n.fsm.Federation(req.Federation)
+	return f, s.n.toStatus(err)
+}
+
+// StopFederation stops a federation now, aborting a round in progress (see the proto).
+// Operators only.
+func (s *federationServer) StopFederation(ctx context.Context, req *pb.StopFederationRequest) (*pb.Federation, error) {
+	if err := s.n.authorize(ctx, pki.RoleOperator, ""); err != nil {
+		return nil, s.n.toStatus(err)
+	}
+	if len(req.Reason) > 1024 || !utf8.ValidString(req.Reason) {
+		return nil, status.Errorf(codes.InvalidArgument, "stop reason: expected at most 1024 bytes of UTF-8, got %d bytes", len(req.Reason))
+	}
+	reason := "stopped by an operator"
+	if r := strings.TrimSpace(req.Reason); r != "" {
+		reason += ": " + r
+	}
+	reason += "; medfed federation resume lets it go on"
+	if _, err := s.n.propose(ctx, &pb.Command{Cmd: &pb.Command_StopFederation{StopFederation: &pb.StopFederationCmd{
+		Federation: req.Federation, Reason: reason, AbortRound: true,
 	}}}); err != nil {
 		return nil, s.n.toStatus(err)
 	}

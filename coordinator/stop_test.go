@@ -1,10 +1,16 @@
 package coordinator
 
 import (
+	"errors"
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/medfed/medfed/coordinator/coordclient"
 	"github.com/medfed/medfed/crypto/he"
 	"github.com/medfed/medfed/internal/pb"
 )
@@ -199,5 +205,89 @@ func TestRestartCeremony(t *testing.T) {
 	}
 	if err := restart("a", "b"); err == nil {
 		t.Fatal("restarted again with as many members as it has")
+	}
+}
+
+// TestOperatorStop: an operator stops a federation in the middle of a round. The round is
+// aborted with the operator's reason, the federation stops and refuses the update still
+// on its way, opens no round, and holds nothing against the hospital that had not sent
+// yet; resume opens the next round with both hospitals.
+func TestOperatorStop(t *testing.T) {
+	tc := startCluster(t, 1)
+	tc.leader()
+	ctx := testCtx(t)
+	c := newClient(t, tc.addrs())
+	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{Name: "f", ModelSpecJson: testModelSpec(t), Clients: []string{"h1", "h2"}, MinClients: 2, Rounds: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for _, h := range []string{"h1", "h2"} {
+		if _, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: "f", ClientId: h}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitRound(t, ctx, c, "f", 1, pb.RoundState_ROUND_STATE_OPEN)
+	if _, err := c.SubmitUpdate(ctx, coordclient.Update{Federation: "f", Round: 1, ClientID: "h1", Samples: 1, Data: EncodeFloat32s(delta(0))}); err != nil {
+		t.Fatal(err)
+	}
+	fs := &federationServer{n: tc.nodes[0]}
+	for _, bad := range []struct {
+		req  *pb.StopFederationRequest
+		code codes.Code
+	}{
+		{&pb.StopFederationRequest{Federation: "f", Reason: strings.Repeat("x", 1025)}, codes.InvalidArgument},
+		{&pb.StopFederationRequest{Federation: "f", Reason: "\xff"}, codes.InvalidArgument},
+		{&pb.StopFederationRequest{Federation: "nope"}, codes.NotFound},
+	} {
+		if _, err := fs.StopFederation(ctx, bad.req); status.Code(err) != bad.code {
+			t.Errorf("stop %q (%d-byte reason): got %v, want %v", bad.req.Federation, len(bad.req.Reason), err, bad.code)
+		}
+	}
+	f, err := fs.StopFederation(ctx, &pb.StopFederationRequest{Federation: "f", Reason: "ethics review"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const want = "stopped by an operator: ethics review; medfed federation resume lets it go on"
+	if !f.Stopped || f.StopReason != want || len(f.Rounds) != 1 || f.Rounds[0].State != pb.RoundState_ROUND_STATE_ABORTED || f.Rounds[0].Reason != want {
+		t.Fatalf("after stop: stopped %v %q, rounds %v", f.Stopped, f.StopReason, f.Rounds)
+	}
+	if _, err := c.SubmitUpdate(ctx, coordclient.Update{Federation: "f", Round: 1, ClientID: "h2", Samples: 1, Data: EncodeFloat32s(delta(1))}); status.Code(err) != codes.FailedPrecondition {
+		t.Errorf("update to the stopped federation: got %v, want FailedPrecondition", err)
+	}
+	time.Sleep(5 * tc.cfgs[0].DriverInterval)
+	if f, err = c.Federation(ctx, "f"); err != nil || len(f.Rounds) != 1 || len(f.Suspended) != 0 {
+		t.Fatalf("stopped federation: %v, rounds %v, suspended %v", err, f.GetRounds(), f.GetSuspended())
+	}
+	if _, err := fs.StopFederation(ctx, &pb.StopFederationRequest{Federation: "f"}); err != nil {
+		t.Errorf("stopping a stopped federation again: %v", err)
+	}
+	if _, err := fs.ResumeFederation(ctx, &pb.ResumeFederationRequest{Federation: "f"}); err != nil {
+		t.Fatal(err)
+	}
+	if ri := waitRound(t, ctx, c, "f", 2, pb.RoundState_ROUND_STATE_OPEN); len(ri.Selected) != 2 {
+		t.Errorf("round 2 after resume selects %v, want both hospitals", ri.Selected)
+	}
+}
+
+// TestStopSparesRoundWithShares: an operator's stop leaves a decrypting round that holds
+// its t decryption shares to be published (the coordinator can decrypt it already) and
+// aborts one that does not.
+func TestStopSparesRoundWithShares(t *testing.T) {
+	for _, shares := range []int{1, 2} {
+		h := &fsmHarness{t: t, f: NewFSM(nil)}
+		populate(t, h, "fedavg")
+		fd := h.f.st.Federations["f"]
+		fd.spec.Threshold = 2
+		rd := fd.current()
+		rd.State, rd.Shares = pb.RoundState_ROUND_STATE_DECRYPTING, map[string]*share{}
+		for _, c := range []string{"a", "b"}[:shares] {
+			rd.Shares[c] = &share{}
+		}
+		err := h.apply(&pb.Command{Cmd: &pb.Command_StopFederation{StopFederation: &pb.StopFederationCmd{Federation: "f", Reason: "stop", AbortRound: true}}})
+		switch {
+		case shares == 2 && (!errors.Is(err, ErrRoundState) || rd.State != pb.RoundState_ROUND_STATE_DECRYPTING || fd.Stopped):
+			t.Errorf("with all shares: %v, round %v, stopped %v; want ErrRoundState and nothing changed", err, rd.State, fd.Stopped)
+		case shares == 1 && (err != nil || rd.State != pb.RoundState_ROUND_STATE_ABORTED || !fd.Stopped):
+			t.Errorf("with 1 of 2 shares: %v, round %v, stopped %v; want it aborted and stopped", err, rd.State, fd.Stopped)
+		}
 	}
 }

@@ -136,7 +136,7 @@ func raftTerm(n *Node) uint64 {
 // cannot take part in Raft: its vote request with a huge term is refused and the cluster's
 // term is unchanged. A hospital may act only as the client ID its certificate binds: h1
 // submitting as h2 is PermissionDenied and the round is unaffected. A hospital cannot call
-// the nodes' internal ReadIndex.
+// the nodes' internal ReadIndex, nor stop the federation.
 func TestTLSCluster(t *testing.T) {
 	t.Cleanup(func() { goleak.VerifyNone(t) })
 	ca := newTestPKI(t)
@@ -201,6 +201,9 @@ func TestTLSCluster(t *testing.T) {
 	}
 	if _, err := pb.NewClusterServiceClient(conn).ReadIndex(ctx, &pb.ReadIndexRequest{}); status.Code(err) != codes.PermissionDenied {
 		t.Errorf("hospital calling ReadIndex: got %v, want PermissionDenied", err)
+	}
+	if _, err := pb.NewFederationServiceClient(conn).StopFederation(ctx, &pb.StopFederationRequest{Federation: "f"}); status.Code(err) != codes.PermissionDenied {
+		t.Errorf("hospital stopping the federation: got %v, want PermissionDenied", err)
 	}
 	conn.Close()
 

@@ -32,9 +32,8 @@ func runFederation(ctx context.Context, args []string, stdout, stderr io.Writer)
 		"show":   runFederationCmd,
 		"pin":    runFederationPin,
 		"unpin":  runFederationPin,
-		"resume": func(ctx context.Context, _ string, args []string, stdout, stderr io.Writer) error {
-			return runFederationResume(ctx, args, stdout, stderr)
-		},
+		"resume": runFederationRunning,
+		"stop":   runFederationRunning,
 	})
 }
 
@@ -45,13 +44,16 @@ func federationUsage(w io.Writer) {
   medfed federation pin    --coordinator ADDR[,ADDR...] --name NAME --version V [TLS flags] [--json]
   medfed federation unpin  --coordinator ADDR[,ADDR...] --name NAME --version V [TLS flags] [--json]
   medfed federation resume --coordinator ADDR[,ADDR...] --name NAME [TLS flags] [--json]
+  medfed federation stop   --coordinator ADDR[,ADDR...] --name NAME [--reason TEXT] [TLS flags] [--json]
 
 pin keeps a published model version served on every coordinator node (Open Inference
 Protocol, /v2/models/NAME/versions/V) however many newer rounds publish; unpin lets it be
 retired. resume lets a federation the coordinator stopped (its key ceremony timed out, or
 max_aborted_rounds rounds in a row aborted) go on once its hospitals are back: rounds open
 again with every enrolled hospital, an unfinished key ceremony gets a new ceremony_timeout.
-All three need an operator certificate.
+stop stops a federation now: a round in progress is aborted (its hospitals are not held to
+it), no round opens until resume, and the hospitals' nodes end, reporting the reason. All
+need an operator certificate.
 
 The spec is YAML or JSON, for example:
 
@@ -278,14 +280,18 @@ func runFederationPin(ctx context.Context, sub string, args []string, stdout, st
 	return nil
 }
 
-// runFederationResume lets a stopped federation go on.
-func runFederationResume(ctx context.Context, args []string, stdout, stderr io.Writer) error {
+// runFederationRunning lets a stopped federation go on (sub "resume") or stops a running
+// one (sub "stop").
+func runFederationRunning(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
 	var cf coordinatorFlags
-	var name string
-	fs := flag.NewFlagSet("medfed federation resume", flag.ContinueOnError)
+	var name, reason string
+	fs := flag.NewFlagSet("medfed federation "+sub, flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	cf.register(fs)
 	fs.StringVar(&name, "name", "", "the federation (required)")
+	if sub == "stop" {
+		fs.StringVar(&reason, "reason", "", "why, for the hospitals (at most 1024 bytes)")
+	}
 	jsonOut := fs.Bool("json", false, "print the federation as one JSON object on stdout, nothing else")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -293,12 +299,18 @@ func runFederationResume(ctx context.Context, args []string, stdout, stderr io.W
 	if err := cf.check(fs); err != nil {
 		return err
 	}
-	if name == "" {
+	switch {
+	case name == "":
 		return usageError(fs, "missing --name")
+	case len(reason) > 1024:
+		return usageError(fs, "--reason of %d bytes, expected at most 1024", len(reason))
 	}
 	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
 	f, err := operatorCall(ctx, &cf, stderr, func(c pb.FederationServiceClient) (*pb.Federation, error) {
+		if sub == "stop" {
+			return c.StopFederation(ctx, &pb.StopFederationRequest{Federation: name, Reason: reason})
+		}
 		return c.ResumeFederation(ctx, &pb.ResumeFederationRequest{Federation: name})
 	})
 	if err != nil {
@@ -306,6 +318,10 @@ func runFederationResume(ctx context.Context, args []string, stdout, stderr io.W
 	}
 	if *jsonOut {
 		return json.NewEncoder(stdout).Encode(federationViewOf(f))
+	}
+	if f.Stopped {
+		fmt.Fprintf(stdout, "federation %s: stopped after %d rounds: %s\n", name, len(f.Rounds), f.StopReason)
+		return nil
 	}
 	fmt.Fprintf(stdout, "federation %s: running (%d rounds so far)\n", name, len(f.Rounds))
 	return nil

@@ -133,6 +133,9 @@ func TestClientCommandsBadFlags(t *testing.T) {
 		{runFederation, []string{"unpin", "--coordinator", "127.0.0.1:1", "--insecure", "--name", "a", "--version", "0"}},
 		{runFederation, []string{"unpin", "--name", "a", "--version", "1", "--insecure"}},
 		{runFederation, []string{"resume", "--coordinator", "127.0.0.1:1", "--insecure"}},
+		{runFederation, []string{"stop", "--coordinator", "127.0.0.1:1", "--insecure"}},
+		{runFederation, []string{"stop", "--coordinator", "127.0.0.1:1", "--insecure", "--name", "a", "--reason", strings.Repeat("x", 1025)}},
+		{runFederation, []string{"resume", "--coordinator", "127.0.0.1:1", "--insecure", "--name", "a", "--reason", "x"}},
 	} {
 		var stderr bytes.Buffer
 		if err := tt.run(context.Background(), tt.args, io.Discard, &stderr); !errors.Is(err, errUsage) {
@@ -490,5 +493,31 @@ func TestFederationViewPrivacy(t *testing.T) {
 	printFederation(&text, v)
 	if b, _ := json.Marshal(v); strings.Contains(text.String(), "privacy") || strings.Contains(string(b), "dp_") {
 		t.Errorf("a federation without DP shows privacy: %s / %s", text.String(), b)
+	}
+}
+
+// TestFederationStopResume: 'medfed federation stop' stops a running federation with the
+// operator's reason, and 'resume' lets it go on (text and JSON output).
+func TestFederationStopResume(t *testing.T) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	_, peers, c := startTestCoordinators(ctx, t, 1)
+	run := func(args ...string) string {
+		t.Helper()
+		var out bytes.Buffer
+		if err := runFederation(ctx, append(args, "--coordinator", peers[0].GRPCAddr, "--insecure", "--name", "bc"), &out, io.Discard); err != nil {
+			t.Fatalf("%v: %v", args, err)
+		}
+		return out.String()
+	}
+	if out := run("stop", "--reason", "data audit"); !strings.Contains(out, "stopped after") || !strings.Contains(out, "stopped by an operator: data audit") {
+		t.Errorf("stop printed %q", out)
+	}
+	if f, err := c.Federation(ctx, "bc"); err != nil || !f.Stopped {
+		t.Fatalf("after stop: %v, %v", f, err)
+	}
+	var v federationView
+	if err := json.Unmarshal([]byte(run("resume", "--json")), &v); err != nil || v.Stopped {
+		t.Errorf("resume --json: %+v, %v", v, err)
 	}
 }

@@ -1477,11 +1477,14 @@ func (x *SetAggregateCmd) GetWeight() float64 {
 	return 0
 }
 
-// StopFederationCmd stops a federation (key ceremony timed out) with a reason.
+// StopFederationCmd stops a federation with a reason: its key ceremony timed out, or an
+// operator stopped it. With abort_round (an operator's stop), a round in progress is
+// aborted with the same reason, without counting against its hospitals.
 type StopFederationCmd struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Federation    string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
 	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	AbortRound    bool                   `protobuf:"varint,3,opt,name=abort_round,json=abortRound,proto3" json:"abort_round,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1528,6 +1531,13 @@ func (x *StopFederationCmd) GetReason() string {
 		return x.Reason
 	}
 	return ""
+}
+
+func (x *StopFederationCmd) GetAbortRound() bool {
+	if x != nil {
+		return x.AbortRound
+	}
+	return false
 }
 
 // FinishFederationCmd ends a federation before its last round, between rounds, because no
@@ -1821,12 +1831,14 @@ const file_command_proto_rawDesc = "" +
 	"\x06digest\x18\x04 \x01(\fR\x06digest\x12\x1b\n" +
 	"\the_digest\x18\x05 \x01(\fR\bheDigest\x12$\n" +
 	"\rcontributions\x18\x06 \x01(\rR\rcontributions\x12\x16\n" +
-	"\x06weight\x18\a \x01(\x01R\x06weightJ\x04\b\x03\x10\x04\"K\n" +
+	"\x06weight\x18\a \x01(\x01R\x06weightJ\x04\b\x03\x10\x04\"l\n" +
 	"\x11StopFederationCmd\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
 	"federation\x12\x16\n" +
-	"\x06reason\x18\x02 \x01(\tR\x06reason\"M\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1f\n" +
+	"\vabort_round\x18\x03 \x01(\bR\n" +
+	"abortRound\"M\n" +
 	"\x13FinishFederationCmd\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +

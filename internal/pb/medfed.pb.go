@@ -1361,6 +1361,58 @@ func (x *ResumeFederationRequest) GetFederation() string {
 	return ""
 }
 
+type StopFederationRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Federation    string                 `protobuf:"bytes,1,opt,name=federation,proto3" json:"federation,omitempty"`
+	Reason        string                 `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"` // up to 1024 bytes, shown to the hospitals; empty: none given
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StopFederationRequest) Reset() {
+	*x = StopFederationRequest{}
+	mi := &file_medfed_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StopFederationRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StopFederationRequest) ProtoMessage() {}
+
+func (x *StopFederationRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_medfed_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StopFederationRequest.ProtoReflect.Descriptor instead.
+func (*StopFederationRequest) Descriptor() ([]byte, []int) {
+	return file_medfed_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *StopFederationRequest) GetFederation() string {
+	if x != nil {
+		return x.Federation
+	}
+	return ""
+}
+
+func (x *StopFederationRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
 // CeremonyMessage carries one party's ceremony message (he wire encoding).
 type CeremonyMessage struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
@@ -1373,7 +1425,7 @@ type CeremonyMessage struct {
 
 func (x *CeremonyMessage) Reset() {
 	*x = CeremonyMessage{}
-	mi := &file_medfed_proto_msgTypes[14]
+	mi := &file_medfed_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1385,7 +1437,7 @@ func (x *CeremonyMessage) String() string {
 func (*CeremonyMessage) ProtoMessage() {}
 
 func (x *CeremonyMessage) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[14]
+	mi := &file_medfed_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1398,7 +1450,7 @@ func (x *CeremonyMessage) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CeremonyMessage.ProtoReflect.Descriptor instead.
 func (*CeremonyMessage) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{14}
+	return file_medfed_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CeremonyMessage) GetFederation() string {
@@ -1431,7 +1483,7 @@ type GetCeremonyRequest struct {
 
 func (x *GetCeremonyRequest) Reset() {
 	*x = GetCeremonyRequest{}
-	mi := &file_medfed_proto_msgTypes[15]
+	mi := &file_medfed_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1443,7 +1495,7 @@ func (x *GetCeremonyRequest) String() string {
 func (*GetCeremonyRequest) ProtoMessage() {}
 
 func (x *GetCeremonyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[15]
+	mi := &file_medfed_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1456,7 +1508,7 @@ func (x *GetCeremonyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetCeremonyRequest.ProtoReflect.Descriptor instead.
 func (*GetCeremonyRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{15}
+	return file_medfed_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *GetCeremonyRequest) GetFederation() string {
@@ -1480,7 +1532,7 @@ type Envelope struct {
 
 func (x *Envelope) Reset() {
 	*x = Envelope{}
-	mi := &file_medfed_proto_msgTypes[16]
+	mi := &file_medfed_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1492,7 +1544,7 @@ func (x *Envelope) String() string {
 func (*Envelope) ProtoMessage() {}
 
 func (x *Envelope) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[16]
+	mi := &file_medfed_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1505,7 +1557,7 @@ func (x *Envelope) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Envelope.ProtoReflect.Descriptor instead.
 func (*Envelope) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{16}
+	return file_medfed_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Envelope) GetFederation() string {
@@ -1544,7 +1596,7 @@ type SendEnvelopeResponse struct {
 
 func (x *SendEnvelopeResponse) Reset() {
 	*x = SendEnvelopeResponse{}
-	mi := &file_medfed_proto_msgTypes[17]
+	mi := &file_medfed_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1556,7 +1608,7 @@ func (x *SendEnvelopeResponse) String() string {
 func (*SendEnvelopeResponse) ProtoMessage() {}
 
 func (x *SendEnvelopeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[17]
+	mi := &file_medfed_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1569,7 +1621,7 @@ func (x *SendEnvelopeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SendEnvelopeResponse.ProtoReflect.Descriptor instead.
 func (*SendEnvelopeResponse) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{17}
+	return file_medfed_proto_rawDescGZIP(), []int{18}
 }
 
 type FetchEnvelopesRequest struct {
@@ -1582,7 +1634,7 @@ type FetchEnvelopesRequest struct {
 
 func (x *FetchEnvelopesRequest) Reset() {
 	*x = FetchEnvelopesRequest{}
-	mi := &file_medfed_proto_msgTypes[18]
+	mi := &file_medfed_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1594,7 +1646,7 @@ func (x *FetchEnvelopesRequest) String() string {
 func (*FetchEnvelopesRequest) ProtoMessage() {}
 
 func (x *FetchEnvelopesRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[18]
+	mi := &file_medfed_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1607,7 +1659,7 @@ func (x *FetchEnvelopesRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchEnvelopesRequest.ProtoReflect.Descriptor instead.
 func (*FetchEnvelopesRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{18}
+	return file_medfed_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *FetchEnvelopesRequest) GetFederation() string {
@@ -1633,7 +1685,7 @@ type FetchEnvelopesResponse struct {
 
 func (x *FetchEnvelopesResponse) Reset() {
 	*x = FetchEnvelopesResponse{}
-	mi := &file_medfed_proto_msgTypes[19]
+	mi := &file_medfed_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1645,7 +1697,7 @@ func (x *FetchEnvelopesResponse) String() string {
 func (*FetchEnvelopesResponse) ProtoMessage() {}
 
 func (x *FetchEnvelopesResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[19]
+	mi := &file_medfed_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1658,7 +1710,7 @@ func (x *FetchEnvelopesResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchEnvelopesResponse.ProtoReflect.Descriptor instead.
 func (*FetchEnvelopesResponse) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{19}
+	return file_medfed_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *FetchEnvelopesResponse) GetEnvelopes() []*Envelope {
@@ -1677,7 +1729,7 @@ type WatchRoundsRequest struct {
 
 func (x *WatchRoundsRequest) Reset() {
 	*x = WatchRoundsRequest{}
-	mi := &file_medfed_proto_msgTypes[20]
+	mi := &file_medfed_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1689,7 +1741,7 @@ func (x *WatchRoundsRequest) String() string {
 func (*WatchRoundsRequest) ProtoMessage() {}
 
 func (x *WatchRoundsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[20]
+	mi := &file_medfed_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1702,7 +1754,7 @@ func (x *WatchRoundsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use WatchRoundsRequest.ProtoReflect.Descriptor instead.
 func (*WatchRoundsRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{20}
+	return file_medfed_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *WatchRoundsRequest) GetFederation() string {
@@ -1722,7 +1774,7 @@ type GetRoundRequest struct {
 
 func (x *GetRoundRequest) Reset() {
 	*x = GetRoundRequest{}
-	mi := &file_medfed_proto_msgTypes[21]
+	mi := &file_medfed_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1734,7 +1786,7 @@ func (x *GetRoundRequest) String() string {
 func (*GetRoundRequest) ProtoMessage() {}
 
 func (x *GetRoundRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[21]
+	mi := &file_medfed_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1747,7 +1799,7 @@ func (x *GetRoundRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetRoundRequest.ProtoReflect.Descriptor instead.
 func (*GetRoundRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{21}
+	return file_medfed_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *GetRoundRequest) GetFederation() string {
@@ -1783,7 +1835,7 @@ type UploadHeader struct {
 
 func (x *UploadHeader) Reset() {
 	*x = UploadHeader{}
-	mi := &file_medfed_proto_msgTypes[22]
+	mi := &file_medfed_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1795,7 +1847,7 @@ func (x *UploadHeader) String() string {
 func (*UploadHeader) ProtoMessage() {}
 
 func (x *UploadHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[22]
+	mi := &file_medfed_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1808,7 +1860,7 @@ func (x *UploadHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadHeader.ProtoReflect.Descriptor instead.
 func (*UploadHeader) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{22}
+	return file_medfed_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *UploadHeader) GetFederation() string {
@@ -1875,7 +1927,7 @@ type UploadChunk struct {
 
 func (x *UploadChunk) Reset() {
 	*x = UploadChunk{}
-	mi := &file_medfed_proto_msgTypes[23]
+	mi := &file_medfed_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1887,7 +1939,7 @@ func (x *UploadChunk) String() string {
 func (*UploadChunk) ProtoMessage() {}
 
 func (x *UploadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[23]
+	mi := &file_medfed_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1900,7 +1952,7 @@ func (x *UploadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UploadChunk.ProtoReflect.Descriptor instead.
 func (*UploadChunk) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{23}
+	return file_medfed_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *UploadChunk) GetMsg() isUploadChunk_Msg {
@@ -1956,7 +2008,7 @@ type UpdateAck struct {
 
 func (x *UpdateAck) Reset() {
 	*x = UpdateAck{}
-	mi := &file_medfed_proto_msgTypes[24]
+	mi := &file_medfed_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1968,7 +2020,7 @@ func (x *UpdateAck) String() string {
 func (*UpdateAck) ProtoMessage() {}
 
 func (x *UpdateAck) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[24]
+	mi := &file_medfed_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1981,7 +2033,7 @@ func (x *UpdateAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use UpdateAck.ProtoReflect.Descriptor instead.
 func (*UpdateAck) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{24}
+	return file_medfed_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *UpdateAck) GetFederation() string {
@@ -2017,7 +2069,7 @@ type ShareAck struct {
 
 func (x *ShareAck) Reset() {
 	*x = ShareAck{}
-	mi := &file_medfed_proto_msgTypes[25]
+	mi := &file_medfed_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2029,7 +2081,7 @@ func (x *ShareAck) String() string {
 func (*ShareAck) ProtoMessage() {}
 
 func (x *ShareAck) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[25]
+	mi := &file_medfed_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2042,7 +2094,7 @@ func (x *ShareAck) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShareAck.ProtoReflect.Descriptor instead.
 func (*ShareAck) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{25}
+	return file_medfed_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *ShareAck) GetFederation() string {
@@ -2083,7 +2135,7 @@ type FetchAggregateRequest struct {
 
 func (x *FetchAggregateRequest) Reset() {
 	*x = FetchAggregateRequest{}
-	mi := &file_medfed_proto_msgTypes[26]
+	mi := &file_medfed_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2095,7 +2147,7 @@ func (x *FetchAggregateRequest) String() string {
 func (*FetchAggregateRequest) ProtoMessage() {}
 
 func (x *FetchAggregateRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[26]
+	mi := &file_medfed_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2108,7 +2160,7 @@ func (x *FetchAggregateRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchAggregateRequest.ProtoReflect.Descriptor instead.
 func (*FetchAggregateRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{26}
+	return file_medfed_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *FetchAggregateRequest) GetFederation() string {
@@ -2138,7 +2190,7 @@ type FetchModelRequest struct {
 
 func (x *FetchModelRequest) Reset() {
 	*x = FetchModelRequest{}
-	mi := &file_medfed_proto_msgTypes[27]
+	mi := &file_medfed_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2150,7 +2202,7 @@ func (x *FetchModelRequest) String() string {
 func (*FetchModelRequest) ProtoMessage() {}
 
 func (x *FetchModelRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[27]
+	mi := &file_medfed_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2163,7 +2215,7 @@ func (x *FetchModelRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchModelRequest.ProtoReflect.Descriptor instead.
 func (*FetchModelRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{27}
+	return file_medfed_proto_rawDescGZIP(), []int{28}
 }
 
 func (x *FetchModelRequest) GetFederation() string {
@@ -2204,7 +2256,7 @@ type DownloadHeader struct {
 
 func (x *DownloadHeader) Reset() {
 	*x = DownloadHeader{}
-	mi := &file_medfed_proto_msgTypes[28]
+	mi := &file_medfed_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2216,7 +2268,7 @@ func (x *DownloadHeader) String() string {
 func (*DownloadHeader) ProtoMessage() {}
 
 func (x *DownloadHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[28]
+	mi := &file_medfed_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2229,7 +2281,7 @@ func (x *DownloadHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadHeader.ProtoReflect.Descriptor instead.
 func (*DownloadHeader) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{28}
+	return file_medfed_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *DownloadHeader) GetTotalLength() uint64 {
@@ -2302,7 +2354,7 @@ type DownloadChunk struct {
 
 func (x *DownloadChunk) Reset() {
 	*x = DownloadChunk{}
-	mi := &file_medfed_proto_msgTypes[29]
+	mi := &file_medfed_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2314,7 +2366,7 @@ func (x *DownloadChunk) String() string {
 func (*DownloadChunk) ProtoMessage() {}
 
 func (x *DownloadChunk) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[29]
+	mi := &file_medfed_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2327,7 +2379,7 @@ func (x *DownloadChunk) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DownloadChunk.ProtoReflect.Descriptor instead.
 func (*DownloadChunk) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{29}
+	return file_medfed_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DownloadChunk) GetMsg() isDownloadChunk_Msg {
@@ -2387,7 +2439,7 @@ type NodeStatus struct {
 
 func (x *NodeStatus) Reset() {
 	*x = NodeStatus{}
-	mi := &file_medfed_proto_msgTypes[30]
+	mi := &file_medfed_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2399,7 +2451,7 @@ func (x *NodeStatus) String() string {
 func (*NodeStatus) ProtoMessage() {}
 
 func (x *NodeStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[30]
+	mi := &file_medfed_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2412,7 +2464,7 @@ func (x *NodeStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use NodeStatus.ProtoReflect.Descriptor instead.
 func (*NodeStatus) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{30}
+	return file_medfed_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *NodeStatus) GetId() string {
@@ -2458,7 +2510,7 @@ type StatusRequest struct {
 
 func (x *StatusRequest) Reset() {
 	*x = StatusRequest{}
-	mi := &file_medfed_proto_msgTypes[31]
+	mi := &file_medfed_proto_msgTypes[32]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2470,7 +2522,7 @@ func (x *StatusRequest) String() string {
 func (*StatusRequest) ProtoMessage() {}
 
 func (x *StatusRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[31]
+	mi := &file_medfed_proto_msgTypes[32]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2483,7 +2535,7 @@ func (x *StatusRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use StatusRequest.ProtoReflect.Descriptor instead.
 func (*StatusRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{31}
+	return file_medfed_proto_rawDescGZIP(), []int{32}
 }
 
 type ClusterStatus struct {
@@ -2502,7 +2554,7 @@ type ClusterStatus struct {
 
 func (x *ClusterStatus) Reset() {
 	*x = ClusterStatus{}
-	mi := &file_medfed_proto_msgTypes[32]
+	mi := &file_medfed_proto_msgTypes[33]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2514,7 +2566,7 @@ func (x *ClusterStatus) String() string {
 func (*ClusterStatus) ProtoMessage() {}
 
 func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[32]
+	mi := &file_medfed_proto_msgTypes[33]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2527,7 +2579,7 @@ func (x *ClusterStatus) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ClusterStatus.ProtoReflect.Descriptor instead.
 func (*ClusterStatus) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{32}
+	return file_medfed_proto_rawDescGZIP(), []int{33}
 }
 
 func (x *ClusterStatus) GetNodeId() string {
@@ -2597,7 +2649,7 @@ type AddNodeRequest struct {
 
 func (x *AddNodeRequest) Reset() {
 	*x = AddNodeRequest{}
-	mi := &file_medfed_proto_msgTypes[33]
+	mi := &file_medfed_proto_msgTypes[34]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2609,7 +2661,7 @@ func (x *AddNodeRequest) String() string {
 func (*AddNodeRequest) ProtoMessage() {}
 
 func (x *AddNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[33]
+	mi := &file_medfed_proto_msgTypes[34]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2622,7 +2674,7 @@ func (x *AddNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AddNodeRequest.ProtoReflect.Descriptor instead.
 func (*AddNodeRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{33}
+	return file_medfed_proto_rawDescGZIP(), []int{34}
 }
 
 func (x *AddNodeRequest) GetId() string {
@@ -2655,7 +2707,7 @@ type RemoveNodeRequest struct {
 
 func (x *RemoveNodeRequest) Reset() {
 	*x = RemoveNodeRequest{}
-	mi := &file_medfed_proto_msgTypes[34]
+	mi := &file_medfed_proto_msgTypes[35]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2667,7 +2719,7 @@ func (x *RemoveNodeRequest) String() string {
 func (*RemoveNodeRequest) ProtoMessage() {}
 
 func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[34]
+	mi := &file_medfed_proto_msgTypes[35]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2680,7 +2732,7 @@ func (x *RemoveNodeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RemoveNodeRequest.ProtoReflect.Descriptor instead.
 func (*RemoveNodeRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{34}
+	return file_medfed_proto_rawDescGZIP(), []int{35}
 }
 
 func (x *RemoveNodeRequest) GetId() string {
@@ -2700,7 +2752,7 @@ type ProposeRequest struct {
 
 func (x *ProposeRequest) Reset() {
 	*x = ProposeRequest{}
-	mi := &file_medfed_proto_msgTypes[35]
+	mi := &file_medfed_proto_msgTypes[36]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2712,7 +2764,7 @@ func (x *ProposeRequest) String() string {
 func (*ProposeRequest) ProtoMessage() {}
 
 func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[35]
+	mi := &file_medfed_proto_msgTypes[36]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2725,7 +2777,7 @@ func (x *ProposeRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeRequest.ProtoReflect.Descriptor instead.
 func (*ProposeRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{35}
+	return file_medfed_proto_rawDescGZIP(), []int{36}
 }
 
 func (x *ProposeRequest) GetCommand() []byte {
@@ -2744,7 +2796,7 @@ type ProposeResponse struct {
 
 func (x *ProposeResponse) Reset() {
 	*x = ProposeResponse{}
-	mi := &file_medfed_proto_msgTypes[36]
+	mi := &file_medfed_proto_msgTypes[37]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2756,7 +2808,7 @@ func (x *ProposeResponse) String() string {
 func (*ProposeResponse) ProtoMessage() {}
 
 func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[36]
+	mi := &file_medfed_proto_msgTypes[37]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2769,7 +2821,7 @@ func (x *ProposeResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ProposeResponse.ProtoReflect.Descriptor instead.
 func (*ProposeResponse) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{36}
+	return file_medfed_proto_rawDescGZIP(), []int{37}
 }
 
 func (x *ProposeResponse) GetIndex() uint64 {
@@ -2787,7 +2839,7 @@ type ReadIndexRequest struct {
 
 func (x *ReadIndexRequest) Reset() {
 	*x = ReadIndexRequest{}
-	mi := &file_medfed_proto_msgTypes[37]
+	mi := &file_medfed_proto_msgTypes[38]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2799,7 +2851,7 @@ func (x *ReadIndexRequest) String() string {
 func (*ReadIndexRequest) ProtoMessage() {}
 
 func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[37]
+	mi := &file_medfed_proto_msgTypes[38]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2812,7 +2864,7 @@ func (x *ReadIndexRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexRequest.ProtoReflect.Descriptor instead.
 func (*ReadIndexRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{37}
+	return file_medfed_proto_rawDescGZIP(), []int{38}
 }
 
 // ReadIndexResponse is the log index a follower must have applied before it answers a read:
@@ -2826,7 +2878,7 @@ type ReadIndexResponse struct {
 
 func (x *ReadIndexResponse) Reset() {
 	*x = ReadIndexResponse{}
-	mi := &file_medfed_proto_msgTypes[38]
+	mi := &file_medfed_proto_msgTypes[39]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2838,7 +2890,7 @@ func (x *ReadIndexResponse) String() string {
 func (*ReadIndexResponse) ProtoMessage() {}
 
 func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[38]
+	mi := &file_medfed_proto_msgTypes[39]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2851,7 +2903,7 @@ func (x *ReadIndexResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReadIndexResponse.ProtoReflect.Descriptor instead.
 func (*ReadIndexResponse) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{38}
+	return file_medfed_proto_rawDescGZIP(), []int{39}
 }
 
 func (x *ReadIndexResponse) GetIndex() uint64 {
@@ -2870,7 +2922,7 @@ type GetBlobRequest struct {
 
 func (x *GetBlobRequest) Reset() {
 	*x = GetBlobRequest{}
-	mi := &file_medfed_proto_msgTypes[39]
+	mi := &file_medfed_proto_msgTypes[40]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -2882,7 +2934,7 @@ func (x *GetBlobRequest) String() string {
 func (*GetBlobRequest) ProtoMessage() {}
 
 func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_medfed_proto_msgTypes[39]
+	mi := &file_medfed_proto_msgTypes[40]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2895,7 +2947,7 @@ func (x *GetBlobRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GetBlobRequest.ProtoReflect.Descriptor instead.
 func (*GetBlobRequest) Descriptor() ([]byte, []int) {
-	return file_medfed_proto_rawDescGZIP(), []int{39}
+	return file_medfed_proto_rawDescGZIP(), []int{40}
 }
 
 func (x *GetBlobRequest) GetSha256() []byte {
@@ -3041,7 +3093,12 @@ const file_medfed_proto_rawDesc = "" +
 	"\x17ResumeFederationRequest\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
-	"federation\"b\n" +
+	"federation\"O\n" +
+	"\x15StopFederationRequest\x12\x1e\n" +
+	"\n" +
+	"federation\x18\x01 \x01(\tR\n" +
+	"federation\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"b\n" +
 	"\x0fCeremonyMessage\x12\x1e\n" +
 	"\n" +
 	"federation\x18\x01 \x01(\tR\n" +
@@ -3170,14 +3227,15 @@ const file_medfed_proto_rawDesc = "" +
 	"\x12ROUND_STATE_SEALED\x10\x02\x12\x1a\n" +
 	"\x16ROUND_STATE_DECRYPTING\x10\x03\x12\x19\n" +
 	"\x15ROUND_STATE_PUBLISHED\x10\x04\x12\x17\n" +
-	"\x13ROUND_STATE_ABORTED\x10\x052\xcb\x03\n" +
+	"\x13ROUND_STATE_ABORTED\x10\x052\x96\x04\n" +
 	"\x11FederationService\x12M\n" +
 	"\x10CreateFederation\x12\".medfed.v1.CreateFederationRequest\x1a\x15.medfed.v1.Federation\x12G\n" +
 	"\rGetFederation\x12\x1f.medfed.v1.GetFederationRequest\x1a\x15.medfed.v1.Federation\x12X\n" +
 	"\x0fListFederations\x12!.medfed.v1.ListFederationsRequest\x1a\".medfed.v1.ListFederationsResponse\x126\n" +
 	"\x05Enrol\x12\x17.medfed.v1.EnrolRequest\x1a\x14.medfed.v1.Enrolment\x12=\n" +
 	"\bPinModel\x12\x1a.medfed.v1.PinModelRequest\x1a\x15.medfed.v1.Federation\x12M\n" +
-	"\x10ResumeFederation\x12\".medfed.v1.ResumeFederationRequest\x1a\x15.medfed.v1.Federation2\xe0\x03\n" +
+	"\x10ResumeFederation\x12\".medfed.v1.ResumeFederationRequest\x1a\x15.medfed.v1.Federation\x12I\n" +
+	"\x0eStopFederation\x12 .medfed.v1.StopFederationRequest\x1a\x15.medfed.v1.Federation2\xe0\x03\n" +
 	"\x0fCeremonyService\x12M\n" +
 	"\x14SubmitSeedCommitment\x12\x1a.medfed.v1.CeremonyMessage\x1a\x19.medfed.v1.CeremonyStatus\x12I\n" +
 	"\x10SubmitSeedReveal\x12\x1a.medfed.v1.CeremonyMessage\x1a\x19.medfed.v1.CeremonyStatus\x12M\n" +
@@ -3216,7 +3274,7 @@ func file_medfed_proto_rawDescGZIP() []byte {
 }
 
 var file_medfed_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_medfed_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_medfed_proto_msgTypes = make([]protoimpl.MessageInfo, 41)
 var file_medfed_proto_goTypes = []any{
 	(RoundState)(0),                 // 0: medfed.v1.RoundState
 	(*FederationSpec)(nil),          // 1: medfed.v1.FederationSpec
@@ -3233,32 +3291,33 @@ var file_medfed_proto_goTypes = []any{
 	(*PinModelRequest)(nil),         // 12: medfed.v1.PinModelRequest
 	(*EnrolRequest)(nil),            // 13: medfed.v1.EnrolRequest
 	(*ResumeFederationRequest)(nil), // 14: medfed.v1.ResumeFederationRequest
-	(*CeremonyMessage)(nil),         // 15: medfed.v1.CeremonyMessage
-	(*GetCeremonyRequest)(nil),      // 16: medfed.v1.GetCeremonyRequest
-	(*Envelope)(nil),                // 17: medfed.v1.Envelope
-	(*SendEnvelopeResponse)(nil),    // 18: medfed.v1.SendEnvelopeResponse
-	(*FetchEnvelopesRequest)(nil),   // 19: medfed.v1.FetchEnvelopesRequest
-	(*FetchEnvelopesResponse)(nil),  // 20: medfed.v1.FetchEnvelopesResponse
-	(*WatchRoundsRequest)(nil),      // 21: medfed.v1.WatchRoundsRequest
-	(*GetRoundRequest)(nil),         // 22: medfed.v1.GetRoundRequest
-	(*UploadHeader)(nil),            // 23: medfed.v1.UploadHeader
-	(*UploadChunk)(nil),             // 24: medfed.v1.UploadChunk
-	(*UpdateAck)(nil),               // 25: medfed.v1.UpdateAck
-	(*ShareAck)(nil),                // 26: medfed.v1.ShareAck
-	(*FetchAggregateRequest)(nil),   // 27: medfed.v1.FetchAggregateRequest
-	(*FetchModelRequest)(nil),       // 28: medfed.v1.FetchModelRequest
-	(*DownloadHeader)(nil),          // 29: medfed.v1.DownloadHeader
-	(*DownloadChunk)(nil),           // 30: medfed.v1.DownloadChunk
-	(*NodeStatus)(nil),              // 31: medfed.v1.NodeStatus
-	(*StatusRequest)(nil),           // 32: medfed.v1.StatusRequest
-	(*ClusterStatus)(nil),           // 33: medfed.v1.ClusterStatus
-	(*AddNodeRequest)(nil),          // 34: medfed.v1.AddNodeRequest
-	(*RemoveNodeRequest)(nil),       // 35: medfed.v1.RemoveNodeRequest
-	(*ProposeRequest)(nil),          // 36: medfed.v1.ProposeRequest
-	(*ProposeResponse)(nil),         // 37: medfed.v1.ProposeResponse
-	(*ReadIndexRequest)(nil),        // 38: medfed.v1.ReadIndexRequest
-	(*ReadIndexResponse)(nil),       // 39: medfed.v1.ReadIndexResponse
-	(*GetBlobRequest)(nil),          // 40: medfed.v1.GetBlobRequest
+	(*StopFederationRequest)(nil),   // 15: medfed.v1.StopFederationRequest
+	(*CeremonyMessage)(nil),         // 16: medfed.v1.CeremonyMessage
+	(*GetCeremonyRequest)(nil),      // 17: medfed.v1.GetCeremonyRequest
+	(*Envelope)(nil),                // 18: medfed.v1.Envelope
+	(*SendEnvelopeResponse)(nil),    // 19: medfed.v1.SendEnvelopeResponse
+	(*FetchEnvelopesRequest)(nil),   // 20: medfed.v1.FetchEnvelopesRequest
+	(*FetchEnvelopesResponse)(nil),  // 21: medfed.v1.FetchEnvelopesResponse
+	(*WatchRoundsRequest)(nil),      // 22: medfed.v1.WatchRoundsRequest
+	(*GetRoundRequest)(nil),         // 23: medfed.v1.GetRoundRequest
+	(*UploadHeader)(nil),            // 24: medfed.v1.UploadHeader
+	(*UploadChunk)(nil),             // 25: medfed.v1.UploadChunk
+	(*UpdateAck)(nil),               // 26: medfed.v1.UpdateAck
+	(*ShareAck)(nil),                // 27: medfed.v1.ShareAck
+	(*FetchAggregateRequest)(nil),   // 28: medfed.v1.FetchAggregateRequest
+	(*FetchModelRequest)(nil),       // 29: medfed.v1.FetchModelRequest
+	(*DownloadHeader)(nil),          // 30: medfed.v1.DownloadHeader
+	(*DownloadChunk)(nil),           // 31: medfed.v1.DownloadChunk
+	(*NodeStatus)(nil),              // 32: medfed.v1.NodeStatus
+	(*StatusRequest)(nil),           // 33: medfed.v1.StatusRequest
+	(*ClusterStatus)(nil),           // 34: medfed.v1.ClusterStatus
+	(*AddNodeRequest)(nil),          // 35: medfed.v1.AddNodeRequest
+	(*RemoveNodeRequest)(nil),       // 36: medfed.v1.RemoveNodeRequest
+	(*ProposeRequest)(nil),          // 37: medfed.v1.ProposeRequest
+	(*ProposeResponse)(nil),         // 38: medfed.v1.ProposeResponse
+	(*ReadIndexRequest)(nil),        // 39: medfed.v1.ReadIndexRequest
+	(*ReadIndexResponse)(nil),       // 40: medfed.v1.ReadIndexResponse
+	(*GetBlobRequest)(nil),          // 41: medfed.v1.GetBlobRequest
 }
 var file_medfed_proto_depIdxs = []int32{
 	0,  // 0: medfed.v1.RoundInfo.state:type_name -> medfed.v1.RoundState
@@ -3270,61 +3329,63 @@ var file_medfed_proto_depIdxs = []int32{
 	5,  // 6: medfed.v1.Federation.models:type_name -> medfed.v1.ModelVersionInfo
 	1,  // 7: medfed.v1.CreateFederationRequest.spec:type_name -> medfed.v1.FederationSpec
 	7,  // 8: medfed.v1.ListFederationsResponse.federations:type_name -> medfed.v1.Federation
-	17, // 9: medfed.v1.FetchEnvelopesResponse.envelopes:type_name -> medfed.v1.Envelope
-	23, // 10: medfed.v1.UploadChunk.header:type_name -> medfed.v1.UploadHeader
+	18, // 9: medfed.v1.FetchEnvelopesResponse.envelopes:type_name -> medfed.v1.Envelope
+	24, // 10: medfed.v1.UploadChunk.header:type_name -> medfed.v1.UploadHeader
 	3,  // 11: medfed.v1.UpdateAck.contribution:type_name -> medfed.v1.Contribution
-	29, // 12: medfed.v1.DownloadChunk.header:type_name -> medfed.v1.DownloadHeader
-	31, // 13: medfed.v1.ClusterStatus.nodes:type_name -> medfed.v1.NodeStatus
+	30, // 12: medfed.v1.DownloadChunk.header:type_name -> medfed.v1.DownloadHeader
+	32, // 13: medfed.v1.ClusterStatus.nodes:type_name -> medfed.v1.NodeStatus
 	8,  // 14: medfed.v1.FederationService.CreateFederation:input_type -> medfed.v1.CreateFederationRequest
 	9,  // 15: medfed.v1.FederationService.GetFederation:input_type -> medfed.v1.GetFederationRequest
 	10, // 16: medfed.v1.FederationService.ListFederations:input_type -> medfed.v1.ListFederationsRequest
 	13, // 17: medfed.v1.FederationService.Enrol:input_type -> medfed.v1.EnrolRequest
 	12, // 18: medfed.v1.FederationService.PinModel:input_type -> medfed.v1.PinModelRequest
 	14, // 19: medfed.v1.FederationService.ResumeFederation:input_type -> medfed.v1.ResumeFederationRequest
-	15, // 20: medfed.v1.CeremonyService.SubmitSeedCommitment:input_type -> medfed.v1.CeremonyMessage
-	15, // 21: medfed.v1.CeremonyService.SubmitSeedReveal:input_type -> medfed.v1.CeremonyMessage
-	15, // 22: medfed.v1.CeremonyService.SubmitPublicKeyShare:input_type -> medfed.v1.CeremonyMessage
-	16, // 23: medfed.v1.CeremonyService.GetCeremony:input_type -> medfed.v1.GetCeremonyRequest
-	17, // 24: medfed.v1.CeremonyService.SendEnvelope:input_type -> medfed.v1.Envelope
-	19, // 25: medfed.v1.CeremonyService.FetchEnvelopes:input_type -> medfed.v1.FetchEnvelopesRequest
-	21, // 26: medfed.v1.RoundService.WatchRounds:input_type -> medfed.v1.WatchRoundsRequest
-	22, // 27: medfed.v1.RoundService.GetRound:input_type -> medfed.v1.GetRoundRequest
-	24, // 28: medfed.v1.RoundService.SubmitUpdate:input_type -> medfed.v1.UploadChunk
-	27, // 29: medfed.v1.RoundService.FetchAggregate:input_type -> medfed.v1.FetchAggregateRequest
-	24, // 30: medfed.v1.RoundService.SubmitDecryptionShare:input_type -> medfed.v1.UploadChunk
-	28, // 31: medfed.v1.RoundService.FetchModel:input_type -> medfed.v1.FetchModelRequest
-	32, // 32: medfed.v1.ClusterService.Status:input_type -> medfed.v1.StatusRequest
-	34, // 33: medfed.v1.ClusterService.AddNode:input_type -> medfed.v1.AddNodeRequest
-	35, // 34: medfed.v1.ClusterService.RemoveNode:input_type -> medfed.v1.RemoveNodeRequest
-	36, // 35: medfed.v1.ClusterService.Propose:input_type -> medfed.v1.ProposeRequest
-	38, // 36: medfed.v1.ClusterService.ReadIndex:input_type -> medfed.v1.ReadIndexRequest
-	40, // 37: medfed.v1.BlobService.GetBlob:input_type -> medfed.v1.GetBlobRequest
-	7,  // 38: medfed.v1.FederationService.CreateFederation:output_type -> medfed.v1.Federation
-	7,  // 39: medfed.v1.FederationService.GetFederation:output_type -> medfed.v1.Federation
-	11, // 40: medfed.v1.FederationService.ListFederations:output_type -> medfed.v1.ListFederationsResponse
-	2,  // 41: medfed.v1.FederationService.Enrol:output_type -> medfed.v1.Enrolment
-	7,  // 42: medfed.v1.FederationService.PinModel:output_type -> medfed.v1.Federation
-	7,  // 43: medfed.v1.FederationService.ResumeFederation:output_type -> medfed.v1.Federation
-	6,  // 44: medfed.v1.CeremonyService.SubmitSeedCommitment:output_type -> medfed.v1.CeremonyStatus
-	6,  // 45: medfed.v1.CeremonyService.SubmitSeedReveal:output_type -> medfed.v1.CeremonyStatus
-	6,  // 46: medfed.v1.CeremonyService.SubmitPublicKeyShare:output_type -> medfed.v1.CeremonyStatus
-	6,  // 47: medfed.v1.CeremonyService.GetCeremony:output_type -> medfed.v1.CeremonyStatus
-	18, // 48: medfed.v1.CeremonyService.SendEnvelope:output_type -> medfed.v1.SendEnvelopeResponse
-	20, // 49: medfed.v1.CeremonyService.FetchEnvelopes:output_type -> medfed.v1.FetchEnvelopesResponse
-	4,  // 50: medfed.v1.RoundService.WatchRounds:output_type -> medfed.v1.RoundInfo
-	4,  // 51: medfed.v1.RoundService.GetRound:output_type -> medfed.v1.RoundInfo
-	25, // 52: medfed.v1.RoundService.SubmitUpdate:output_type -> medfed.v1.UpdateAck
-	30, // 53: medfed.v1.RoundService.FetchAggregate:output_type -> medfed.v1.DownloadChunk
-	26, // 54: medfed.v1.RoundService.SubmitDecryptionShare:output_type -> medfed.v1.ShareAck
-	30, // 55: medfed.v1.RoundService.FetchModel:output_type -> medfed.v1.DownloadChunk
-	33, // 56: medfed.v1.ClusterService.Status:output_type -> medfed.v1.ClusterStatus
-	33, // 57: medfed.v1.ClusterService.AddNode:output_type -> medfed.v1.ClusterStatus
-	33, // 58: medfed.v1.ClusterService.RemoveNode:output_type -> medfed.v1.ClusterStatus
-	37, // 59: medfed.v1.ClusterService.Propose:output_type -> medfed.v1.ProposeResponse
-	39, // 60: medfed.v1.ClusterService.ReadIndex:output_type -> medfed.v1.ReadIndexResponse
-	30, // 61: medfed.v1.BlobService.GetBlob:output_type -> medfed.v1.DownloadChunk
-	38, // [38:62] is the sub-list for method output_type
-	14, // [14:38] is the sub-list for method input_type
+	15, // 20: medfed.v1.FederationService.StopFederation:input_type -> medfed.v1.StopFederationRequest
+	16, // 21: medfed.v1.CeremonyService.SubmitSeedCommitment:input_type -> medfed.v1.CeremonyMessage
+	16, // 22: medfed.v1.CeremonyService.SubmitSeedReveal:input_type -> medfed.v1.CeremonyMessage
+	16, // 23: medfed.v1.CeremonyService.SubmitPublicKeyShare:input_type -> medfed.v1.CeremonyMessage
+	17, // 24: medfed.v1.CeremonyService.GetCeremony:input_type -> medfed.v1.GetCeremonyRequest
+	18, // 25: medfed.v1.CeremonyService.SendEnvelope:input_type -> medfed.v1.Envelope
+	20, // 26: medfed.v1.CeremonyService.FetchEnvelopes:input_type -> medfed.v1.FetchEnvelopesRequest
+	22, // 27: medfed.v1.RoundService.WatchRounds:input_type -> medfed.v1.WatchRoundsRequest
+	23, // 28: medfed.v1.RoundService.GetRound:input_type -> medfed.v1.GetRoundRequest
+	25, // 29: medfed.v1.RoundService.SubmitUpdate:input_type -> medfed.v1.UploadChunk
+	28, // 30: medfed.v1.RoundService.FetchAggregate:input_type -> medfed.v1.FetchAggregateRequest
+	25, // 31: medfed.v1.RoundService.SubmitDecryptionShare:input_type -> medfed.v1.UploadChunk
+	29, // 32: medfed.v1.RoundService.FetchModel:input_type -> medfed.v1.FetchModelRequest
+	33, // 33: medfed.v1.ClusterService.Status:input_type -> medfed.v1.StatusRequest
+	35, // 34: medfed.v1.ClusterService.AddNode:input_type -> medfed.v1.AddNodeRequest
+	36, // 35: medfed.v1.ClusterService.RemoveNode:input_type -> medfed.v1.RemoveNodeRequest
+	37, // 36: medfed.v1.ClusterService.Propose:input_type -> medfed.v1.ProposeRequest
+	39, // 37: medfed.v1.ClusterService.ReadIndex:input_type -> medfed.v1.ReadIndexRequest
+	41, // 38: medfed.v1.BlobService.GetBlob:input_type -> medfed.v1.GetBlobRequest
+	7,  // 39: medfed.v1.FederationService.CreateFederation:output_type -> medfed.v1.Federation
+	7,  // 40: medfed.v1.FederationService.GetFederation:output_type -> medfed.v1.Federation
+	11, // 41: medfed.v1.FederationService.ListFederations:output_type -> medfed.v1.ListFederationsResponse
+	2,  // 42: medfed.v1.FederationService.Enrol:output_type -> medfed.v1.Enrolment
+	7,  // 43: medfed.v1.FederationService.PinModel:output_type -> medfed.v1.Federation
+	7,  // 44: medfed.v1.FederationService.ResumeFederation:output_type -> medfed.v1.Federation
+	7,  // 45: medfed.v1.FederationService.StopFederation:output_type -> medfed.v1.Federation
+	6,  // 46: medfed.v1.CeremonyService.SubmitSeedCommitment:output_type -> medfed.v1.CeremonyStatus
+	6,  // 47: medfed.v1.CeremonyService.SubmitSeedReveal:output_type -> medfed.v1.CeremonyStatus
+	6,  // 48: medfed.v1.CeremonyService.SubmitPublicKeyShare:output_type -> medfed.v1.CeremonyStatus
+	6,  // 49: medfed.v1.CeremonyService.GetCeremony:output_type -> medfed.v1.CeremonyStatus
+	19, // 50: medfed.v1.CeremonyService.SendEnvelope:output_type -> medfed.v1.SendEnvelopeResponse
+	21, // 51: medfed.v1.CeremonyService.FetchEnvelopes:output_type -> medfed.v1.FetchEnvelopesResponse
+	4,  // 52: medfed.v1.RoundService.WatchRounds:output_type -> medfed.v1.RoundInfo
+	4,  // 53: medfed.v1.RoundService.GetRound:output_type -> medfed.v1.RoundInfo
+	26, // 54: medfed.v1.RoundService.SubmitUpdate:output_type -> medfed.v1.UpdateAck
+	31, // 55: medfed.v1.RoundService.FetchAggregate:output_type -> medfed.v1.DownloadChunk
+	27, // 56: medfed.v1.RoundService.SubmitDecryptionShare:output_type -> medfed.v1.ShareAck
+	31, // 57: medfed.v1.RoundService.FetchModel:output_type -> medfed.v1.DownloadChunk
+	34, // 58: medfed.v1.ClusterService.Status:output_type -> medfed.v1.ClusterStatus
+	34, // 59: medfed.v1.ClusterService.AddNode:output_type -> medfed.v1.ClusterStatus
+	34, // 60: medfed.v1.ClusterService.RemoveNode:output_type -> medfed.v1.ClusterStatus
+	38, // 61: medfed.v1.ClusterService.Propose:output_type -> medfed.v1.ProposeResponse
+	40, // 62: medfed.v1.ClusterService.ReadIndex:output_type -> medfed.v1.ReadIndexResponse
+	31, // 63: medfed.v1.BlobService.GetBlob:output_type -> medfed.v1.DownloadChunk
+	39, // [39:64] is the sub-list for method output_type
+	14, // [14:39] is the sub-list for method input_type
 	14, // [14:14] is the sub-list for extension type_name
 	14, // [14:14] is the sub-list for extension extendee
 	0,  // [0:14] is the sub-list for field type_name
@@ -3335,11 +3396,11 @@ func file_medfed_proto_init() {
 	if File_medfed_proto != nil {
 		return
 	}
-	file_medfed_proto_msgTypes[23].OneofWrappers = []any{
+	file_medfed_proto_msgTypes[24].OneofWrappers = []any{
 		(*UploadChunk_Header)(nil),
 		(*UploadChunk_Data)(nil),
 	}
-	file_medfed_proto_msgTypes[29].OneofWrappers = []any{
+	file_medfed_proto_msgTypes[30].OneofWrappers = []any{
 		(*DownloadChunk_Header)(nil),
 		(*DownloadChunk_Data)(nil),
 	}
@@ -3349,7 +3410,7 @@ func file_medfed_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_medfed_proto_rawDesc), len(file_medfed_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   40,
+			NumMessages:   41,
 			NumExtensions: 0,
 			NumServices:   5,
 		},

@@ -34,6 +34,7 @@ const (
 	FederationService_Enrol_FullMethodName            = "/medfed.v1.FederationService/Enrol"
 	FederationService_PinModel_FullMethodName         = "/medfed.v1.FederationService/PinModel"
 	FederationService_ResumeFederation_FullMethodName = "/medfed.v1.FederationService/ResumeFederation"
+	FederationService_StopFederation_FullMethodName   = "/medfed.v1.FederationService/StopFederation"
 )
 
 // FederationServiceClient is the client API for FederationService service.
@@ -53,6 +54,12 @@ type FederationServiceClient interface {
 	// hospitals back): rounds open again, every enrolled hospital is selected, and an
 	// unfinished key ceremony gets a new ceremony_timeout. Operators only.
 	ResumeFederation(ctx context.Context, in *ResumeFederationRequest, opts ...grpc.CallOption) (*Federation, error)
+	// StopFederation stops a federation now: a round in progress is aborted (unless it
+	// already holds every decryption share it needs, and is about to be published: then
+	// FailedPrecondition, and the operator stops it again a moment later), no round opens
+	// until ResumeFederation, and the hospitals' nodes end, reporting the reason. Hospitals
+	// are not held to the aborted round. Operators only.
+	StopFederation(ctx context.Context, in *StopFederationRequest, opts ...grpc.CallOption) (*Federation, error)
 }
 
 type federationServiceClient struct {
@@ -123,6 +130,16 @@ func (c *federationServiceClient) ResumeFederation(ctx context.Context, in *Resu
 	return out, nil
 }
 
+func (c *federationServiceClient) StopFederation(ctx context.Context, in *StopFederationRequest, opts ...grpc.CallOption) (*Federation, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(Federation)
+	err := c.cc.Invoke(ctx, FederationService_StopFederation_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // FederationServiceServer is the server API for FederationService service.
 // All implementations must embed UnimplementedFederationServiceServer
 // for forward compatibility.
@@ -140,6 +157,12 @@ type FederationServiceServer interface {
 	// hospitals back): rounds open again, every enrolled hospital is selected, and an
 	// unfinished key ceremony gets a new ceremony_timeout. Operators only.
 	ResumeFederation(context.Context, *ResumeFederationRequest) (*Federation, error)
+	// StopFederation stops a federation now: a round in progress is aborted (unless it
+	// already holds every decryption share it needs, and is about to be published: then
+	// FailedPrecondition, and the operator stops it again a moment later), no round opens
+	// until ResumeFederation, and the hospitals' nodes end, reporting the reason. Hospitals
+	// are not held to the aborted round. Operators only.
+	StopFederation(context.Context, *StopFederationRequest) (*Federation, error)
 	mustEmbedUnimplementedFederationServiceServer()
 }
 
@@ -167,6 +190,9 @@ func (UnimplementedFederationServiceServer) PinModel(context.Context, *PinModelR
 }
 func (UnimplementedFederationServiceServer) ResumeFederation(context.Context, *ResumeFederationRequest) (*Federation, error) {
 	return nil, status.Error(codes.Unimplemented, "method ResumeFederation not implemented")
+}
+func (UnimplementedFederationServiceServer) StopFederation(context.Context, *StopFederationRequest) (*Federation, error) {
+	return nil, status.Error(codes.Unimplemented, "method StopFederation not implemented")
 }
 func (UnimplementedFederationServiceServer) mustEmbedUnimplementedFederationServiceServer() {}
 func (UnimplementedFederationServiceServer) testEmbeddedByValue()                           {}
@@ -297,6 +323,24 @@ func _FederationService_ResumeFederation_Handler(srv interface{}, ctx context.Co
 	return interceptor(ctx, in, info, handler)
 }
 
+func _FederationService_StopFederation_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StopFederationRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(FederationServiceServer).StopFederation(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: FederationService_StopFederation_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(FederationServiceServer).StopFederation(ctx, req.(*StopFederationRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // FederationService_ServiceDesc is the grpc.ServiceDesc for FederationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -327,6 +371,10 @@ var FederationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ResumeFederation",
 			Handler:    _FederationService_ResumeFederation_Handler,
+		},
+		{
+			MethodName: "StopFederation",
+			Handler:    _FederationService_StopFederation_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
