@@ -20,7 +20,8 @@ const (
 // DPConfig sets the differential privacy of a federation: DP-FedAvg (McMahan et al. 2018)
 // at the level of a hospital (user-level DP), with the Gaussian noise split across the
 // hospitals so that the coordinator, which sees only the decrypted sum, never sees a
-// noiseless aggregate.
+// noiseless aggregate. (In plaintext mode it sees each update, with its share of the
+// noise only: see CoordinatorNoiseMultiplier.)
 //
 // The mechanism, exactly:
 //
@@ -121,6 +122,23 @@ func (c DPConfig) ShareStd(n int) float64 {
 	}
 	c = c.Resolved()
 	return c.NoiseMultiplier * c.Clip / math.Sqrt(float64(n))
+}
+
+// CoordinatorNoiseMultiplier returns the noise multiplier that protects a hospital against
+// the coordinator when each of at least n contributors adds its share (ShareStd(n)): z
+// when the coordinator sees only the sum (secure aggregation: the sum carries noise of at
+// least z·C), z/sqrt(n) when it sees each update (plaintext mode: an update carries its
+// own share of the noise only, z·C/sqrt(n), for sensitivity C). It returns NaN if c is
+// invalid or n < 1. Whoever sees only the published model is protected with z either way.
+func (c DPConfig) CoordinatorNoiseMultiplier(sumOnly bool, n int) float64 {
+	if c.Validate() != nil || n < 1 {
+		return math.NaN()
+	}
+	z := c.Resolved().NoiseMultiplier
+	if sumOnly {
+		return z
+	}
+	return z / math.Sqrt(float64(n))
 }
 
 // NewNoiseSource returns a ChaCha8 generator seeded from crypto/rand, the source a real

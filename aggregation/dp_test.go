@@ -238,3 +238,24 @@ func ExampleClipAndNoise() {
 	// round 1: epsilon 4.24 at delta 1e-05, err <nil>
 	// aggregation: privacy budget exceeded: round 2 would bring epsilon from 4.241 to 6.327 at delta 1e-05, budget is 5
 }
+
+func TestCoordinatorNoiseMultiplier(t *testing.T) {
+	for _, tt := range []struct {
+		cfg     aggregation.DPConfig
+		sumOnly bool
+		n       int
+		want    float64
+	}{
+		{aggregation.DPConfig{NoiseMultiplier: 1.2}, true, 4, 1.2},
+		{aggregation.DPConfig{NoiseMultiplier: 1.2}, false, 4, 0.6},
+		{aggregation.DPConfig{NoiseMultiplier: 2}, false, 1, 2},
+		{aggregation.DPConfig{}, false, 9, aggregation.DefaultNoiseMultiplier / 3},
+	} {
+		if got := tt.cfg.CoordinatorNoiseMultiplier(tt.sumOnly, tt.n); math.Abs(got-tt.want) > 1e-12 {
+			t.Errorf("%+v, sum only %v, n %d: %v, want %v", tt.cfg, tt.sumOnly, tt.n, got, tt.want)
+		}
+	}
+	if !math.IsNaN((aggregation.DPConfig{NoiseMultiplier: -1}).CoordinatorNoiseMultiplier(true, 2)) || !math.IsNaN((aggregation.DPConfig{}).CoordinatorNoiseMultiplier(true, 0)) {
+		t.Error("invalid settings or n < 1 should give NaN")
+	}
+}

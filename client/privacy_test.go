@@ -2,6 +2,7 @@ package client
 
 import (
 	"context"
+	"math"
 	"strings"
 	"sync"
 	"testing"
@@ -10,8 +11,10 @@ import (
 	"github.com/medfed/medfed/internal/pb"
 )
 
-// TestPrivacyBudgetEndsFederation runs two hospitals with differential privacy (z = 1,
-// budget epsilon 8 at delta 1e-5, 5 rounds asked for) against a real coordinator: the
+// TestPrivacyBudgetEndsFederation runs two hospitals with differential privacy in
+// plaintext mode (z = sqrt(2), so that each update, which the coordinator sees, carries
+// noise of multiplier 1; budget epsilon 8 at delta 1e-5; 5 rounds asked for) against a
+// real coordinator: the
 // coordinator ends the federation after the two rounds the budget allows (epsilon 7.09; a
 // third would spend 9.02), and each hospital's node finishes without an error, having
 // contributed clipped and noised updates to exactly those two rounds.
@@ -23,7 +26,7 @@ func TestPrivacyBudgetEndsFederation(t *testing.T) {
 	c := createFederation(t, ctx, addr, &pb.FederationSpec{
 		Name: "study", ModelSpecJson: denseSpec(t), Clients: names, Rounds: 5, MinClients: 2,
 		Strategy: "fedavg", LocalEpochs: 1, BatchSize: 16, Lr: 0.05, Seed: 3,
-		DpNoiseMultiplier: 1, DpClipNorm: 1, DpEpsilonBudget: 8,
+		DpNoiseMultiplier: math.Sqrt2, DpClipNorm: 1, DpEpsilonBudget: 8,
 	})
 	var wg sync.WaitGroup
 	reports := make([][]RoundReport, len(names))

@@ -9,8 +9,12 @@ import (
 
 // A federation with differential privacy (spec dp_noise_multiplier z > 0) spends privacy
 // with every round it publishes: the clients clip their updates and add shares of Gaussian
-// noise, so a published aggregate is one run of the Gaussian mechanism. The coordinator
-// sees who contributed, so each round counts with sampling rate 1. The accountant's state
+// noise, so a published aggregate is one run of the Gaussian mechanism. The accounting is
+// against the coordinator, the party that sees the most: it sees who contributed, so each
+// round counts with sampling rate 1, and in plaintext mode it sees each update, which
+// carries only its own share of the noise, so the noise multiplier counted is
+// z/sqrt(min_clients) there and z in secure mode (aggregation.DPConfig.
+// CoordinatorNoiseMultiplier). The accountant's state
 // follows from the number of published rounds alone, so every replica derives it. Whether
 // the next round fits dp_epsilon_budget is a floating-point decision, made by the leader
 // (pendingActions) and replicated as the FinishFederation command, not by each replica's
@@ -19,6 +23,15 @@ import (
 // dpConfig returns the DP settings of spec, and whether DP is on.
 func dpConfig(s *pb.FederationSpec) (aggregation.DPConfig, bool) {
 	return aggregation.DPConfig{NoiseMultiplier: s.DpNoiseMultiplier, Clip: s.DpClipNorm, Delta: s.DpDelta, Budget: s.DpEpsilonBudget}, s.DpNoiseMultiplier > 0
+}
+
+// accounted returns cfg, valid, resolved, with the noise multiplier that protects a
+// hospital against the coordinator of a federation with spec s.
+func accounted(cfg aggregation.DPConfig, s *pb.FederationSpec) aggregation.DPConfig {
+	z := cfg.CoordinatorNoiseMultiplier(s.Secure, int(max(s.MinClients, 1)))
+	cfg = cfg.Resolved()
+	cfg.NoiseMultiplier = z
+	return cfg
 }
 
 // checkDP checks a spec's DP settings when a federation is created: valid values, and a
@@ -31,10 +44,11 @@ func checkDP(s *pb.FederationSpec) error {
 	if !on {
 		return nil
 	}
+	cfg = accounted(cfg, s)
 	var a aggregation.Accountant
 	if eps, err := a.Spend(1, cfg); err != nil {
-		return fmt.Errorf("%w: dp_epsilon_budget %g allows no round: one round with noise multiplier %g spends epsilon %.4g at delta %g",
-			ErrInvalid, cfg.Budget, cfg.NoiseMultiplier, eps, cfg.Resolved().Delta)
+		return fmt.Errorf("%w: dp_epsilon_budget %g allows no round: one round with noise multiplier %.4g (as the coordinator sees it%s) spends epsilon %.4g at delta %g",
+			ErrInvalid, cfg.Budget, cfg.NoiseMultiplier, plaintextNote(s), eps, cfg.Delta)
 	}
 	return nil
 }
@@ -49,7 +63,7 @@ func (f *federation) accountant() (*aggregation.Accountant, aggregation.DPConfig
 	if err := cfg.Validate(); err != nil {
 		return nil, cfg, err
 	}
-	cfg = cfg.Resolved()
+	cfg = accounted(cfg, f.spec)
 	a := new(aggregation.Accountant)
 	if err := a.Compose(1, cfg.NoiseMultiplier, f.publishedRounds()); err != nil {
 		return nil, cfg, err
@@ -85,4 +99,13 @@ func (f *federation) budgetSpent() string {
 	was, _ := a.Epsilon(cfg.Delta)
 	return fmt.Sprintf("privacy budget spent: %d published rounds have spent epsilon %.4g at delta %g, and round %d would bring it to %.4g, past dp_epsilon_budget %g",
 		a.Rounds(), was, cfg.Delta, len(f.Rounds)+1, eps, cfg.Budget)
+}
+
+// plaintextNote explains, for a plaintext federation, why the noise multiplier counted is
+// below the spec's.
+func plaintextNote(s *pb.FederationSpec) string {
+	if s.Secure {
+		return ""
+	}
+	return fmt.Sprintf(": in plaintext mode each update carries only its share of the noise, dp_noise_multiplier/sqrt(min_clients %d)", max(s.MinClients, 1))
 }

@@ -32,11 +32,19 @@ func TestPrivacyAccounting(t *testing.T) {
 		}
 		return f
 	}
-	dp := &pb.FederationSpec{Name: "dp", DpNoiseMultiplier: 1, DpEpsilonBudget: 8}
+	// Secure mode: the coordinator sees the sum, with noise multiplier z = 1. Plaintext
+	// mode with 4 hospitals: it sees each update with its share of z = 2, 2/sqrt(4) = 1.
+	dp := &pb.FederationSpec{Name: "dp", DpNoiseMultiplier: 1, DpEpsilonBudget: 8, Secure: true, MinClients: 4}
+	plain := &pb.FederationSpec{Name: "dp", DpNoiseMultiplier: 2, DpEpsilonBudget: 8, MinClients: 4}
 	for k, want := range gaussianEpsilon {
-		if got := fed(k, dp).epsilon(); math.Abs(got-want) > 1e-5 {
-			t.Errorf("epsilon after %d rounds: %v, want %v", k, got, want)
+		for _, s := range []*pb.FederationSpec{dp, plain} {
+			if got := fed(k, s).epsilon(); math.Abs(got-want) > 1e-5 {
+				t.Errorf("epsilon after %d rounds, secure %v: %v, want %v", k, s.Secure, got, want)
+			}
 		}
+	}
+	if got := fed(1, &pb.FederationSpec{Name: "dp", DpNoiseMultiplier: 1, MinClients: 4}).epsilon(); got <= gaussianEpsilon[3] {
+		t.Errorf("plaintext, z = 1, 4 hospitals: epsilon %v after one round, want more than three rounds of z = 1 cost", got)
 	}
 	for k := range 2 {
 		if r := fed(k, dp).budgetSpent(); r != "" {
@@ -69,7 +77,8 @@ func TestPrivacyAccounting(t *testing.T) {
 		{dp, ""},
 		{noDP, ""},
 		{&pb.FederationSpec{DpNoiseMultiplier: 2, DpEpsilonBudget: 2.2, DpDelta: 1e-5, DpClipNorm: 0.5}, ""},
-		{&pb.FederationSpec{DpNoiseMultiplier: 1, DpEpsilonBudget: 4}, "allows no round: one round with noise multiplier 1 spends epsilon 4.753"},
+		{&pb.FederationSpec{DpNoiseMultiplier: 1, DpEpsilonBudget: 4, Secure: true}, "allows no round: one round with noise multiplier 1 (as the coordinator sees it) spends epsilon 4.753"},
+		{&pb.FederationSpec{DpNoiseMultiplier: 2, DpEpsilonBudget: 4, MinClients: 4}, "noise multiplier 1 (as the coordinator sees it: in plaintext mode each update carries only its share"},
 		{&pb.FederationSpec{DpNoiseMultiplier: -1}, "NoiseMultiplier"},
 		{&pb.FederationSpec{DpNoiseMultiplier: math.NaN()}, "NoiseMultiplier"},
 		{&pb.FederationSpec{DpNoiseMultiplier: 1, DpDelta: 1}, "Delta"},
@@ -86,9 +95,11 @@ func TestPrivacyAccounting(t *testing.T) {
 	}
 }
 
-// TestPrivacyBudget runs a federation with differential privacy (z = 1, budget epsilon 8
-// at delta 1e-5, 5 rounds asked for) on a real cluster: after two published rounds
-// (epsilon 7.09) a third would spend 9.02, so the federation is done with the reason,
+// TestPrivacyBudget runs a plaintext federation of 2 hospitals with differential privacy
+// (z = sqrt(2): each update carries noise of multiplier 1 as the coordinator sees it;
+// budget epsilon 8 at delta 1e-5; 5 rounds asked for) on a real cluster: after two
+// published rounds (epsilon 7.09) a third would spend 9.02, so the federation is done with
+// the reason,
 // opens no round 3 and reports the epsilon spent. A spec whose budget allows no round,
 // or with a noise multiplier or learning rate that is not a number, is refused.
 func TestPrivacyBudget(t *testing.T) {
@@ -97,7 +108,7 @@ func TestPrivacyBudget(t *testing.T) {
 	l := tc.leader()
 	c := newClient(t, tc.addrs())
 	spec := &pb.FederationSpec{Name: "dp", ModelSpecJson: testModelSpec(t), Clients: []string{"h1", "h2"}, MinClients: 2, Rounds: 5,
-		DpNoiseMultiplier: 1, DpClipNorm: 1, DpEpsilonBudget: 8}
+		DpNoiseMultiplier: math.Sqrt2, DpClipNorm: 1, DpEpsilonBudget: 8}
 	for _, bad := range []struct {
 		budget, z float64
 	}{{4, 1}, {8, math.NaN()}} {

@@ -329,3 +329,13 @@ func (a Attack) String() string {
 	}
 	return a.Kind
 }
+
+// coordinatorNoise is the noise multiplier that protects a hospital against the
+// coordinator, with which the simulation accounts its privacy: the DP noise multiplier
+// in secure mode, where the coordinator sees only the sum, and that divided by
+// sqrt(min-clients) in plaintext mode, where it sees each update with its own share of
+// the noise (aggregation.DPConfig.CoordinatorNoiseMultiplier; the coordinator accounts
+// the same way).
+func (c Config) coordinatorNoise() float64 {
+	return aggregation.DPConfig{NoiseMultiplier: c.DPNoiseMultiplier, Clip: c.DPClip, Delta: c.DPDelta}.CoordinatorNoiseMultiplier(c.Secure, max(c.MinClients, 1))
+}

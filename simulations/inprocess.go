@@ -191,7 +191,7 @@ func runInProcess(ctx context.Context, cfg Config, spec model.Spec, train, test 
 			return err
 		}
 		if cfg.DPNoiseMultiplier > 0 {
-			if err := acct.Step(1, cfg.DPNoiseMultiplier); err != nil {
+			if err := acct.Step(1, cfg.coordinatorNoise()); err != nil {
 				return err
 			}
 			m.Epsilon, _ = acct.Epsilon(cfg.DPDelta)

@@ -625,7 +625,7 @@ func runVirtualHospitals(ctx context.Context, cfg Config, op *coordclient.Client
 		version = v
 		if cfg.DPNoiseMultiplier > 0 {
 			// Against the coordinator, who sees who contributed, account with q = 1.
-			if err := acct.Step(1, cfg.DPNoiseMultiplier); err != nil {
+			if err := acct.Step(1, cfg.coordinatorNoise()); err != nil {
 				return 0, err
 			}
 			m.Epsilon, _ = acct.Epsilon(cfg.DPDelta)

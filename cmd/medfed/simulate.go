@@ -175,7 +175,11 @@ func runSimulate(ctx context.Context, args []string, stdout, stderr io.Writer) e
 	fmt.Fprintf(stdout, "\nfinal accuracy %.4f, loss %.4f; %d parameters; %.1fs in all (set-up %.1fs); peak RSS %s\n",
 		sum.FinalAccuracy, sum.FinalLoss, sum.Params, time.Since(t0).Seconds(), sum.SetupSeconds, simulations.FormatBytes(sum.PeakRSSBytes))
 	if cfg.DPNoiseMultiplier > 0 {
-		fmt.Fprintf(stdout, "differential privacy: (%.3f, %g)-DP after %d rounds (hospital level, z=%g, C=%g)\n", sum.Epsilon, cfg.DPDelta, len(sum.Rounds), cfg.DPNoiseMultiplier, cfg.DPClip)
+		against := ""
+		if !cfg.Secure {
+			against = fmt.Sprintf("; against the coordinator, which in plaintext mode sees each update with its share of the noise: z/sqrt(min-clients %d)", cfg.MinClients)
+		}
+		fmt.Fprintf(stdout, "differential privacy: (%.3f, %g)-DP after %d rounds (hospital level, z=%g, C=%g%s)\n", sum.Epsilon, cfg.DPDelta, len(sum.Rounds), cfg.DPNoiseMultiplier, cfg.DPClip, against)
 	}
 	fmt.Fprintf(stdout, "results in %s: %s\n", cfg.Out, strings.Join(sum.Files, ", "))
 	return nil
