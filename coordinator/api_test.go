@@ -413,3 +413,40 @@ func TestRemoveNodeKeepsQuorum(t *testing.T) {
 		t.Fatalf("write after the removal: %v", err)
 	}
 }
+
+// TestRemoveLeader: an operator decommissions the node that leads. The removal commits,
+// that node steps down, the other two elect a leader among themselves and keep taking
+// writes, and the removed node no longer counts in the membership.
+func TestRemoveLeader(t *testing.T) {
+	tc := startCluster(t, 3)
+	ctx := testCtx(t)
+	l := tc.leader()
+	id := tc.cfgs[l].NodeID
+	st, err := newClient(t, []string{tc.cfgs[l].GRPCAddr}).RemoveNode(ctx, id)
+	if err != nil {
+		t.Fatalf("remove the leader %s: %v", id, err)
+	}
+	for _, n := range st.Nodes {
+		if n.Id == id {
+			t.Errorf("%s still in the membership: %v", id, st.Nodes)
+		}
+	}
+	tc.stop(l)
+	var rest []string
+	for i, cfg := range tc.cfgs {
+		if i != l {
+			rest = append(rest, cfg.GRPCAddr)
+		}
+	}
+	c := newClient(t, rest)
+	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{Name: "after", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
+		t.Fatalf("write after removing the leader: %v", err)
+	}
+	after, err := c.Status(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.LeaderId == "" || after.LeaderId == id || len(after.Nodes) != 2 {
+		t.Errorf("after removing %s: leader %q, nodes %v", id, after.LeaderId, after.Nodes)
+	}
+}
