@@ -388,6 +388,49 @@ func TestAddNodeCatchingUp(t *testing.T) {
 	}
 }
 
+// TestNonvoterPromotedLater: an operator adds a node before starting it. AddNode gives up
+// waiting (FailedPrecondition) and leaves it a non-voter; once the node starts and catches
+// up, the leader promotes it on its own.
+func TestNonvoterPromotedLater(t *testing.T) {
+	tc := startCluster(t, 1)
+	tc.leader()
+	c := newClient(t, tc.addrs())
+	if _, err := c.CreateFederation(testCtx(t), &pb.FederationSpec{Name: "a", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
+		t.Fatal(err)
+	}
+	cfg := testConfig("n2", t.TempDir())
+	cfg.RaftAddr, cfg.GRPCAddr = loopback.Addr(t), loopback.Addr(t)
+	short, cancel := context.WithTimeout(testCtx(t), time.Second)
+	defer cancel()
+	if _, err := c.AddNode(short, &pb.AddNodeRequest{Id: "n2", RaftAddr: cfg.RaftAddr, GrpcAddr: cfg.GRPCAddr}); status.Code(err) != codes.FailedPrecondition {
+		t.Fatalf("add a node not yet started: got %v, want FailedPrecondition", err)
+	}
+	suffrage := func() string {
+		st, err := c.Status(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, n := range st.Nodes {
+			if n.Id == "n2" {
+				return n.Suffrage
+			}
+		}
+		return ""
+	}
+	if s := suffrage(); s != "nonvoter" {
+		t.Fatalf("n2 before it starts: %q, want nonvoter", s)
+	}
+	n2, err := New(cfg, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n2.Close() })
+	waitFor(t, "the leader to promote n2", func() bool { return suffrage() == "voter" })
+	if _, err := n2.FSM().Federation("a"); err != nil {
+		t.Errorf("promoted n2: %v", err)
+	}
+}
+
 // TestRemoveNodeKeepsQuorum stops one node of three: removing another live node would
 // leave two nodes with one of them down, no quorum, and is refused; removing the stopped
 // one is allowed, and the two left keep accepting writes.

@@ -39,9 +39,9 @@
 //
 // Membership changes one node at a time (ClusterService.AddNode, RemoveNode, on the
 // leader). A new node joins as a non-voter and is promoted once it has applied what was
-// committed when it joined (ErrCatchingUp if that takes too long: it stays a non-voter
-// until AddNode is called again), so that it never counts towards a quorum it cannot yet
-// help to reach. RemoveNode refuses a removal that would leave fewer answering voters than
+// committed when it joined (ErrCatchingUp if that takes longer than the call may wait: it
+// stays a non-voter, and the leader promotes it once it has caught up), so that it never
+// counts towards a quorum it cannot yet help to reach. RemoveNode refuses a removal that would leave fewer answering voters than
 // the new membership's quorum.
 //
 // Entries stay small. The bytes of an update do not enter the log at all: the node that

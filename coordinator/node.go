@@ -263,6 +263,11 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 		defer n.wg.Done()
 		n.collectBlobs(n.ctx)
 	}()
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		n.promoteLoop(n.ctx)
+	}()
 	logger.Info("coordinator node started", "raft", cfg.RaftAddr, "grpc", n.grpcLn.Addr().String(), "insecure", cfg.Insecure)
 	return n, nil
 }

@@ -10,7 +10,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 	"unicode/utf8"
 
@@ -670,81 +669,6 @@ func (s *clusterServer) AddNode(ctx context.Context, req *pb.AddNodeRequest) (*p
 	return st, s.n.toStatus(err)
 }
 
-// addVoter makes the node of req a voting member, in two steps. A node that is not yet
-// one joins as a non-voter: it receives the log (a snapshot first) but does not count
-// towards the quorum. Once it has applied everything committed when it joined, it is
-// promoted. A voter added at once would count before it can help to commit: with n4
-// still installing a snapshot, three of four nodes must answer, so one more failure
-// stops every write. If it does not catch up in time (about 90% of what is left of ctx,
-// at most addNodeWait), it stays a non-voter and the error says so; calling AddNode again
-// promotes it once it has.
-func (n *Node) addVoter(ctx context.Context, req *pb.AddNodeRequest) error {
-	id, addr := raft.ServerID(req.Id), raft.ServerAddress(req.RaftAddr)
-	f := n.raft.GetConfiguration()
-	if err := f.Error(); err != nil {
-		return fmt.Errorf("%w: add node %s: %v", ErrNotLeader, req.Id, err)
-	}
-	voter := slices.ContainsFunc(f.Configuration().Servers, func(s raft.Server) bool { return s.ID == id && s.Suffrage == raft.Voter })
-	if !voter {
-		if err := n.raft.AddNonvoter(id, addr, 0, n.cfg.ApplyTimeout).Error(); err != nil {
-			return fmt.Errorf("%w: add node %s as a non-voter: %v", ErrNotLeader, req.Id, err)
-		}
-		if err := n.awaitCaughtUp(ctx, req.Id, req.GrpcAddr, n.fsm.AppliedIndex()); err != nil {
-			return err
-		}
-	}
-	if err := n.raft.AddVoter(id, addr, 0, n.cfg.ApplyTimeout).Error(); err != nil {
-		return fmt.Errorf("%w: promote node %s to voter: %v", ErrNotLeader, req.Id, err)
-	}
-	return nil
-}
-
-// addNodeWait bounds how long AddNode waits for a joining node to catch up.
-const addNodeWait = 5 * time.Minute
-
-// awaitCaughtUp waits until node id, at gRPC address addr, has applied index idx, asking
-// it for its Status every 100 ms, and fails with ErrCatchingUp when its time is up
-// (see addVoter).
-func (n *Node) awaitCaughtUp(ctx context.Context, id, addr string, idx uint64) error {
-	wait := addNodeWait
-	if d, ok := ctx.Deadline(); ok {
-		wait = min(wait, time.Until(d)*9/10)
-	}
-	deadline := time.Now().Add(wait)
-	var last string
-	for {
-		c, err := n.conn(addr)
-		if err == nil {
-			pctx, cancel := context.WithTimeout(ctx, time.Second)
-			var st *pb.ClusterStatus
-			st, err = pb.NewClusterServiceClient(c).Status(pctx, &pb.StatusRequest{})
-			cancel()
-			if err == nil && st.NodeId != id {
-				return fmt.Errorf("%w: node %s joined as a non-voter, but the node at %s, which should show that it has caught up, is %q: add it again (medfed cluster add) with its own gRPC address to promote it",
-					ErrCatchingUp, id, addr, st.NodeId)
-			}
-			if err == nil && st.AppliedIndex >= idx {
-				return nil
-			}
-			if err == nil {
-				last = fmt.Sprintf("it has applied %d of the %d entries committed when it joined", st.AppliedIndex, idx)
-			}
-		}
-		if err != nil {
-			last = fmt.Sprintf("its status at %s: %v", addr, status.Convert(err).Message())
-		}
-		if time.Now().Add(100 * time.Millisecond).After(deadline) {
-			return fmt.Errorf("%w: node %s joined as a non-voter and has not caught up after %s (%s); it does not count towards the quorum yet: add it again (medfed cluster add) to promote it once it has",
-				ErrCatchingUp, id, wait.Round(time.Millisecond), last)
-		}
-		select {
-		case <-ctx.Done():
-			return fmt.Errorf("%w: node %s joined as a non-voter; waiting for it to catch up: %v", ErrCatchingUp, id, ctx.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
-	}
-}
-
 func (s *clusterServer) RemoveNode(ctx context.Context, req *pb.RemoveNodeRequest) (*pb.ClusterStatus, error) {
 	if err := s.n.authorizeMembership(ctx); err != nil {
 		return nil, s.n.toStatus(err)
@@ -779,54 +703,6 @@ func (s *clusterServer) RemoveNode(ctx context.Context, req *pb.RemoveNodeReques
 	}
 	st, err := s.n.clusterStatus()
 	return st, s.n.toStatus(err)
-}
-
-// quorumWithout checks that the voters left after removing id include a majority that
-// answers: with n3 down, removing n2 from n1, n2, n3 would leave n1 and n3, which commit
-// nothing until n3 is back. It asks each remaining node for its status (2 s each, at once).
-func (n *Node) quorumWithout(ctx context.Context, servers []raft.Server, id string) error {
-	var rest []string
-	for _, srv := range servers {
-		if srv.Suffrage == raft.Voter && string(srv.ID) != id {
-			rest = append(rest, string(srv.ID))
-		}
-	}
-	answers := make([]error, len(rest))
-	var wg sync.WaitGroup
-	for i, peer := range rest {
-		if peer == n.cfg.NodeID {
-			continue
-		}
-		wg.Go(func() {
-			addr := n.grpcAddrOf(peer)
-			if addr == "" {
-				answers[i] = errors.New("no gRPC address known")
-				return
-			}
-			c, err := n.conn(addr)
-			if err != nil {
-				answers[i] = err
-				return
-			}
-			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			_, answers[i] = pb.NewClusterServiceClient(c).Status(pctx, &pb.StatusRequest{})
-		})
-	}
-	wg.Wait()
-	var live, down []string
-	for i, peer := range rest {
-		if answers[i] == nil {
-			live = append(live, peer)
-		} else {
-			down = append(down, fmt.Sprintf("%s: %v", peer, status.Convert(answers[i]).Message()))
-		}
-	}
-	if need := len(rest)/2 + 1; len(live) < need {
-		return fmt.Errorf("remove node %s: the %d nodes left (%s) need %d of them up for a quorum, and only %d answer (%s); bring them back first, or remove a node that is down",
-			id, len(rest), strings.Join(rest, ", "), need, len(live), strings.Join(down, "; "))
-	}
-	return nil
 }
 
 // ReadIndex answers a follower's catchUp with the leader's read index (Node.readIndex).
