@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 
@@ -40,21 +39,14 @@ type membershipView struct {
 }
 
 func runClusterChange(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
-	var cf coordinatorFlags
 	var id, raftAddr, grpcAddr string
-	fs := flag.NewFlagSet("medfed cluster "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cf.register(fs)
+	fs, cf, jsonOut := coordinatorCommand("medfed cluster "+sub, "print one JSON object on stdout, nothing else", stderr)
 	fs.StringVar(&id, "id", "", "the node's ID, as its --node-id (required)")
 	if sub == "add" {
 		fs.StringVar(&raftAddr, "raft-addr", "", "the node's Raft address, as its --raft-addr (required)")
 		fs.StringVar(&grpcAddr, "grpc-addr", "", "the node's gRPC address, as its --grpc-addr (required)")
 	}
-	jsonOut := fs.Bool("json", false, "print one JSON object on stdout, nothing else")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := cf.check(fs); err != nil {
+	if err := cf.parse(fs, args); err != nil {
 		return err
 	}
 	switch {

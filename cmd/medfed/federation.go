@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
-	"flag"
 	"fmt"
 	"io"
 	"maps"
@@ -76,20 +75,13 @@ Run 'medfed federation create -h' (or pin -h) for the flags.
 }
 
 func runFederationCmd(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
-	var cf coordinatorFlags
 	var specFile, name string
-	fs := flag.NewFlagSet("medfed federation "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cf.register(fs)
+	fs, cf, jsonOut := coordinatorCommand("medfed federation "+sub, "print one JSON object on stdout, nothing else", stderr)
 	fs.StringVar(&specFile, "spec", "", "the federation spec, YAML or JSON (see 'medfed federation help')")
 	if sub == "show" {
 		fs.StringVar(&name, "name", "", "the federation to show (default: the name in --spec)")
 	}
-	jsonOut := fs.Bool("json", false, "print one JSON object on stdout, nothing else")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := cf.check(fs); err != nil {
+	if err := cf.parse(fs, args); err != nil {
 		return err
 	}
 	var spec *pb.FederationSpec
@@ -243,19 +235,12 @@ func joinVersions(vs []uint64) string {
 
 // runFederationPin pins (sub "pin") or unpins a model version of a federation for serving.
 func runFederationPin(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
-	var cf coordinatorFlags
 	var name string
 	var version uint64
-	fs := flag.NewFlagSet("medfed federation "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cf.register(fs)
+	fs, cf, jsonOut := coordinatorCommand("medfed federation "+sub, "print the federation as one JSON object on stdout, nothing else", stderr)
 	fs.StringVar(&name, "name", "", "the federation (the served model's name) (required)")
 	fs.Uint64Var(&version, "version", 0, "the model version, a published round's number from 1 (required)")
-	jsonOut := fs.Bool("json", false, "print the federation as one JSON object on stdout, nothing else")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := cf.check(fs); err != nil {
+	if err := cf.parse(fs, args); err != nil {
 		return err
 	}
 	switch {
@@ -266,7 +251,7 @@ func runFederationPin(ctx context.Context, sub string, args []string, stdout, st
 	}
 	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
-	f, err := operatorCall(ctx, &cf, stderr, func(c pb.FederationServiceClient) (*pb.Federation, error) {
+	f, err := operatorCall(ctx, cf, stderr, func(c pb.FederationServiceClient) (*pb.Federation, error) {
 		return c.PinModel(ctx, &pb.PinModelRequest{Federation: name, Version: version, Unpin: sub == "unpin"})
 	})
 	if err != nil {
@@ -283,20 +268,13 @@ func runFederationPin(ctx context.Context, sub string, args []string, stdout, st
 // runFederationRunning lets a stopped federation go on (sub "resume") or stops a running
 // one (sub "stop").
 func runFederationRunning(ctx context.Context, sub string, args []string, stdout, stderr io.Writer) error {
-	var cf coordinatorFlags
 	var name, reason string
-	fs := flag.NewFlagSet("medfed federation "+sub, flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cf.register(fs)
+	fs, cf, jsonOut := coordinatorCommand("medfed federation "+sub, "print the federation as one JSON object on stdout, nothing else", stderr)
 	fs.StringVar(&name, "name", "", "the federation (required)")
 	if sub == "stop" {
 		fs.StringVar(&reason, "reason", "", "why, for the hospitals (at most 1024 bytes)")
 	}
-	jsonOut := fs.Bool("json", false, "print the federation as one JSON object on stdout, nothing else")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := cf.check(fs); err != nil {
+	if err := cf.parse(fs, args); err != nil {
 		return err
 	}
 	switch {
@@ -307,7 +285,7 @@ func runFederationRunning(ctx context.Context, sub string, args []string, stdout
 	}
 	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
-	f, err := operatorCall(ctx, &cf, stderr, func(c pb.FederationServiceClient) (*pb.Federation, error) {
+	f, err := operatorCall(ctx, cf, stderr, func(c pb.FederationServiceClient) (*pb.Federation, error) {
 		if sub == "stop" {
 			return c.StopFederation(ctx, &pb.StopFederationRequest{Federation: name, Reason: reason})
 		}

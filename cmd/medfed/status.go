@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"io"
 	"strings"
@@ -18,15 +17,8 @@ import (
 // runStatus prints the coordinator cluster's state: its leader, each node's Raft state
 // (asked of the node itself), and every federation's rounds and latest model version.
 func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) error {
-	var cf coordinatorFlags
-	fs := flag.NewFlagSet("medfed status", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	cf.register(fs)
-	jsonOut := fs.Bool("json", false, "print one JSON object on stdout, nothing else")
-	if err := parseFlags(fs, args); err != nil {
-		return err
-	}
-	if err := cf.check(fs); err != nil {
+	fs, cf, jsonOut := coordinatorCommand("medfed status", "print one JSON object on stdout, nothing else", stderr)
+	if err := cf.parse(fs, args); err != nil {
 		return err
 	}
 	c, err := cf.dial(stderr)
@@ -36,7 +28,7 @@ func runStatus(ctx context.Context, args []string, stdout, stderr io.Writer) err
 	defer c.Close()
 	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
-	st, err := clusterStatusOf(ctx, c, &cf)
+	st, err := clusterStatusOf(ctx, c, cf)
 	if err != nil {
 		return err
 	}

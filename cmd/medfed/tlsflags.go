@@ -81,6 +81,25 @@ type coordinatorFlags struct {
 	tls     tlsFlags
 }
 
+// coordinatorCommand starts the flag set of a command that talks to a coordinator cluster:
+// the connection and TLS flags, and --json, whose help (jsonHelp) says what it prints. The
+// command adds its own flags, then calls parse.
+func coordinatorCommand(name, jsonHelp string, stderr io.Writer) (*flag.FlagSet, *coordinatorFlags, *bool) {
+	fs := flag.NewFlagSet(name, flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	cf := new(coordinatorFlags)
+	cf.register(fs)
+	return fs, cf, fs.Bool("json", false, jsonHelp)
+}
+
+// parse parses args into fs (parseFlags) and checks the coordinator flags.
+func (c *coordinatorFlags) parse(fs *flag.FlagSet, args []string) error {
+	if err := parseFlags(fs, args); err != nil {
+		return err
+	}
+	return c.check(fs)
+}
+
 func (c *coordinatorFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&c.addrs, "coordinator", "", "HOST:PORT[,HOST:PORT...] of the coordinator nodes' gRPC services; any node will do, the others are tried when one is down (required)")
 	fs.DurationVar(&c.timeout, "timeout", 30*time.Second, "give up after this long")
