@@ -46,9 +46,9 @@ var (
 	// ErrCeremony reports a key-ceremony step out of order or that the federation's ceremony
 	// is not complete. FailedPrecondition.
 	ErrCeremony = errors.New("coordinator: key ceremony")
-	// ErrCatchingUp reports a node added to the cluster that has not yet applied what was
-	// committed when it joined, and so is not yet a voter. FailedPrecondition.
-	ErrCatchingUp = errors.New("coordinator: node still catching up")
+	// ErrCatchingUp reports a node added to the cluster that is not yet a voter: it has not
+	// been seen to apply what was committed when it joined. FailedPrecondition.
+	ErrCatchingUp = errors.New("coordinator: new node not yet a voter")
 	// ErrCommand reports a Raft log entry that does not decode.
 	ErrCommand = errors.New("coordinator: malformed command")
 )

@@ -62,7 +62,7 @@ func (n *Node) awaitCaughtUp(ctx context.Context, id, addr string, idx uint64) e
 	deadline := time.Now().Add(wait)
 	var last string
 	for {
-		applied, who, err := n.nodeProgress(ctx, addr)
+		applied, who, err := n.nodeProgress(ctx, addr, time.Second)
 		switch {
 		case err != nil:
 			last = fmt.Sprintf("its status at %s: %v", addr, status.Convert(err).Message())
@@ -86,14 +86,14 @@ func (n *Node) awaitCaughtUp(ctx context.Context, id, addr string, idx uint64) e
 	}
 }
 
-// nodeProgress asks the node at gRPC address addr, once (within a second), which node it
+// nodeProgress asks the node at gRPC address addr, once (within timeout), which node it
 // is and how far it has applied the log.
-func (n *Node) nodeProgress(ctx context.Context, addr string) (applied uint64, id string, err error) {
+func (n *Node) nodeProgress(ctx context.Context, addr string, timeout time.Duration) (applied uint64, id string, err error) {
 	c, err := n.conn(addr)
 	if err != nil {
 		return 0, "", err
 	}
-	ctx, cancel := context.WithTimeout(ctx, time.Second)
+	ctx, cancel := context.WithTimeout(ctx, timeout)
 	defer cancel()
 	st, err := pb.NewClusterServiceClient(c).Status(ctx, &pb.StatusRequest{})
 	if err != nil {
@@ -145,7 +145,7 @@ func (n *Node) promoteCaughtUp(ctx context.Context, mark uint64) uint64 {
 		if addr == "" {
 			continue
 		}
-		if applied, who, err := n.nodeProgress(ctx, addr); err != nil || who != string(srv.ID) || applied < mark {
+		if applied, who, err := n.nodeProgress(ctx, addr, time.Second); err != nil || who != string(srv.ID) || applied < mark {
 			continue
 		}
 		if err := n.raft.AddVoter(srv.ID, srv.Address, f.Index(), n.cfg.ApplyTimeout).Error(); err != nil {
@@ -180,14 +180,7 @@ func (n *Node) quorumWithout(ctx context.Context, servers []raft.Server, id stri
 				answers[i] = errors.New("no gRPC address known")
 				return
 			}
-			c, err := n.conn(addr)
-			if err != nil {
-				answers[i] = err
-				return
-			}
-			pctx, cancel := context.WithTimeout(ctx, 2*time.Second)
-			defer cancel()
-			_, answers[i] = pb.NewClusterServiceClient(c).Status(pctx, &pb.StatusRequest{})
+			_, _, answers[i] = n.nodeProgress(ctx, addr, 2*time.Second)
 		})
 	}
 	wg.Wait()
