@@ -25,7 +25,10 @@ func clusterUsage(w io.Writer) {
 
 add makes a node a voting member of the cluster. Start it first with
 'medfed coordinator --join' (no --peers), with a coordinator certificate for ID; the
-leader then sends it the log or a snapshot. remove takes a node out; stop it afterwards.
+leader then sends it the log or a snapshot, and the node counts towards the quorum only
+once it has caught up. If that takes longer than --timeout allows, add fails saying so,
+and the leader promotes the node on its own once it has. remove takes a node out (the
+leader too); stop it afterwards.
 The cluster refuses a removal that would leave fewer answering nodes than a quorum of
 the rest (remove the node that is down instead). Both need an operator certificate.
 Prints the membership after the change.
