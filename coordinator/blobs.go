@@ -217,10 +217,16 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 	if n.cfg.SyncUpdates {
 		w.WriteBehind()
 	}
+	// Over plain TCP the pushes send the chunks from this node's file (sendChunk), and
+	// then nothing reads a chunk once the next one is asked for: its message is reused.
+	_, sendfile := n.streams.(*tcpStreamLayer)
+	reuse := sendfile
 	for _, p := range peers[:min(need, len(peers))] {
-		src, err := w.Open()
-		if err != nil {
-			src = nil // the push sends the chunks from memory
+		var src *os.File
+		if sendfile {
+			if src, err = w.Open(); err != nil {
+				src, reuse = nil, false // this push sends the chunks from memory
+			}
 		}
 		pushes = append(pushes, n.startPush(pctx, p, d, h.TotalLength, src))
 	}
@@ -230,8 +236,12 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 			b.finish(false)
 		}
 	}
+	m := new(pb.UploadChunk)
 	for {
-		m, err := stream.Recv()
+		if !reuse {
+			m = new(pb.UploadChunk)
+		}
+		err := stream.RecvMsg(m)
 		if err == io.EOF {
 			break
 		}

@@ -382,17 +382,16 @@ func (n *Node) dialBlob(addr string) (net.Conn, error) {
 }
 
 // sendChunk writes data, the next chunk of a blob, to c. With src, a file that holds the
-// blob's bytes from its offset on, and a plain TCP connection, the kernel sends the chunk
-// from src with sendfile(2) and copies it to no socket buffer; otherwise it is written from
-// memory.
+// blob's bytes from its offset on, it sends len(data) bytes from src and never reads data:
+// over a plain TCP connection the kernel sends them with sendfile(2) and copies them to no
+// socket buffer.
 func sendChunk(c net.Conn, src *os.File, data []byte) error {
 	c.SetWriteDeadline(time.Now().Add(blobIOTimeout))
-	tc, ok := c.(*net.TCPConn)
-	if !ok || src == nil {
+	if src == nil {
 		_, err := c.Write(data)
 		return err
 	}
-	k, err := tc.ReadFrom(io.LimitReader(src, int64(len(data))))
+	k, err := io.Copy(c, io.LimitReader(src, int64(len(data))))
 	if err == nil && k != int64(len(data)) {
 		err = fmt.Errorf("sent %d of a %d-byte chunk from the stored copy", k, len(data))
 	}

@@ -210,7 +210,7 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 	}
 	gate := certificateGate{insecure: cfg.Insecure}
 	recv := max(maxCommandBytes+4096, int(inferenceDefaults(cfg.Inference).MaxBodyBytes)+4096)
-	n.grpcSrv = grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(recv),
+	n.grpcSrv = grpc.NewServer(grpc.Creds(creds), grpc.MaxRecvMsgSize(recv), grpc.ForceServerCodecV2(newUploadCodec()),
 		grpc.ChainUnaryInterceptor(gate.unary, n.upToDateUnary), grpc.ChainStreamInterceptor(gate.stream, n.upToDateStream))
 	pb.RegisterFederationServiceServer(n.grpcSrv, &federationServer{n: n})
 	pb.RegisterCeremonyServiceServer(n.grpcSrv, &ceremonyServer{n: n})

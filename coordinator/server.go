@@ -344,6 +344,7 @@ func (s *roundServer) GetRound(ctx context.Context, req *pb.GetRoundRequest) (*p
 type uploadStream interface {
 	Context() context.Context
 	Recv() (*pb.UploadChunk, error)
+	RecvMsg(m any) error // into m, whose data uploadCodec may reuse
 }
 
 // recvHeader reads and checks the header that opens an upload stream.
