@@ -125,7 +125,10 @@
 // the same port and the same TLS: a connection that opens with a marker byte carries
 // blobs (a header, the bytes, the sender's verdict on them, a one-byte answer) instead of
 // Raft RPCs; a gRPC copy would cost as much CPU as the upload itself. With
-// Config.Insecure gRPC, Raft and the blob copies run on plain TCP.
+// Config.Insecure gRPC, Raft and the blob copies run on plain TCP. The gRPC server decodes
+// the data messages of an upload itself (uploadCodec): one copy out of gRPC's receive
+// buffers instead of the stock codec's two, into the previous chunk's memory when the
+// copies to peers are sent from the node's file (plain TCP, sendfile).
 //
 // # Model as a service
 //
@@ -183,4 +186,6 @@
 // blob store no longer recycles files with dirty pages, an AMD EPYC gave 0.52 to 0.59 for
 // 16 and 64 MiB in page-cache mode (ceiling 0.53 to 0.57) and 0.46 to 0.52 with TLS; with
 // SyncUpdates the single disk the three nodes share on one machine bounds the rate.
+// Decoding upload data with one copy (uploadCodec) then cut 0.2 to 0.9 CPU ms per MiB over
+// plain TCP: 0.49 to 0.55 for 16 and 64 MiB, side by side with 0.41 to 0.54 before.
 package coordinator
