@@ -4,6 +4,7 @@ import (
 	"crypto/tls"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	"filippo.io/age"
@@ -59,6 +60,12 @@ type Config struct {
 	ClipNorm float64
 	// Seed seeds local shuffling and dropout; 0 derives one from the client ID and round.
 	Seed uint64
+	// EpsilonBudget is this hospital's own limit on the privacy its updates may spend
+	// (epsilon at the federation's dp_delta, counted as the coordinator counts it): the
+	// node contributes to no round that would pass it, nor to one past the federation's
+	// dp_epsilon_budget, whatever the coordinator does. With it set, the node refuses a
+	// federation without differential privacy. 0: the federation's budget alone.
+	EpsilonBudget float64
 
 	// PollInterval is how often the node reads the federation's state (default 250ms).
 	PollInterval time.Duration
@@ -139,6 +146,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("client config: ScryptWorkFactor %d, expected 1 to 30", c.ScryptWorkFactor)
 	case c.ProximalMu < 0, c.ClipNorm < 0:
 		return errors.New("client config: ProximalMu and ClipNorm must not be negative")
+	case !(c.EpsilonBudget >= 0) || math.IsInf(c.EpsilonBudget, 1):
+		return fmt.Errorf("client config: EpsilonBudget %v, expected a finite epsilon > 0 (or 0 for the federation's budget alone)", c.EpsilonBudget)
 	case c.PollInterval < 0, c.MinBackoff < 0, c.MaxBackoff < 0, c.MaxAttempts < 0:
 		return errors.New("client config: negative duration or attempt count")
 	}

@@ -32,7 +32,10 @@
 //     update local - global, clips it to dp_clip_norm (or Config.ClipNorm), and in DP mode
 //     adds its 1/min_clients share of the Gaussian noise (aggregation.ClipAndNoise) and
 //     submits with weight 1 instead of its sample count, as aggregation's DP notes
-//     require. It encrypts weight·update under the collective key and uploads it.
+//     require. It encrypts weight·update under the collective key and uploads it. In DP
+//     mode it first counts the updates it has made: it makes none that would take the
+//     privacy they spend, as the coordinator accounts it, past dp_epsilon_budget or
+//     Config.EpsilonBudget, and then stays out of rounds (RoundReport.Skipped says why).
 //  5. When the round is sealed and the coordinator asks its party for a decryption share,
 //     it checks the replicated round state first: the round must be decrypting, hold at
 //     least min_clients contributions, and the downloaded aggregate must count exactly

@@ -52,6 +52,8 @@ type RoundReport struct {
 	// Published is the model version the round produced, once known; Aborted its reason.
 	Published uint64 `json:"published_version,omitempty"`
 	Aborted   string `json:"aborted,omitempty"`
+	// Skipped is why the node sent no update to a round it was selected for.
+	Skipped string `json:"skipped,omitempty"`
 }
 
 // Node is a hospital's client node. Make one with New and call Run. Reports may be called
@@ -208,6 +210,10 @@ func (n *Node) setup(fed *pb.Federation) error {
 	if n.strategy, err = aggregation.ParseStrategy(name); err != nil {
 		return fmt.Errorf("%w: %v", ErrFederation, err)
 	}
+	if n.cfg.EpsilonBudget > 0 && n.spec.DpNoiseMultiplier <= 0 {
+		return fmt.Errorf("%w: this hospital's epsilon budget is %g, and federation %q adds no differential-privacy noise (dp_noise_multiplier 0), so its updates would have no privacy bound",
+			ErrFederation, n.cfg.EpsilonBudget, n.cfg.Federation)
+	}
 	if n.mspec, err = model.ParseSpec(n.spec.ModelSpecJson); err != nil {
 		return fmt.Errorf("%w: model spec: %v", ErrFederation, err)
 	}
@@ -341,7 +347,7 @@ func (n *Node) loop(ctx context.Context) error {
 					return err
 				}
 			}
-			if slices.Contains(fed.Suspended, n.cfg.ClientID) {
+			if slices.Contains(fed.Suspended, n.cfg.ClientID) && !n.outOfBudget() {
 				// This hospital missed the last round it was selected for (it was down or
 				// late), so the coordinator leaves it out of selection until it says it is
 				// back.
@@ -466,6 +472,19 @@ func (n *Node) contribute(ctx context.Context, ri *pb.RoundInfo) error {
 		}
 	}
 	if data == nil {
+		if why, err := n.budgetSpent(); err != nil || why != "" {
+			if err != nil {
+				return err
+			}
+			n.log.Warn("no update for this round", "round", ri.Round, "reason", why)
+			rep.Skipped = why
+			if rs == nil {
+				rs = &roundState{ModelVersion: ri.ModelVersion}
+				n.state.Rounds[ri.Round] = rs
+			}
+			rs.Skipped = why // an update made earlier for the round stays counted
+			return n.save()
+		}
 		b, samples, err := n.makeUpdate(ctx, ri, rep)
 		if err != nil {
 			if ctx.Err() != nil {
@@ -523,6 +542,60 @@ func (n *Node) contribute(ctx context.Context, ri *pb.RoundInfo) error {
 }
 
 func round2(x float64) float64 { return math.Round(x*100) / 100 }
+
+// budgetSpent returns why this hospital may send no further update, or "" if it may:
+// another update would take the privacy its updates spend past the federation's
+// dp_epsilon_budget or the hospital's own Config.EpsilonBudget. It counts every round the
+// node made an update for (sent or not: a saved update may have reached the coordinator),
+// each one run of the Gaussian mechanism as the coordinator sees it (noise multiplier z in
+// secure mode, z/sqrt(min_clients) in plaintext: aggregation.DPConfig.
+// CoordinatorNoiseMultiplier), so that the limit holds even against a coordinator that
+// keeps opening rounds. A federation without differential privacy has no budget here.
+func (n *Node) budgetSpent() (string, error) {
+	dp := n.dpConfig()
+	if dp.NoiseMultiplier <= 0 {
+		return "", nil
+	}
+	if err := dp.Validate(); err != nil {
+		return "", fmt.Errorf("%w: dp settings: %v", ErrFederation, err)
+	}
+	budget, whose := dp.Budget, "the federation's dp_epsilon_budget"
+	if b := n.cfg.EpsilonBudget; b > 0 && (budget == 0 || b < budget) {
+		budget, whose = b, "this hospital's epsilon budget"
+	}
+	if budget == 0 {
+		return "", nil
+	}
+	z := dp.CoordinatorNoiseMultiplier(n.spec.Secure, int(max(n.spec.MinClients, 1)))
+	delta := dp.Resolved().Delta
+	var sent uint64
+	for _, rs := range n.state.Rounds {
+		if rs.UpdateDigest != nil {
+			sent++
+		}
+	}
+	var a aggregation.Accountant
+	if err := a.Compose(1, z, sent); err != nil {
+		return "", fmt.Errorf("%w: dp settings: %v", ErrFederation, err)
+	}
+	if a.CanStep(1, z, delta, budget) {
+		return "", nil
+	}
+	spent, _ := a.Epsilon(delta)
+	return fmt.Sprintf("privacy budget spent: the %d updates this hospital made spend epsilon %.4g at delta %g, and another would pass %s, %g",
+		sent, spent, delta, whose, budget), nil
+}
+
+// dpConfig returns the federation's DP settings.
+func (n *Node) dpConfig() aggregation.DPConfig {
+	return aggregation.DPConfig{NoiseMultiplier: n.spec.DpNoiseMultiplier, Clip: n.spec.DpClipNorm, Delta: n.spec.DpDelta, Budget: n.spec.DpEpsilonBudget}
+}
+
+// outOfBudget reports whether budgetSpent says no further update may go.
+func (n *Node) outOfBudget() bool {
+	why, err := n.budgetSpent()
+	return err == nil && why != ""
+}
 
 // makeUpdate downloads the round's model, trains on the local data and returns the
 // encoded update (ciphertext in secure mode) and its weight.
@@ -583,8 +656,7 @@ func (n *Node) makeUpdate(ctx context.Context, ri *pb.RoundInfo, rep *RoundRepor
 	case n.spec.DpNoiseMultiplier > 0:
 		// DP-FedAvg (aggregation/dp.go): clip to C, add this hospital's 1/min_clients share
 		// of the noise, and submit with weight 1, not the sample count.
-		cfg := aggregation.DPConfig{NoiseMultiplier: n.spec.DpNoiseMultiplier, Clip: n.spec.DpClipNorm, Delta: n.spec.DpDelta, Budget: n.spec.DpEpsilonBudget}
-		f, err := aggregation.ClipAndNoise(delta, cfg, int(max(n.spec.MinClients, 1)), aggregation.NewNoiseSource())
+		f, err := aggregation.ClipAndNoise(delta, n.dpConfig(), int(max(n.spec.MinClients, 1)), aggregation.NewNoiseSource())
 		if err != nil {
 			return nil, 0, fmt.Errorf("clipping and noising the update: %w", err)
 		}

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"os"
 	"path/filepath"
@@ -314,6 +315,9 @@ func TestConfigValidate(t *testing.T) {
 		{"both secrets", func(c *Config) { c.Passphrase = "x" }, "exactly one"},
 		{"no secret", func(c *Config) { c.AgeIdentity = nil }, "exactly one"},
 		{"no state", func(c *Config) { c.StateDir = "" }, "StateDir"},
+		{"negative budget", func(c *Config) { c.EpsilonBudget = -1 }, "EpsilonBudget -1"},
+		{"NaN budget", func(c *Config) { c.EpsilonBudget = math.NaN() }, "EpsilonBudget NaN"},
+		{"infinite budget", func(c *Config) { c.EpsilonBudget = math.Inf(1) }, "EpsilonBudget +Inf"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := good

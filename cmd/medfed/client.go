@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -102,6 +103,7 @@ func clientConfig(args []string, stderr io.Writer) (client.Config, clientOpts, e
 	fs.StringVar(&passFile, "passphrase-file", "", "file whose first line is the passphrase that encrypts the state (instead of --age-identity)")
 	fs.Float64Var(&cfg.ClipNorm, "clip-norm", 0, "L2 bound on the update when the federation sets no dp_clip_norm (0: none)")
 	fs.Float64Var(&cfg.ProximalMu, "proximal-mu", cfg.ProximalMu, "FedProx mu, used when the federation's strategy is fedprox")
+	fs.Float64Var(&cfg.EpsilonBudget, "epsilon-budget", 0, "this hospital's own limit on the privacy its updates spend (epsilon at the federation's dp_delta); it sends no update past it or past the federation's budget, and refuses a federation without differential privacy (0: the federation's budget alone)")
 	fs.Uint64Var(&cfg.Seed, "seed", 0, "seed for local shuffling and dropout (0: derived from the client ID)")
 	fs.DurationVar(&cfg.PollInterval, "poll", cfg.PollInterval, "how often to read the federation's state")
 	fs.BoolVar(&opts.json, "json", false, "print one JSON object with the per-round report on stdout")
@@ -120,6 +122,9 @@ func clientConfig(args []string, stderr io.Writer) (client.Config, clientOpts, e
 	}
 	if len(missing) > 0 {
 		return cfg, opts, usageError(fs, "missing %s", strings.Join(slices.Sorted(slices.Values(missing)), ", "))
+	}
+	if !(cfg.EpsilonBudget >= 0) || math.IsInf(cfg.EpsilonBudget, 1) {
+		return cfg, opts, usageError(fs, "--epsilon-budget %v: expected a finite epsilon > 0, or 0 for the federation's budget alone", cfg.EpsilonBudget)
 	}
 	if !slices.Contains(client.Kinds(), kind) {
 		return cfg, opts, usageError(fs, "--dataset %q: expected one of %s", kind, strings.Join(client.Kinds(), ", "))

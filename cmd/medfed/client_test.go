@@ -37,6 +37,8 @@ func TestClientBadFlags(t *testing.T) {
 		{"no secret", base[:9], "exactly one of --age-identity and --passphrase-file"},
 		{"both secrets", append(base, "--age-identity", "x"), "exactly one of"},
 		{"csv label elsewhere", append(base, "--csv-label", "y"), "--csv-label applies"},
+		{"negative budget", append(base, "--epsilon-budget", "-2"), "--epsilon-budget -2: expected"},
+		{"NaN budget", append(base, "--epsilon-budget", "NaN"), "--epsilon-budget NaN: expected"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			var stderr bytes.Buffer
