@@ -30,22 +30,7 @@ func TestPrivacyBudgetEndsFederation(t *testing.T) {
 		Strategy: "fedavg", LocalEpochs: 1, BatchSize: 16, Lr: 0.05, Seed: 3,
 		DpNoiseMultiplier: math.Sqrt2, DpClipNorm: 1, DpEpsilonBudget: 8,
 	})
-	var wg sync.WaitGroup
-	reports := make([][]RoundReport, len(names))
-	for i, h := range names {
-		wg.Go(func() {
-			n, err := New(testNodeConfig(addr, h, t.TempDir(), blobs(uint64(i+1), 60)), testLogger(t))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if err := n.Run(ctx); err != nil {
-				t.Errorf("%s: %v", h, err)
-			}
-			reports[i] = n.Reports()
-		})
-	}
-	wg.Wait()
+	reports := runHospitals(t, ctx, addr, names, nil)
 	f, err := c.Federation(ctx, "study")
 	if err != nil {
 		t.Fatal(err)
@@ -76,26 +61,11 @@ func TestHospitalPrivacyBudget(t *testing.T) {
 		Strategy: "fedavg", LocalEpochs: 1, BatchSize: 16, Lr: 0.05, Seed: 3, RoundTimeoutMs: 3000,
 		DpNoiseMultiplier: math.Sqrt2, DpClipNorm: 1,
 	})
-	var wg sync.WaitGroup
-	reports := make([][]RoundReport, len(names))
-	for i, h := range names {
-		wg.Go(func() {
-			cfg := testNodeConfig(addr, h, t.TempDir(), blobs(uint64(i+1), 60))
-			if h == "h1" {
-				cfg.EpsilonBudget = 8
-			}
-			n, err := New(cfg, testLogger(t))
-			if err != nil {
-				t.Error(err)
-				return
-			}
-			if err := n.Run(ctx); err != nil {
-				t.Errorf("%s: %v", h, err)
-			}
-			reports[i] = n.Reports()
-		})
-	}
-	wg.Wait()
+	reports := runHospitals(t, ctx, addr, names, func(cfg *Config) {
+		if cfg.ClientID == "h1" {
+			cfg.EpsilonBudget = 8
+		}
+	})
 	f, err := c.Federation(ctx, "study")
 	if err != nil {
 		t.Fatal(err)
@@ -156,4 +126,31 @@ func TestHospitalBudgetNeedsDP(t *testing.T) {
 	if len(f.Enrolled) != 0 {
 		t.Errorf("enrolled %v, want nobody: the node should refuse before enrolling", f.Enrolled)
 	}
+}
+
+// runHospitals runs a node for each of names (60 samples of blobs each) against addr,
+// with tune applied to its configuration if not nil, until each Run returns (an error
+// fails the test), and returns their reports.
+func runHospitals(t *testing.T, ctx context.Context, addr string, names []string, tune func(*Config)) [][]RoundReport {
+	var wg sync.WaitGroup
+	reports := make([][]RoundReport, len(names))
+	for i, h := range names {
+		wg.Go(func() {
+			cfg := testNodeConfig(addr, h, t.TempDir(), blobs(uint64(i+1), 60))
+			if tune != nil {
+				tune(&cfg)
+			}
+			n, err := New(cfg, testLogger(t))
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if err := n.Run(ctx); err != nil {
+				t.Errorf("%s: %v", h, err)
+			}
+			reports[i] = n.Reports()
+		})
+	}
+	wg.Wait()
+	return reports
 }
