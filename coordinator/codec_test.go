@@ -3,6 +3,7 @@ package coordinator
 import (
 	"encoding/json"
 	"fmt"
+	"slices"
 	"testing"
 
 	"go.uber.org/goleak"
@@ -53,16 +54,14 @@ func uploadEncodings(t testing.TB) map[string][]byte {
 		"empty data":  enc(&pb.UploadChunk{Msg: &pb.UploadChunk_Data{Data: []byte{}}}),
 		"empty":       {},
 		"data twice":  append(enc(&pb.UploadChunk{Msg: &pb.UploadChunk_Data{Data: []byte("first")}}), dataMsg...),
-		"then header": append(slicesClone(dataMsg), enc(&pb.UploadChunk{Msg: &pb.UploadChunk_Header{Header: &pb.UploadHeader{Round: 1}}})...),
-		"unknown":     protowire.AppendVarint(protowire.AppendTag(slicesClone(dataMsg), 9, protowire.VarintType), 5),
+		"then header": append(slices.Clone(dataMsg), enc(&pb.UploadChunk{Msg: &pb.UploadChunk_Header{Header: &pb.UploadHeader{Round: 1}}})...),
+		"unknown":     protowire.AppendVarint(protowire.AppendTag(slices.Clone(dataMsg), 9, protowire.VarintType), 5),
 		"long tag":    append([]byte{0x92, 0x00, 3}, "xyz"...), // field 2 in a two-byte varint
 		"short":       dataMsg[:len(dataMsg)-1],
 		"long length": append([]byte{0x12, 0x84, 0x00}, "abcd"...),
 		"wrong type":  {0x10, 0x05}, // field 2 as a varint
 	}
 }
-
-func slicesClone(b []byte) []byte { return append([]byte(nil), b...) }
 
 // TestUploadCodec decodes UploadChunk encodings, whole and split into buffers of several
 // sizes, with uploadCodec and with gRPC's stock codec: the same messages, the same
