@@ -64,7 +64,9 @@
 // payload's SHA-256, and consumed by one commit entry that checks the digest; the leader
 // pipelines them (a few in flight while the next bytes arrive). Updates are idempotent by
 // (round, client): the same bytes again return the original acknowledgement (even after
-// the round moved on), different bytes are ErrExists. A node deletes the blobs of a round
+// the round moved on), different bytes are ErrExists. So is creating a federation: the
+// same spec again returns the federation as it stands (a retry whose first answer was
+// lost), another spec under the same name is ErrExists. A node deletes the blobs of a round
 // as soon as it applies the round's publication or abort, and blobs no round refers to
 // after Config.BlobGrace. Bytes that arrive again for a later round (the same digest) are
 // pinned until their commit, so the end of the earlier round does not take them along.

@@ -11,9 +11,9 @@ var (
 	ErrInvalid = errors.New("coordinator: invalid argument")
 	// ErrNotFound reports an unknown federation, round, model version or blob. NotFound.
 	ErrNotFound = errors.New("coordinator: not found")
-	// ErrExists reports a federation that already exists, or a second, different submission
-	// for something that accepts one per client (an update per round, a share, an envelope).
-	// AlreadyExists.
+	// ErrExists reports a federation that already exists with another spec, or a second,
+	// different submission for something that accepts one per client (an update per
+	// round, a share, an envelope). AlreadyExists.
 	ErrExists = errors.New("coordinator: already exists")
 	// ErrWrongRound reports a submission for a round that is not the federation's current
 	// one. FailedPrecondition.

@@ -49,15 +49,21 @@ func TestSubmitRefusals(t *testing.T) {
 	ctx := testCtx(t)
 	c := newClient(t, tc.addrs())
 	tc.leader()
-	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{
-		Name: "f", ModelSpecJson: testModelSpec(t), Clients: []string{"h1", "h2", "h3"}, MinClients: 2,
-	}); err != nil {
+	spec := &pb.FederationSpec{Name: "f", ModelSpecJson: testModelSpec(t), Clients: []string{"h1", "h2", "h3"}, MinClients: 2}
+	created, err := c.CreateFederation(ctx, spec)
+	if err != nil {
 		t.Fatal(err)
+	}
+	// The same spec again (a retry whose answer was lost): the federation as created.
+	if again, err := c.CreateFederation(ctx, spec); err != nil {
+		t.Errorf("the same create again: %v", err)
+	} else if !proto.Equal(again, created) {
+		t.Errorf("the same create again returned %v, first %v", again, created)
 	}
 	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{
 		Name: "f", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1,
-	}); status.Code(err) != codes.AlreadyExists {
-		t.Errorf("second create: got %v, want AlreadyExists", err)
+	}); status.Code(err) != codes.AlreadyExists || !strings.Contains(err.Error(), "another spec") {
+		t.Errorf("second create with another spec: got %v, want AlreadyExists", err)
 	}
 	for _, h := range []string{"h1", "h2"} { // h3 stays unenrolled
 		if _, err := c.Enrol(ctx, &pb.EnrolRequest{Federation: "f", ClientId: h}); err != nil {

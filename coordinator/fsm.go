@@ -266,8 +266,14 @@ func (f *FSM) createFederation(idx uint64, t int64, c *pb.CreateFederationCmd) e
 	if err != nil {
 		return err
 	}
-	if _, ok := f.st.Federations[c.Spec.Name]; ok {
-		return fmt.Errorf("%w: federation %q", ErrExists, c.Spec.Name)
+	if fd, ok := f.st.Federations[c.Spec.Name]; ok {
+		if !proto.Equal(fd.spec, c.Spec) {
+			return fmt.Errorf("%w: federation %q, with another spec", ErrExists, c.Spec.Name)
+		}
+		// The same spec again: a create whose acknowledgement was lost, retried after
+		// its command committed. It succeeds and changes nothing but its staged weights.
+		delete(f.st.Blobs, c.Blob)
+		return nil
 	}
 	data, err := f.takeBlob(c.Blob, c.Digest)
 	if err != nil {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"io"
+	"maps"
 	"slices"
 	"testing"
 
@@ -177,6 +178,37 @@ func TestPublishExactlyOnce(t *testing.T) {
 	f, _ := h.f.Federation("f")
 	if len(f.Models) != 2 || f.Rounds[0].State != pb.RoundState_ROUND_STATE_PUBLISHED {
 		t.Fatalf("got %d models, round %v", len(f.Models), f.Rounds[0].State)
+	}
+}
+
+// TestCreateFederationAgain applies a federation's creation twice, as when a leader
+// committed it but its answer was lost and the operator's client tried again on the next
+// leader: the same spec succeeds and changes nothing (its staged weights are dropped),
+// another spec under the same name is ErrExists.
+func TestCreateFederationAgain(t *testing.T) {
+	h := &fsmHarness{t: t, f: NewFSM(nil)}
+	populate(t, h, "fedavg")
+	before, _ := h.f.Federation("f")
+	staged := slices.Sorted(maps.Keys(h.f.st.Blobs))
+	spec := &pb.FederationSpec{Name: "f", ModelSpecJson: testModelSpec(t), Clients: []string{"a", "b", "c"}, MinClients: 2, Rounds: 3, Strategy: "fedavg"}
+	create := func(s *pb.FederationSpec) error {
+		w := EncodeFloat32s(slices.Repeat([]float32{1}, testNumParams)) // other initial weights (another seed)
+		d := h.stage(createBlobKey("f", digestOf(w)), w)
+		return h.apply(&pb.Command{TimeUnixNano: 2, Cmd: &pb.Command_CreateFederation{CreateFederation: &pb.CreateFederationCmd{Spec: s, Blob: createBlobKey("f", d), Digest: d}}})
+	}
+	if err := create(spec); err != nil {
+		t.Fatalf("the same spec again: %v", err)
+	}
+	if after, _ := h.f.Federation("f"); !proto.Equal(after, before) {
+		t.Fatalf("creating a federation again with its own spec changed it: %v, was %v", after, before)
+	}
+	if after := slices.Sorted(maps.Keys(h.f.st.Blobs)); !slices.Equal(after, staged) {
+		t.Fatalf("staged blobs %q after creating the federation again, %q before", after, staged)
+	}
+	other := proto.Clone(spec).(*pb.FederationSpec)
+	other.MinClients = 1
+	if err := create(other); !errors.Is(err, ErrExists) {
+		t.Fatalf("another spec under the same name: got %v, want ErrExists", err)
 	}
 }
 

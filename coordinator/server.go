@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/medfed/medfed/crypto/pki"
 	"github.com/medfed/medfed/crypto/seal"
@@ -103,8 +104,11 @@ func (n *Node) createFederation(ctx context.Context, req *pb.CreateFederationReq
 	if err := checkDP(spec); err != nil {
 		return nil, err
 	}
-	if _, err := n.fsm.Federation(spec.Name); err == nil {
-		return nil, fmt.Errorf("%w: federation %q", ErrExists, spec.Name)
+	if f, err := n.fsm.Federation(spec.Name); err == nil {
+		if proto.Equal(f.Spec, spec) {
+			return f, nil // a retry after a lost acknowledgement: the original answer
+		}
+		return nil, fmt.Errorf("%w: federation %q, with another spec", ErrExists, spec.Name)
 	}
 	ms, err := model.ParseSpec(spec.ModelSpecJson)
 	if err != nil {
