@@ -1002,6 +1002,11 @@ func (f *FSM) ceremonyStep(c *pb.CeremonyCmd) error {
 	if len(c.Data) > MaxCeremonyBytes {
 		return fmt.Errorf("%w: ceremony message of %d bytes", ErrTooLarge, len(c.Data))
 	}
+	for _, s := range fd.Ceremony.Steps {
+		if s.Client == c.ClientId && pbStep(s.Step) == c.Step && bytes.Equal(s.Data, c.Data) {
+			return nil // resent after a lost acknowledgement: recorded once, at any stage
+		}
+	}
 	if fd.ceremony == nil {
 		cer, err := he.NewCeremony(*fd.params, fd.group())
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	"github.com/medfed/medfed/aggregation"
+	"github.com/medfed/medfed/crypto/he"
 	"github.com/medfed/medfed/internal/blobstore"
 	"github.com/medfed/medfed/internal/pb"
 )
@@ -209,6 +210,103 @@ func TestCreateFederationAgain(t *testing.T) {
 	other.MinClients = 1
 	if err := create(other); !errors.Is(err, ErrExists) {
 		t.Fatalf("another spec under the same name: got %v, want ErrExists", err)
+	}
+}
+
+// TestCeremonyResent sends every key-ceremony message of one hospital twice, the second
+// time after the others have moved on (as a hospital does whose acknowledgement was lost):
+// each is recorded once, the status lists every hospital once at every step, and the
+// ceremony completes with the collective key of the three shares.
+func TestCeremonyResent(t *testing.T) {
+	h := &fsmHarness{t: t, f: NewFSM(nil)}
+	names := []string{"a", "b", "c"}
+	spec := &pb.FederationSpec{Name: "f", ModelSpecJson: testModelSpec(t), Clients: names, MinClients: 2, Threshold: 2, Secure: true}
+	w0 := EncodeFloat32s(make([]float32, testNumParams))
+	d := h.stage(createBlobKey("f", digestOf(w0)), w0)
+	h.must(&pb.Command{Cmd: &pb.Command_CreateFederation{CreateFederation: &pb.CreateFederationCmd{Spec: spec, Blob: createBlobKey("f", d), Digest: d}}})
+	for _, c := range names {
+		h.must(&pb.Command{Cmd: &pb.Command_Enrol{Enrol: &pb.EnrolCmd{Federation: "f", ClientId: c}}})
+	}
+	params, err := he.NewParams(he.DefaultProfile())
+	if err != nil {
+		t.Fatal(err)
+	}
+	g := he.Group{Parties: []he.PartyID{1, 2, 3}, Threshold: 2}
+	parties := map[string]*he.Party{}
+	for i, c := range names {
+		if parties[c], err = he.NewParty(params, g, he.PartyID(i+1)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	send := func(client string, step pb.CeremonyStep, m interface{ MarshalBinary() ([]byte, error) }) {
+		t.Helper()
+		b, err := m.MarshalBinary()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := h.apply(&pb.Command{Cmd: &pb.Command_Ceremony{Ceremony: &pb.CeremonyCmd{Federation: "f", ClientId: client, Step: step, Data: b}}}); err != nil {
+			t.Fatalf("%v from %s: %v", step, client, err)
+		}
+	}
+	status := func() *pb.CeremonyStatus {
+		cs, err := h.f.Ceremony("f")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return cs
+	}
+	const commitment, reveal, share = pb.CeremonyStep_CEREMONY_STEP_COMMITMENT, pb.CeremonyStep_CEREMONY_STEP_REVEAL, pb.CeremonyStep_CEREMONY_STEP_PUBLIC_KEY_SHARE
+	send("a", commitment, parties["a"].SeedCommitment())
+	send("a", commitment, parties["a"].SeedCommitment())
+	if got := status().CommitmentsFrom; !slices.Equal(got, []string{"a"}) {
+		t.Fatalf("commitments from %v after a's was sent twice, want [a]", got)
+	}
+	for _, c := range names[1:] {
+		send(c, commitment, parties[c].SeedCommitment())
+	}
+	send("a", reveal, parties["a"].SeedReveal())
+	send("a", commitment, parties["a"].SeedCommitment()) // after reveals started
+	send("a", reveal, parties["a"].SeedReveal())
+	for _, c := range names[1:] {
+		send(c, reveal, parties[c].SeedReveal())
+	}
+	cs := status()
+	if !slices.Equal(cs.CommitmentsFrom, names) || !slices.Equal(cs.RevealsFrom, names) {
+		t.Fatalf("commitments from %v, reveals from %v; want each of %v once", cs.CommitmentsFrom, cs.RevealsFrom, names)
+	}
+	var commits []he.SeedCommitment
+	var reveals []he.SeedReveal
+	for i := range cs.Commitments {
+		sc, err := he.DecodeSeedCommitment(params, cs.Commitments[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sr, err := he.DecodeSeedReveal(params, cs.Reveals[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		commits, reveals = append(commits, sc), append(reveals, sr)
+	}
+	seed, err := he.JointSeed(params, g, commits, reveals)
+	if err != nil {
+		t.Fatalf("joint seed from the published messages: %v", err)
+	}
+	for i, c := range names {
+		s, err := parties[c].PublicKeyShare(seed)
+		if err != nil {
+			t.Fatal(err)
+		}
+		send(c, share, s)
+		if i == 0 {
+			send(c, share, s)
+		}
+	}
+	cs = status()
+	if !cs.Complete || !slices.Equal(cs.PublicKeySharesFrom, names) {
+		t.Fatalf("complete %v, public key shares from %v; want complete, each of %v once", cs.Complete, cs.PublicKeySharesFrom, names)
+	}
+	if n := len(h.f.st.Federations["f"].Ceremony.Steps); n != 9 {
+		t.Fatalf("%d ceremony steps recorded, want 9 (three per hospital)", n)
 	}
 }
 

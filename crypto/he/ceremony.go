@@ -155,10 +155,14 @@ func (c *Ceremony) AddCommitment(sc SeedCommitment) error {
 	if !c.group.has(sc.Party) {
 		return fmt.Errorf("%w: commitment from party %d", ErrUnknownParty, sc.Party)
 	}
+	old, ok := c.commits[sc.Party]
+	if ok && old.Digest == sc.Digest {
+		return nil // resent (its acknowledgement was lost): recorded already, at any stage
+	}
 	if len(c.reveals) > 0 {
 		return fmt.Errorf("%w: commitment from party %d after reveals started", ErrCeremonyState, sc.Party)
 	}
-	if old, ok := c.commits[sc.Party]; ok && old.Digest != sc.Digest {
+	if ok {
 		return fmt.Errorf("%w: second seed commitment from party %d", ErrDuplicate, sc.Party)
 	}
 	c.commits[sc.Party] = sc

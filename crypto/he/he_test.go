@@ -445,6 +445,17 @@ func TestCeremonyErrors(t *testing.T) {
 	if _, err := c.Seed(); !errors.Is(err, ErrCeremonyState) {
 		t.Errorf("seed without reveals: got %v", err)
 	}
+	if err := c.AddReveal(parties[2].SeedReveal()); err != nil {
+		t.Fatal(err)
+	}
+	// Reveals have started: a resent commitment (its first acknowledgement lost) is still
+	// accepted, another one is not.
+	if err := c.AddCommitment(parties[1].SeedCommitment()); err != nil {
+		t.Errorf("identical commitment resent after reveals started: %v", err)
+	}
+	if err := c.AddCommitment(other.SeedCommitment()); !errors.Is(err, ErrCeremonyState) {
+		t.Errorf("another commitment after reveals started: got %v, want ErrCeremonyState", err)
+	}
 	for _, id := range g.Parties {
 		if err := c.AddReveal(parties[id].SeedReveal()); err != nil {
 			t.Fatal(err)
