@@ -47,7 +47,8 @@ func TestPrivacyBudgetEndsFederation(t *testing.T) {
 
 // TestHospitalPrivacyBudget: a hospital with its own epsilon budget (8, which allows two
 // rounds at the accounted noise multiplier of 1) in a federation with differential
-// privacy but no budget of its own, 4 rounds of 3 hospitals with min_clients 2. The
+// privacy but no budget of its own, 4 rounds of 3 hospitals with min_clients 2, h2 and h3
+// started once h1 has enrolled (so that round 1 selects it). The
 // coordinator keeps opening rounds; h1 sends no update to round 3 and says why; the others
 // finish the round without it; left out of selection for round 4 (it missed round 3), h1
 // does not enrol again.
@@ -64,6 +65,23 @@ func TestHospitalPrivacyBudget(t *testing.T) {
 	reports := runHospitals(t, ctx, addr, names, func(cfg *Config) {
 		if cfg.ClientID == "h1" {
 			cfg.EpsilonBudget = 8
+			return
+		}
+		// The others start once h1 has enrolled, so that round 1 (opened when two have)
+		// selects h1; a round seals when all it selected are in, so h1 is in rounds 1-2.
+		for {
+			f, err := c.Federation(ctx, "study")
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if slices.ContainsFunc(f.Enrolled, func(e *pb.Enrolment) bool { return e.ClientId == "h1" }) {
+				return
+			}
+			if err := sleep(ctx, 20*time.Millisecond); err != nil {
+				t.Error(err)
+				return
+			}
 		}
 	})
 	f, err := c.Federation(ctx, "study")
@@ -130,7 +148,8 @@ func TestHospitalBudgetNeedsDP(t *testing.T) {
 
 // runHospitals runs a node for each of names (60 samples of blobs each) against addr,
 // with tune applied to its configuration if not nil, until each Run returns (an error
-// fails the test), and returns their reports.
+// fails the test), and returns their reports. tune runs in the hospital's goroutine just
+// before its node starts, so it may also wait for something.
 func runHospitals(t *testing.T, ctx context.Context, addr string, names []string, tune func(*Config)) [][]RoundReport {
 	var wg sync.WaitGroup
 	reports := make([][]RoundReport, len(names))
