@@ -274,23 +274,7 @@ func TestCeremonyResent(t *testing.T) {
 	if !slices.Equal(cs.CommitmentsFrom, names) || !slices.Equal(cs.RevealsFrom, names) {
 		t.Fatalf("commitments from %v, reveals from %v; want each of %v once", cs.CommitmentsFrom, cs.RevealsFrom, names)
 	}
-	var commits []he.SeedCommitment
-	var reveals []he.SeedReveal
-	for i := range cs.Commitments {
-		sc, err := he.DecodeSeedCommitment(params, cs.Commitments[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		sr, err := he.DecodeSeedReveal(params, cs.Reveals[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		commits, reveals = append(commits, sc), append(reveals, sr)
-	}
-	seed, err := he.JointSeed(params, g, commits, reveals)
-	if err != nil {
-		t.Fatalf("joint seed from the published messages: %v", err)
-	}
+	seed := publishedSeed(t, params, g, cs)
 	for i, c := range names {
 		s, err := parties[c].PublicKeyShare(seed)
 		if err != nil {

@@ -140,6 +140,30 @@ func runCeremony(t testing.TB, ctx context.Context, c *coordclient.Client, fed s
 	return runCeremonyAs(t, ctx, func(string) *coordclient.Client { return c }, fed, names, threshold)
 }
 
+// publishedSeed derives the joint seed, as each party does, from the commitments and
+// reveals a ceremony status publishes.
+func publishedSeed(t testing.TB, params he.Params, g he.Group, st *pb.CeremonyStatus) he.Seed {
+	t.Helper()
+	var commits []he.SeedCommitment
+	var reveals []he.SeedReveal
+	for i := range st.Commitments {
+		sc, err := he.DecodeSeedCommitment(params, st.Commitments[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		sr, err := he.DecodeSeedReveal(params, st.Reveals[i])
+		if err != nil {
+			t.Fatal(err)
+		}
+		commits, reveals = append(commits, sc), append(reveals, sr)
+	}
+	seed, err := he.JointSeed(params, g, commits, reveals)
+	if err != nil {
+		t.Fatalf("joint seed from the published messages: %v", err)
+	}
+	return seed
+}
+
 // runCeremonyAs is runCeremony with each hospital's calls made through clientOf(hospital),
 // for a cluster that checks that each caller's certificate is the hospital it speaks for.
 func runCeremonyAs(t testing.TB, ctx context.Context, clientOf func(hospital string) *coordclient.Client, fed string, names []string, threshold int) (he.Params, *he.PublicKey, map[string]*he.Party) {
@@ -193,24 +217,7 @@ func runCeremonyAs(t testing.TB, ctx context.Context, clientOf func(hospital str
 	for _, h := range names {
 		st = send("reveal", h, bytesOf(parties[h].SeedReveal().MarshalBinary()))
 	}
-	// Each party derives the joint seed from the published commitments and reveals.
-	var commits []he.SeedCommitment
-	var reveals []he.SeedReveal
-	for i := range st.Commitments {
-		sc, err := he.DecodeSeedCommitment(params, st.Commitments[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		sr, err := he.DecodeSeedReveal(params, st.Reveals[i])
-		if err != nil {
-			t.Fatal(err)
-		}
-		commits, reveals = append(commits, sc), append(reveals, sr)
-	}
-	seed, err := he.JointSeed(params, group, commits, reveals)
-	if err != nil {
-		t.Fatal(err)
-	}
+	seed := publishedSeed(t, params, group, st)
 	for _, h := range names {
 		s, err := parties[h].PublicKeyShare(seed)
 		if err != nil {
