@@ -16,6 +16,7 @@ import (
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
 	"gopkg.in/yaml.v3"
 
 	"github.com/medfed/medfed/aggregation"
@@ -111,8 +112,16 @@ func runFederationCmd(ctx context.Context, sub string, args []string, stdout, st
 	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
 	var f *pb.Federation
+	existed := false
 	if sub == "create" {
-		f, err = c.CreateFederation(ctx, spec)
+		// Creating again with the same spec is safe (the coordinator returns the
+		// federation as it stands); say so rather than "created".
+		old, gerr := c.Federation(ctx, name)
+		if existed = gerr == nil && proto.Equal(old.Spec, spec); existed {
+			f = old
+		} else {
+			f, err = c.CreateFederation(ctx, spec)
+		}
 	} else {
 		f, err = c.Federation(ctx, name)
 	}
@@ -123,7 +132,10 @@ func runFederationCmd(ctx context.Context, sub string, args []string, stdout, st
 	if *jsonOut {
 		return json.NewEncoder(stdout).Encode(view)
 	}
-	if sub == "create" {
+	switch {
+	case existed:
+		fmt.Fprintf(stdout, "federation %s exists already, with this spec\n", view.Name)
+	case sub == "create":
 		fmt.Fprintf(stdout, "federation %s created\n", view.Name)
 	}
 	printFederation(stdout, view)

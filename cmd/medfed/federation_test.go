@@ -252,6 +252,18 @@ func TestClusterByHand(t *testing.T) {
 	if !strings.Contains(out, "federation study created") {
 		t.Errorf("create output:\n%s", out)
 	}
+	// The same command again (say, after its answer was lost) changes nothing; another
+	// spec under the same name is refused.
+	if out, err := cli(runFederation, append([]string{"create", "--coordinator", coord, "--spec", specFile}, tlsArgs("alice")...)...); err != nil || !strings.Contains(out, "federation study exists already, with this spec") {
+		t.Errorf("create again: %v, output:\n%s", err, out)
+	}
+	otherFile := filepath.Join(dir, "other.yaml")
+	if err := os.WriteFile(otherFile, []byte(strings.Replace(spec, "rounds: 2", "rounds: 3", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := cli(runFederation, append([]string{"create", "--coordinator", coord, "--spec", otherFile}, tlsArgs("alice")...)...); err == nil || !strings.Contains(err.Error(), "AlreadyExists") || !strings.Contains(err.Error(), "another spec") {
+		t.Errorf("create with another spec under the same name: got %v, want AlreadyExists", err)
+	}
 
 	// The hospitals enrol; the leader opens round 1.
 	for _, h := range []string{"h1", "h2"} {
