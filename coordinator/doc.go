@@ -62,7 +62,9 @@
 // The other payloads (a federation's initial weights, each new model) are split into
 // chunk entries of at most MaxChunkBytes, staged under a key naming the round and the
 // payload's SHA-256, and consumed by one commit entry that checks the digest; the leader
-// pipelines them (a few in flight while the next bytes arrive). Updates are idempotent by
+// pipelines them (a few in flight while the next bytes arrive); initial weights staged by an
+// attempt that never reached its create command go when the federation is created, a
+// round's with the round. Updates are idempotent by
 // (round, client): the same bytes again return the original acknowledgement (even after
 // the round moved on), different bytes are ErrExists. So is creating a federation: the
 // same spec again returns the federation as it stands (a retry whose first answer was

@@ -267,12 +267,12 @@ func (f *FSM) createFederation(idx uint64, t int64, c *pb.CreateFederationCmd) e
 		return err
 	}
 	if fd, ok := f.st.Federations[c.Spec.Name]; ok {
+		delete(f.st.Blobs, c.Blob) // this create's staged weights are not needed either way
 		if !proto.Equal(fd.spec, c.Spec) {
 			return fmt.Errorf("%w: federation %q, with another spec", ErrExists, c.Spec.Name)
 		}
 		// The same spec again: a create whose acknowledgement was lost, retried after
-		// its command committed. It succeeds and changes nothing but its staged weights.
-		delete(f.st.Blobs, c.Blob)
+		// its command committed. It succeeds and changes nothing.
 		return nil
 	}
 	data, err := f.takeBlob(c.Blob, c.Digest)
@@ -295,7 +295,9 @@ func (f *FSM) createFederation(idx uint64, t int64, c *pb.CreateFederationCmd) e
 		return err
 	}
 	fd.Models = []*modelVersion{{Version: 0, Digest: slices.Clone(c.Digest), Weights: w, At: t}}
-	delete(f.st.Blobs, c.Blob)
+	// These weights, and any left staged by earlier attempts to create the federation
+	// that never reached their command (a leader lost between its chunks and the create).
+	f.dropBlobs(createBlobPrefix(c.Spec.Name))
 	f.st.Federations[c.Spec.Name] = fd
 	_ = idx
 	return nil
@@ -433,8 +435,11 @@ func modelBlobKey(fed string, round uint64, digest []byte) string {
 	return fmt.Sprintf("m/%s/%d/%s", fed, round, hex.EncodeToString(digest))
 }
 func createBlobKey(fed string, digest []byte) string {
-	return fmt.Sprintf("f/%s/%s", fed, hex.EncodeToString(digest))
+	return createBlobPrefix(fed) + hex.EncodeToString(digest)
 }
+
+// createBlobPrefix is the prefix of the initial weights staged to create federation fed.
+func createBlobPrefix(fed string) string { return "f/" + fed + "/" }
 
 // roundBlobPrefix is the prefix of a round's staged blobs (its new model's chunks); the
 // round's updates, aggregates and shares are in the nodes' blob stores instead.

@@ -211,6 +211,26 @@ func TestCreateFederationAgain(t *testing.T) {
 	if err := create(other); !errors.Is(err, ErrExists) {
 		t.Fatalf("another spec under the same name: got %v, want ErrExists", err)
 	}
+	if after := slices.Sorted(maps.Keys(h.f.st.Blobs)); !slices.Equal(after, staged) {
+		t.Fatalf("staged blobs %q after a refused create, %q before", after, staged)
+	}
+}
+
+// TestCreateFederationLeftovers: initial weights staged by an attempt to create a
+// federation that never reached its create command (its leader was lost between the
+// chunks and the command) stay staged until the federation is created, and no longer.
+func TestCreateFederationLeftovers(t *testing.T) {
+	h := &fsmHarness{t: t, f: NewFSM(nil)}
+	w := EncodeFloat32s(slices.Repeat([]float32{1}, testNumParams))
+	h.must(&pb.Command{Cmd: &pb.Command_Chunk{Chunk: &pb.ChunkCmd{Blob: createBlobKey("g", digestOf(w)), Digest: digestOf(w), TotalLength: uint64(len(w)), Data: w[:50]}}})
+	h.stage(createBlobKey("gg", digestOf(w)), w) // another federation's, whose name starts alike
+	w0 := EncodeFloat32s(make([]float32, testNumParams))
+	d := h.stage(createBlobKey("g", digestOf(w0)), w0)
+	spec := &pb.FederationSpec{Name: "g", ModelSpecJson: testModelSpec(t), Clients: []string{"a"}, MinClients: 1}
+	h.must(&pb.Command{Cmd: &pb.Command_CreateFederation{CreateFederation: &pb.CreateFederationCmd{Spec: spec, Blob: createBlobKey("g", d), Digest: d}}})
+	if got, want := slices.Sorted(maps.Keys(h.f.st.Blobs)), []string{createBlobKey("gg", digestOf(w))}; !slices.Equal(got, want) {
+		t.Fatalf("staged after creating g: %q, want %q", got, want)
+	}
 }
 
 // TestCeremonyResent sends every key-ceremony message of one hospital twice, the second
