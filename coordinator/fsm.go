@@ -362,6 +362,7 @@ func (f *FSM) chunk(idx uint64, c *pb.ChunkCmd) error {
 		if c.Offset != 0 {
 			return fmt.Errorf("%w: blob %s starts at offset %d, expected 0", ErrInvalid, c.Blob, c.Offset)
 		}
+		f.dropAbandoned(idx)
 		if f.stagedBytes()+c.TotalLength > MaxStagedBytes {
 			return fmt.Errorf("%w: staging %d more bytes exceeds %d", ErrTooLarge, c.TotalLength, MaxStagedBytes)
 		}
@@ -419,6 +420,22 @@ func (f *FSM) takeBlob(key string, digest []byte) ([]byte, error) {
 		return nil, fmt.Errorf("%w: staged payload %s has %d of %d bytes", ErrInvalid, key, len(b.Data), b.Total)
 	}
 	return b.Data, nil
+}
+
+// abandonedCreate is how many log entries after its first chunk a federation's staged
+// initial weights are dropped if no create command has taken them. The leader proposes
+// the create moments after the chunks, so only an attempt whose leader was lost in
+// between, for a federation nobody created since, leaves them that long. (A round's
+// staged blobs go with the round.)
+const abandonedCreate = 10000
+
+// dropAbandoned deletes staged initial weights abandonedCreate entries older than idx.
+func (f *FSM) dropAbandoned(idx uint64) {
+	for k, b := range f.st.Blobs {
+		if strings.HasPrefix(k, "f/") && idx-b.Index > abandonedCreate {
+			delete(f.st.Blobs, k)
+		}
+	}
 }
 
 // dropBlobs deletes staged blobs whose key starts with prefix.

@@ -218,7 +218,8 @@ func TestCreateFederationAgain(t *testing.T) {
 
 // TestCreateFederationLeftovers: initial weights staged by an attempt to create a
 // federation that never reached its create command (its leader was lost between the
-// chunks and the command) stay staged until the federation is created, and no longer.
+// chunks and the command) stay staged until the federation is created, and no longer;
+// those of a federation that is never created go abandonedCreate entries later.
 func TestCreateFederationLeftovers(t *testing.T) {
 	h := &fsmHarness{t: t, f: NewFSM(nil)}
 	w := EncodeFloat32s(slices.Repeat([]float32{1}, testNumParams))
@@ -230,6 +231,17 @@ func TestCreateFederationLeftovers(t *testing.T) {
 	h.must(&pb.Command{Cmd: &pb.Command_CreateFederation{CreateFederation: &pb.CreateFederationCmd{Spec: spec, Blob: createBlobKey("g", d), Digest: d}}})
 	if got, want := slices.Sorted(maps.Keys(h.f.st.Blobs)), []string{createBlobKey("gg", digestOf(w))}; !slices.Equal(got, want) {
 		t.Fatalf("staged after creating g: %q, want %q", got, want)
+	}
+	// gg is never created: its weights go once a blob starts abandonedCreate entries later.
+	h.idx = h.f.st.Blobs[createBlobKey("gg", digestOf(w))].Index + abandonedCreate - 1 // the next entry is abandonedCreate later
+	h.must(&pb.Command{Cmd: &pb.Command_Chunk{Chunk: &pb.ChunkCmd{Blob: createBlobKey("h", digestOf(w)), Digest: digestOf(w), TotalLength: uint64(len(w)), Data: w[:50]}}})
+	if got := len(h.f.st.Blobs); got != 2 {
+		t.Fatalf("%d staged blobs, want gg's and h's: gg's are not old enough to go", got)
+	}
+	h.idx += 10
+	h.must(&pb.Command{Cmd: &pb.Command_Chunk{Chunk: &pb.ChunkCmd{Blob: createBlobKey("i", digestOf(w)), Digest: digestOf(w), TotalLength: uint64(len(w)), Data: w[:50]}}})
+	if got, want := slices.Sorted(maps.Keys(h.f.st.Blobs)), []string{createBlobKey("h", digestOf(w)), createBlobKey("i", digestOf(w))}; !slices.Equal(got, want) {
+		t.Fatalf("staged %q, want %q: gg's weights were abandoned", got, want)
 	}
 }
 
