@@ -472,10 +472,11 @@ func (n *Node) contribute(ctx context.Context, ri *pb.RoundInfo) error {
 		}
 	}
 	if data == nil {
-		if why, err := n.budgetSpent(); err != nil || why != "" {
-			if err != nil {
-				return err
-			}
+		why, err := n.budgetSpent()
+		if err != nil {
+			return err
+		}
+		if why != "" {
 			n.log.Warn("no update for this round", "round", ri.Round, "reason", why)
 			rep.Skipped = why
 			if rs == nil {

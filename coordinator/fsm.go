@@ -268,12 +268,7 @@ func (f *FSM) createFederation(idx uint64, t int64, c *pb.CreateFederationCmd) e
 	}
 	if fd, ok := f.st.Federations[c.Spec.Name]; ok {
 		delete(f.st.Blobs, c.Blob) // this create's staged weights are not needed either way
-		if !proto.Equal(fd.spec, c.Spec) {
-			return fmt.Errorf("%w: federation %q, with another spec", ErrExists, c.Spec.Name)
-		}
-		// The same spec again: a create whose acknowledgement was lost, retried after
-		// its command committed. It succeeds and changes nothing.
-		return nil
+		return createAgain(fd.spec, c.Spec)
 	}
 	data, err := f.takeBlob(c.Blob, c.Digest)
 	if err != nil {
@@ -301,6 +296,16 @@ func (f *FSM) createFederation(idx uint64, t int64, c *pb.CreateFederationCmd) e
 	f.st.Federations[c.Spec.Name] = fd
 	_ = idx
 	return nil
+}
+
+// createAgain answers a create of federation spec want where one with spec have exists:
+// nil if the specs are the same (a create retried after its command committed and its
+// answer was lost, which changes nothing), ErrExists if not.
+func createAgain(have, want *pb.FederationSpec) error {
+	if proto.Equal(have, want) {
+		return nil
+	}
+	return fmt.Errorf("%w: federation %q, with another spec", ErrExists, want.Name)
 }
 
 func (f *FSM) fed(name string) (*federation, error) {
@@ -432,7 +437,7 @@ const abandonedCreate = 10000
 // dropAbandoned deletes staged initial weights abandonedCreate entries older than idx.
 func (f *FSM) dropAbandoned(idx uint64) {
 	for k, b := range f.st.Blobs {
-		if strings.HasPrefix(k, "f/") && idx-b.Index > abandonedCreate {
+		if strings.HasPrefix(k, createBlobsPrefix) && idx-b.Index > abandonedCreate {
 			delete(f.st.Blobs, k)
 		}
 	}
@@ -455,8 +460,11 @@ func createBlobKey(fed string, digest []byte) string {
 	return createBlobPrefix(fed) + hex.EncodeToString(digest)
 }
 
-// createBlobPrefix is the prefix of the initial weights staged to create federation fed.
-func createBlobPrefix(fed string) string { return "f/" + fed + "/" }
+// createBlobsPrefix starts the keys of every federation's staged initial weights;
+// createBlobPrefix those of federation fed.
+const createBlobsPrefix = "f/"
+
+func createBlobPrefix(fed string) string { return createBlobsPrefix + fed + "/" }
 
 // roundBlobPrefix is the prefix of a round's staged blobs (its new model's chunks); the
 // round's updates, aggregates and shares are in the nodes' blob stores instead.

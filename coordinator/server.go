@@ -17,7 +17,6 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/medfed/medfed/crypto/pki"
 	"github.com/medfed/medfed/crypto/seal"
@@ -105,10 +104,10 @@ func (n *Node) createFederation(ctx context.Context, req *pb.CreateFederationReq
 		return nil, err
 	}
 	if f, err := n.fsm.Federation(spec.Name); err == nil {
-		if proto.Equal(f.Spec, spec) {
-			return f, nil // a retry after a lost acknowledgement: the original answer
+		if err := createAgain(f.Spec, spec); err != nil {
+			return nil, err
 		}
-		return nil, fmt.Errorf("%w: federation %q, with another spec", ErrExists, spec.Name)
+		return f, nil // a retry after a lost acknowledgement: the original answer
 	}
 	ms, err := model.ParseSpec(spec.ModelSpecJson)
 	if err != nil {
