@@ -46,9 +46,10 @@ func federationUsage(w io.Writer) {
   medfed federation resume --coordinator ADDR[,ADDR...] --name NAME [TLS flags] [--json]
   medfed federation stop   --coordinator ADDR[,ADDR...] --name NAME [--reason TEXT] [TLS flags] [--json]
 
-pin keeps a published model version served on every coordinator node (Open Inference
-Protocol, /v2/models/NAME/versions/V) however many newer rounds publish; unpin lets it be
-retired. resume lets a federation the coordinator stopped (its key ceremony timed out, or
+create may be run again with the same spec (it then shows the federation as it stands);
+another spec under an existing name is refused. pin keeps a published model version
+served on every coordinator node (Open Inference Protocol, /v2/models/NAME/versions/V)
+however many newer rounds publish; unpin lets it be retired. resume lets a federation the coordinator stopped (its key ceremony timed out, or
 max_aborted_rounds rounds in a row aborted) go on once its hospitals are back: rounds open
 again with every enrolled hospital, an unfinished key ceremony gets a new ceremony_timeout.
 stop stops a federation now: a round in progress is aborted (its hospitals are not held to
