@@ -49,12 +49,13 @@ func federationUsage(w io.Writer) {
 create may be run again with the same spec (it then shows the federation as it stands);
 another spec under an existing name is refused. pin keeps a published model version
 served on every coordinator node (Open Inference Protocol, /v2/models/NAME/versions/V)
-however many newer rounds publish; unpin lets it be retired. resume lets a federation the coordinator stopped (its key ceremony timed out, or
-max_aborted_rounds rounds in a row aborted) go on once its hospitals are back: rounds open
-again with every enrolled hospital, an unfinished key ceremony gets a new ceremony_timeout.
-stop stops a federation now: a round in progress is aborted (its hospitals are not held to
-it), no round opens until resume, and the hospitals' nodes end, reporting the reason. All
-need an operator certificate.
+however many newer rounds publish; unpin lets it be retired. resume lets a federation
+the coordinator stopped (its key ceremony timed out, or max_aborted_rounds rounds in a
+row aborted) go on once its hospitals are back: rounds open again with every enrolled
+hospital, an unfinished key ceremony gets a new ceremony_timeout. stop stops a
+federation now: a round in progress is aborted (its hospitals are not held to it), no
+round opens until resume, and the hospitals' nodes end, reporting the reason. All need
+an operator certificate.
 
 The spec is YAML or JSON, for example:
 
