@@ -465,11 +465,11 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int, 
 // receiveReplicated and the follower's storeFromConn do with each chunk of the update,
 // and nothing else. The receiving node writes the chunk to its blob store, hashes it,
 // checks it as a ciphertext of the model (updates[k] carries weight k+1, as
-// BenchmarkIngest makes them), and sends it to one peer with sendChunk, from the file it
-// wrote it to as push does, over cfg's Raft stream layer (mutual TLS, or plain TCP when
-// insecure); the peer reads the connection as serveBlobConn does and stores the blob
-// with storeFromConn. With cfg.SyncUpdates both flush each blob before naming it, as the
-// nodes do. Every update passes through rounds times, each round's blobs removed before
+// BenchmarkIngest makes them), and sends it to one peer with sendChunk as push does: over
+// cfg's Raft stream layer, from memory with mutual TLS, from the file it wrote the chunk to
+// over plain TCP (when insecure); the peer reads the connection as serveBlobConn does and
+// stores the blob with storeFromConn. With cfg.SyncUpdates both flush each blob before
+// naming it, as the nodes do. Every update passes through rounds times, each round's blobs removed before
 // the next (their files recycled when flushed, deleted otherwise, as the nodes' are once
 // a round is published).
 //
@@ -561,9 +561,11 @@ func replicationWork(b *testing.B, cfg Config, params he.Params, numParams int, 
 			if cfg.SyncUpdates {
 				w.WriteBehind()
 			}
-			src, err := w.Open()
-			if err != nil {
-				b.Fatal(err)
+			var src *os.File
+			if cfg.Insecure {
+				if src, err = w.Open(); err != nil {
+					b.Fatal(err)
+				}
 			}
 			check := aggregation.NewEncryptedChecker(params, numParams, aggregation.EncryptedUpdate{Client: "h", Samples: k + 1}, len(u))
 			for off := 0; off < len(u); off += MaxChunkBytes {
@@ -578,7 +580,9 @@ func replicationWork(b *testing.B, cfg Config, params he.Params, numParams int, 
 					b.Fatal(err)
 				}
 			}
-			src.Close()
+			if src != nil {
+				src.Close()
+			}
 			if err := check.Close(); err != nil {
 				b.Fatal(err)
 			}
