@@ -3,6 +3,7 @@ package coordinator
 import (
 	"bytes"
 	"context"
+	"maps"
 	"slices"
 	"strings"
 	"testing"
@@ -333,6 +334,18 @@ func TestAddRemoveNode(t *testing.T) {
 	if len(st.Nodes) != 1 || st.Nodes[0].Id != "n1" {
 		t.Fatalf("after RemoveNode: %v", st.Nodes)
 	}
+	// The same removal again (an operator's retry after a lost answer) finds n2 gone
+	// already: done, not NotFound, which stays for IDs the cluster never knew.
+	st, err = c.RemoveNode(ctx, "n2")
+	if err != nil {
+		t.Fatalf("remove n2 again: %v", err)
+	}
+	if len(st.Nodes) != 1 || st.Nodes[0].Id != "n1" {
+		t.Fatalf("after removing n2 again: %v", st.Nodes)
+	}
+	if _, err := c.RemoveNode(ctx, "n9"); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "never") {
+		t.Errorf("remove an unknown node after the removal: got %v, want NotFound saying it was never a member", err)
+	}
 	n2.Close()
 	if _, err := c.RemoveNode(ctx, "n1"); status.Code(err) != codes.FailedPrecondition {
 		t.Errorf("remove the only node: got %v, want FailedPrecondition", err)
@@ -454,6 +467,48 @@ func TestRemoveNodeKeepsQuorum(t *testing.T) {
 	}
 	if _, err := c.CreateFederation(ctx, &pb.FederationSpec{Name: "a", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
 		t.Fatalf("write after the removal: %v", err)
+	}
+}
+
+// TestRemoveNodeAgain: in a cluster started as by hand without --grpc-peers, the
+// followers record their own gRPC addresses (so that the leader can check a removal
+// leaves a quorum that answers). A removal repeated after it took effect (a retry whose
+// first answer was lost) is answered as done, also for a member the cluster had no
+// address for; an ID the cluster never had stays NotFound.
+func TestRemoveNodeAgain(t *testing.T) {
+	tc := startClusterWith(t, 3, func(c *Config) {
+		c.Peers = slices.Clone(c.Peers)
+		for i := range c.Peers {
+			c.Peers[i].GRPCAddr = ""
+		}
+	})
+	ctx := testCtx(t)
+	l := tc.leader()
+	want := map[string]string{}
+	for _, cfg := range tc.cfgs {
+		want[cfg.NodeID] = cfg.GRPCAddr
+	}
+	waitFor(t, "every node's gRPC address recorded", func() bool { return maps.Equal(tc.nodes[l].FSM().NodeAddrs(), want) })
+
+	// n5 is a member nobody runs, added to the Raft configuration directly: the cluster
+	// has no gRPC address for it.
+	if err := tc.nodes[l].raft.AddNonvoter("n5", raft.ServerAddress(loopback.Addr(t)), 0, 0).Error(); err != nil {
+		t.Fatal(err)
+	}
+	c := newClient(t, []string{tc.cfgs[l].GRPCAddr})
+	for _, id := range []string{tc.cfgs[(l+1)%3].NodeID, "n5"} {
+		for i := range 2 {
+			st, err := c.RemoveNode(ctx, id)
+			if err != nil {
+				t.Fatalf("removal %d of %s: %v", i+1, id, err)
+			}
+			if slices.ContainsFunc(st.Nodes, func(n *pb.NodeStatus) bool { return n.Id == id }) {
+				t.Fatalf("after removal %d of %s: %v", i+1, id, st.Nodes)
+			}
+		}
+	}
+	if _, err := c.RemoveNode(ctx, "n9"); status.Code(err) != codes.NotFound || !strings.Contains(err.Error(), "never") {
+		t.Errorf("remove an unknown node: got %v, want NotFound saying it never was in the cluster", err)
 	}
 }
 

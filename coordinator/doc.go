@@ -35,14 +35,18 @@
 // election); ClusterService.Status answers regardless. A follower whose leader predates
 // ReadIndex (a rolling upgrade) uses the leader's Status instead.
 // Nodes find the leader's gRPC address in the replicated state (each leader records the
-// addresses of --grpc-peers) or in their own configuration.
+// addresses of --grpc-peers, its own included; a node without an entry there records the
+// address it listens on, through the leader if it follows, unless that is 0.0.0.0 or
+// [::], which would send another host to itself) or in their own configuration.
 //
 // Membership changes one node at a time (ClusterService.AddNode, RemoveNode, on the
 // leader). A new node joins as a non-voter and is promoted once it has applied what was
 // committed when it joined (ErrCatchingUp if that takes longer than the call may wait: it
 // stays a non-voter, and the leader promotes it once it has caught up), so that it never
-// counts towards a quorum it cannot yet help to reach. RemoveNode refuses a removal that would leave fewer answering voters than
-// the new membership's quorum.
+// counts towards a quorum it cannot yet help to reach. RemoveNode refuses a removal that
+// would leave fewer answering voters than the new membership's quorum. Removing a node
+// that is out already succeeds, so that a retry after a lost answer does; an ID the
+// cluster never recorded is NotFound.
 //
 // Entries stay small. The bytes of an update do not enter the log at all: the node that
 // receives an upload writes it to its content-addressed blob store (DataDir/blobs,

@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
+	"net"
 	"slices"
 	"time"
 
@@ -16,14 +17,15 @@ import (
 	"github.com/medfed/medfed/internal/pb"
 )
 
-// drive runs on every node and acts only while the node leads: it records the nodes' gRPC
-// addresses, opens rounds, seals or aborts them, starts collective decryption and publishes
-// the new model. Every decision is read back from the FSM, so a new leader resumes
+// drive runs on every node and acts only while the node leads (but for a follower
+// recording its own gRPC address, recordSelf): it records the nodes' gRPC addresses,
+// opens rounds, seals or aborts them, starts collective decryption and publishes the new
+// model. Every decision is read back from the FSM, so a new leader resumes
 // wherever the old one stopped; the FSM refuses a second publication of a round.
 func (n *Node) drive(ctx context.Context) {
 	t := time.NewTicker(n.cfg.DriverInterval)
 	defer t.Stop()
-	addrsRecorded := false
+	addrsRecorded, selfRecorded := false, false
 	for {
 		ch, _ := n.fsm.Changed()
 		select {
@@ -35,6 +37,9 @@ func (n *Node) drive(ctx context.Context) {
 		}
 		if n.raft.State() != raft.Leader {
 			addrsRecorded = false
+			if !selfRecorded {
+				selfRecorded = n.recordSelf(ctx)
+			}
 			continue
 		}
 		if !addrsRecorded {
@@ -55,14 +60,18 @@ func (n *Node) drive(ctx context.Context) {
 	}
 }
 
-// recordAddrs commits the gRPC addresses of the configured peers that the FSM lacks.
+// recordAddrs commits the gRPC addresses of the configured peers that the FSM lacks or
+// holds otherwise, and this node's own (advertisedAddr).
 func (n *Node) recordAddrs(ctx context.Context) error {
 	have := n.fsm.NodeAddrs()
-	want := map[string]string{n.cfg.NodeID: n.GRPCAddr()}
+	want := map[string]string{}
 	for _, p := range n.cfg.Peers {
-		if p.GRPCAddr != "" && p.ID != n.cfg.NodeID {
+		if p.GRPCAddr != "" {
 			want[p.ID] = p.GRPCAddr
 		}
+	}
+	if a := n.advertisedAddr(have); a != "" {
+		want[n.cfg.NodeID] = a
 	}
 	for id, addr := range want {
 		if have[id] == addr {
@@ -73,6 +82,51 @@ func (n *Node) recordAddrs(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// recordSelf commits, through the leader, this follower's gRPC address if the FSM holds
+// none for it: a cluster started without --grpc-peers knows its followers by their Raft
+// addresses only, and the leader could neither ask them whether they are up (RemoveNode's
+// quorum check) nor fetch blobs from them. It reports whether that is done, or there is
+// nothing to record; it tries for at most 2 s at a time, so that a node that becomes the
+// leader meanwhile soon goes on to lead.
+func (n *Node) recordSelf(ctx context.Context) bool {
+	have := n.fsm.NodeAddrs()
+	a := n.advertisedAddr(have)
+	if have[n.cfg.NodeID] != "" || a == "" {
+		return true
+	}
+	if _, leader := n.raft.LeaderWithID(); leader == "" {
+		return false
+	}
+	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
+	defer cancel()
+	if _, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_SetNodeAddr{SetNodeAddr: &pb.SetNodeAddrCmd{Id: n.cfg.NodeID, GrpcAddr: a}}}); err != nil {
+		n.log.Debug("recording this node's gRPC address", "err", err)
+		return false
+	}
+	return true
+}
+
+// advertisedAddr returns the gRPC address at which the other nodes should reach this one,
+// given the recorded ones: its entry in the peer list (--grpc-peers) if it has one, else
+// the recorded one (AddNode's), else the address it listens on unless that is every
+// interface (0.0.0.0 or [::], which would lead another host to itself); else "".
+func (n *Node) advertisedAddr(have map[string]string) string {
+	for _, p := range n.cfg.Peers {
+		if p.ID == n.cfg.NodeID && p.GRPCAddr != "" {
+			return p.GRPCAddr
+		}
+	}
+	if a := have[n.cfg.NodeID]; a != "" {
+		return a
+	}
+	addr := n.GRPCAddr()
+	host, _, err := net.SplitHostPort(addr)
+	if ip := net.ParseIP(host); err != nil || host == "" || ip != nil && ip.IsUnspecified() {
+		return ""
+	}
+	return addr
 }
 
 func (n *Node) step(ctx context.Context, a action) error {

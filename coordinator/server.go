@@ -695,12 +695,29 @@ func (s *clusterServer) RemoveNode(ctx context.Context, req *pb.RemoveNodeReques
 	}
 	switch {
 	case !slices.Contains(ids, req.Id):
-		return nil, status.Errorf(codes.NotFound, "remove node: %q is not in the cluster (nodes: %s)", req.Id, strings.Join(ids, ", "))
+		// A node the cluster has recorded (removed already, say by this same request
+		// whose answer was lost) is not in the cluster, which is what was asked for.
+		if err := s.n.upToDate(ctx); err != nil {
+			return nil, s.n.toStatus(err)
+		}
+		if _, known := s.n.fsm.NodeAddrs()[req.Id]; !known {
+			return nil, status.Errorf(codes.NotFound, "remove node: %q is not in the cluster and never was (nodes: %s)", req.Id, strings.Join(ids, ", "))
+		}
+		st, err := s.n.clusterStatus()
+		return st, s.n.toStatus(err)
 	case len(ids) == 1:
 		return nil, status.Errorf(codes.FailedPrecondition, "remove node: %q is the cluster's only node; removing it would leave no cluster", req.Id)
 	}
 	if err := s.n.quorumWithout(ctx, servers, req.Id); err != nil {
 		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	// The record that it was a member, for a repeated request (above). Nodes are recorded
+	// with their gRPC addresses as the leader learns them; one it never learnt is
+	// recorded without.
+	if _, known := s.n.fsm.NodeAddrs()[req.Id]; !known {
+		if _, err := s.n.propose(ctx, &pb.Command{Cmd: &pb.Command_SetNodeAddr{SetNodeAddr: &pb.SetNodeAddrCmd{Id: req.Id}}}); err != nil {
+			return nil, s.n.toStatus(err)
+		}
 	}
 	if err := s.n.raft.RemoveServer(raft.ServerID(req.Id), 0, s.n.cfg.ApplyTimeout).Error(); err != nil {
 		return nil, status.Errorf(codes.Unavailable, "remove server %s: %v", req.Id, err)

@@ -3,6 +3,7 @@ package coordinator
 import (
 	"crypto/tls"
 	"io"
+	"maps"
 	"net"
 	"os"
 	"path/filepath"
@@ -248,4 +249,35 @@ func TestTLSCluster(t *testing.T) {
 		t.Fatalf("published round has %d contributions, want 2", len(ri.Contributions))
 	}
 	tc.closeAll()
+}
+
+// TestListenOnAllInterfaces: nodes that listen on every interface (--grpc-addr
+// 0.0.0.0:PORT, as in deploy/compose.yaml) are recorded at the addresses the peer list
+// gives (--grpc-peers), the leader included, and a follower forwards a write to the leader
+// there. At 0.0.0.0 a follower on another host would dial itself; here the TLS check of
+// the name fails.
+func TestListenOnAllInterfaces(t *testing.T) {
+	ca := newTestPKI(t)
+	tc := startClusterWith(t, 3, func(c *Config) {
+		ca.serverNode(c)
+		_, port, err := net.SplitHostPort(c.GRPCAddr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		c.GRPCAddr = net.JoinHostPort("0.0.0.0", port)
+	})
+	ctx := testCtx(t)
+	l := tc.leader()
+	want := map[string]string{}
+	for _, p := range tc.cfgs[0].Peers {
+		want[p.ID] = p.GRPCAddr
+	}
+	waitFor(t, "the leader to record the peer list's addresses", func() bool {
+		return maps.Equal(tc.nodes[l].FSM().NodeAddrs(), want)
+	})
+	f := tc.cfgs[(l+1)%3].NodeID
+	op := ca.client([]string{want[f]}, pki.RoleOperator, "op")
+	if _, err := op.CreateFederation(ctx, &pb.FederationSpec{Name: "f", ModelSpecJson: testModelSpec(t), Clients: []string{"h1"}, MinClients: 1}); err != nil {
+		t.Fatalf("create through follower %s: %v", f, err)
+	}
 }

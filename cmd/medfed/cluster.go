@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"slices"
 
 	"github.com/medfed/medfed/coordinator"
 	"github.com/medfed/medfed/internal/pb"
@@ -28,7 +29,8 @@ add makes a node a voting member of the cluster. Start it first with
 leader then sends it the log or a snapshot, and the node counts towards the quorum only
 once it has caught up. If that takes longer than --timeout allows, add fails saying so,
 and the leader promotes the node on its own once it has. remove takes a node out (the
-leader too); stop it afterwards.
+leader too); stop it afterwards. Removing a node that is out already succeeds (say, again
+after an answer was lost); an ID the cluster never had is NotFound.
 The cluster refuses a removal that would leave fewer answering nodes than a quorum of
 the rest (remove the node that is down instead). Both need an operator certificate.
 Prints the membership after the change.
@@ -73,9 +75,15 @@ func runClusterChange(ctx context.Context, sub string, args []string, stdout, st
 	ctx, cancel := context.WithTimeout(ctx, cf.timeout)
 	defer cancel()
 	var st *pb.ClusterStatus
+	verb := "added to"
 	if sub == "add" {
 		st, err = c.AddNode(ctx, &pb.AddNodeRequest{Id: id, RaftAddr: raftAddr, GrpcAddr: grpcAddr})
 	} else {
+		// Removing a node that is out already succeeds (a repeated removal); say so.
+		verb = "removed from"
+		if before, err := c.Status(ctx); err == nil && !slices.ContainsFunc(before.Nodes, func(n *pb.NodeStatus) bool { return n.Id == id }) {
+			verb = "was not in"
+		}
 		st, err = c.RemoveNode(ctx, id)
 	}
 	if err != nil {
@@ -88,7 +96,6 @@ func runClusterChange(ctx context.Context, sub string, args []string, stdout, st
 	if *jsonOut {
 		return json.NewEncoder(stdout).Encode(view)
 	}
-	verb := map[string]string{"add": "added to", "remove": "removed from"}[sub]
 	fmt.Fprintf(stdout, "node %s %s the cluster; leader %s; nodes:\n", id, verb, cmpOr(view.Leader, "none"))
 	for _, n := range view.Nodes {
 		printNode(stdout, n)

@@ -95,6 +95,10 @@ func TestClusterAddRemove(t *testing.T) {
 	if err != nil || !strings.Contains(out, "node n2 removed from the cluster") || strings.Contains(out, "\n  n2 ") {
 		t.Errorf("cluster remove: %v\n%s", err, out)
 	}
+	out, err = cli("remove", "--id", "n2")
+	if err != nil || !strings.Contains(out, "node n2 was not in the cluster") {
+		t.Errorf("cluster remove again: %v\n%s", err, out)
+	}
 	if _, err := cli("remove", "--id", "n1"); err == nil || !strings.Contains(err.Error(), "FailedPrecondition") {
 		t.Errorf("remove the last node: %v, want FailedPrecondition", err)
 	}
