@@ -155,6 +155,24 @@ func TestComposeStack(t *testing.T) {
 	}); err != nil {
 		t.Fatalf("create federation: %v", err)
 	}
+	// Each node answers alone: a follower asks the leader for its read index at the
+	// address the cluster recorded for it, from --grpc-peers (n1:7001), not the one it
+	// listens on (0.0.0.0:7001, which would lead the follower to itself).
+	for i, a := range addrs {
+		one := consortium{dir: pkiDir}.operator(t, []string{a})
+		if _, err := one.Federation(ctx, "study"); err != nil {
+			t.Errorf("read through %s alone: %v", nodes[i], err)
+		}
+		st, err := one.Status(ctx)
+		if err != nil {
+			t.Fatalf("status of %s: %v", nodes[i], err)
+		}
+		for _, n := range st.Nodes {
+			if n.GrpcAddr != n.Id+":7001" {
+				t.Errorf("%s reports %s at %q, want %s:7001", nodes[i], n.Id, n.GrpcAddr, n.Id)
+			}
+		}
+	}
 
 	// Stop the leader's container during round 2, once an update of it is accepted.
 	for {
