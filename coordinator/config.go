@@ -20,7 +20,8 @@ type Peer struct {
 }
 
 // CheckPeerAddr checks an address other nodes dial (a peer's Raft or gRPC address): a host
-// name or IP, a colon, and a port number from 1 to 65535.
+// name or IP other than a wildcard (0.0.0.0, ::), a colon, and a port number from 1 to
+// 65535.
 func CheckPeerAddr(addr string) error {
 	host, port, err := net.SplitHostPort(addr)
 	if err != nil {
@@ -28,6 +29,9 @@ func CheckPeerAddr(addr string) error {
 	}
 	if host == "" {
 		return fmt.Errorf("address %q: expected host:port, got no host (other nodes dial this address)", addr)
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return fmt.Errorf("address %q: expected this node's host name or IP, got the wildcard %s (other nodes dial this address; a node may listen on %s, but is reached at its own address)", addr, host, host)
 	}
 	if p, err := strconv.ParseUint(port, 10, 16); err != nil || p == 0 {
 		return fmt.Errorf("address %q: expected a port number from 1 to 65535, got %q", addr, port)

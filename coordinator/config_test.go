@@ -20,6 +20,8 @@ func TestCheckPeerAddr(t *testing.T) {
 	for addr, want := range map[string]string{
 		"127.0.0.1":       "expected host:port",
 		":7001":           "no host",
+		"0.0.0.0:7001":    "wildcard 0.0.0.0",
+		"[::]:7001":       "wildcard ::",
 		"127.0.0.1:70O4":  `got "70O4"`,
 		"127.0.0.1:0":     `got "0"`,
 		"127.0.0.1:70000": `got "70000"`,
@@ -45,6 +47,7 @@ func TestParsePeers(t *testing.T) {
 		{"n1=10.0.0.1:7001,n1=10.0.0.2:7001", "", "listed twice"},
 		{"n1=10.0.0.1:7001,n2=10.0.0.2:7001", "n1=10.0.0.1:8001", `no address for peer "n2"`},
 		{"n1=10.0.0.1:7001", "n1=10.0.0.1:8001,n3=10.0.0.3:8001", `"n3" is not in peers`},
+		{"n1=10.0.0.1:7001", "n1=0.0.0.0:8001", "wildcard 0.0.0.0"},
 	} {
 		if _, err := ParsePeers(c.peers, c.grpc); err == nil || !strings.Contains(err.Error(), c.want) {
 			t.Errorf("ParsePeers(%q, %q): got %v, want an error with %q", c.peers, c.grpc, err, c.want)

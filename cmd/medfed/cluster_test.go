@@ -113,6 +113,7 @@ func TestClusterBadFlags(t *testing.T) {
 		{"remove", "--id", "n2", "--insecure"},
 		{"add", "--coordinator", "127.0.0.1:1", "--insecure", "--id", "n2", "--raft-addr", "127.0.0.1:70O4", "--grpc-addr", "127.0.0.1:2"},
 		{"add", "--coordinator", "127.0.0.1:1", "--insecure", "--id", "n2", "--raft-addr", "127.0.0.1:1", "--grpc-addr", ":8004"},
+		{"add", "--coordinator", "127.0.0.1:1", "--insecure", "--id", "n2", "--raft-addr", "127.0.0.1:1", "--grpc-addr", "0.0.0.0:8004"},
 		{"add", "--coordinator", "127.0.0.1:1", "--insecure", "--id", "n2", "--raft-addr", "127.0.0.1:1", "--grpc-addr", "127.0.0.1:70000"},
 	} {
 		if err := runCluster(context.Background(), args, io.Discard, io.Discard); !errors.Is(err, errUsage) {
