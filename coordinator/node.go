@@ -1,23 +1,19 @@
 package coordinator
 
 import (
-	"bufio"
 	"context"
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"net"
 	"net/http"
 	"os"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"go.etcd.io/bbolt"
@@ -106,7 +102,7 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 		return nil, err
 	}
 
-	hl := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Info, Output: &slogWriter{log: logger}})
+	hl := newRaftLogger(logger)
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
 	rc.Logger = hl
@@ -625,24 +621,3 @@ func sha(b []byte) []byte {
 	s := sha256.Sum256(b)
 	return s[:]
 }
-
-// slogWriter turns hclog's lines into slog records.
-type slogWriter struct{ log *slog.Logger }
-
-func (w *slogWriter) Write(p []byte) (int, error) {
-	sc := bufio.NewScanner(strings.NewReader(string(p)))
-	for sc.Scan() {
-		line := sc.Text()
-		switch {
-		case strings.Contains(line, "[ERROR]"):
-			w.log.Error(line)
-		case strings.Contains(line, "[WARN]"):
-			w.log.Warn(line)
-		default:
-			w.log.Debug(line)
-		}
-	}
-	return len(p), nil
-}
-
-var _ io.Writer = (*slogWriter)(nil)
