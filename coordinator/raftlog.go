@@ -7,6 +7,7 @@ import (
 	"io"
 	"log"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -73,6 +74,9 @@ func (l *raftLogger) Log(level hclog.Level, msg string, args ...any) {
 	case level == hclog.Warn:
 		slevel = slog.LevelWarn
 	}
+	if !l.log.Enabled(context.Background(), slevel) {
+		return
+	}
 	var attrs []slog.Attr
 	if l.name != "" {
 		attrs = append(attrs, slog.String("module", l.name))
@@ -87,7 +91,7 @@ func (l *raftLogger) Log(level hclog.Level, msg string, args ...any) {
 		}
 		a := raftAttr(key, all[i+1])
 		attrs = append(attrs, a)
-		if peer == "" && a.Value.Kind() == slog.KindString && isRaftPeerArg(key) {
+		if peer == "" && a.Value.Kind() == slog.KindString && slices.Contains(raftPeerArgs, key) {
 			peer = a.Value.String()
 		}
 	}
@@ -101,15 +105,6 @@ func (l *raftLogger) Log(level hclog.Level, msg string, args ...any) {
 		}
 	}
 	l.log.LogAttrs(context.Background(), slevel, msg, attrs...)
-}
-
-func isRaftPeerArg(key string) bool {
-	for _, k := range raftPeerArgs {
-		if k == key {
-			return true
-		}
-	}
-	return false
 }
 
 // raftAttr is an argument of raft's as an attribute: basic values as they are, errors,
