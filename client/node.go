@@ -140,7 +140,7 @@ func (n *Node) Run(ctx context.Context) error {
 	if n.st, err = newStore(n.cfg); err != nil {
 		return err
 	}
-	opts := coordclient.Options{MinBackoff: n.cfg.MinBackoff, MaxBackoff: n.cfg.MaxBackoff, MaxAttempts: n.cfg.MaxAttempts, DialOptions: n.cfg.DialOptions}
+	opts := coordclient.Options{MinBackoff: n.cfg.MinBackoff, MaxBackoff: n.cfg.MaxBackoff, MaxAttempts: n.cfg.MaxAttempts, DialOptions: n.cfg.DialOptions, Logger: n.log}
 	if !n.cfg.Insecure {
 		opts.Creds = credentials.NewTLS(n.cfg.TLS)
 	}

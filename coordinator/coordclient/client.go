@@ -13,6 +13,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"log/slog"
 	"sync"
 	"time"
 
@@ -42,6 +43,10 @@ type Options struct {
 	// connection: interceptors or stats handlers that observe the calls (tracing, or a
 	// test that inspects what a client sends).
 	DialOptions []grpc.DialOption
+	// Logger, if set, gets a record (at info level) for each attempt that failed in a
+	// way that sends the call to another node, with that node's address and the error:
+	// a node that keeps failing shows there even while the calls succeed on the others.
+	Logger *slog.Logger
 }
 
 // Client talks to a coordinator cluster.
@@ -114,6 +119,9 @@ func (c *Client) do(ctx context.Context, call func(*grpc.ClientConn) error) erro
 		err = call(c.conns[i])
 		if err == nil || !Retryable(err) {
 			return err
+		}
+		if c.opts.Logger != nil && ctx.Err() == nil {
+			c.opts.Logger.Info("coordinator node failed; trying another", "node", c.conns[i].Target(), "attempt", attempt+1, "err", err)
 		}
 		c.mu.Lock()
 		if c.cur == i {
