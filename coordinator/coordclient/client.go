@@ -1,9 +1,3 @@
-// Package coordclient is the Go client of a MedFed coordinator cluster, for hospitals
-// (client nodes) and operator tools. It speaks the medfed.v1 gRPC services to any node of
-// the cluster and moves on to another address, with exponential backoff, when a node is
-// unreachable or has no leader.
-//
-// A Client is safe for concurrent use.
 package coordclient
 
 import (

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"net"
 	"strings"
@@ -64,4 +65,40 @@ func TestFailoverLogged(t *testing.T) {
 	if rec["node"] != dead || rec["attempt"] != float64(1) || !strings.Contains(rec["err"].(string), "Unavailable") {
 		t.Errorf("log record %v, want node %s, attempt 1 and its Unavailable error", rec, dead)
 	}
+}
+
+// ExampleNew: a client of a three-node cluster, given every node's address; a call goes to
+// the node that last answered and moves on while nodes fail. Here the first address has
+// no node behind it, and the call is answered by the second.
+func ExampleNew() {
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	srv := grpc.NewServer()
+	pb.RegisterClusterServiceServer(srv, statusServer{})
+	go srv.Serve(ln)
+	defer srv.Stop()
+	down, err := loopback.FreeAddr()
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+
+	c, err := coordclient.New([]string{down, ln.Addr().String()}, coordclient.Options{MaxAttempts: 5})
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	st, err := c.Status(ctx)
+	if err != nil {
+		fmt.Println(err)
+		return
+	}
+	fmt.Println("answered by", st.NodeId)
+	// Output: answered by n2
 }
