@@ -16,6 +16,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime/pprof"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -155,7 +156,9 @@ func BenchmarkRead(b *testing.B) {
 // With MEDFED_INGEST_RAFT_DIR=DIR each node keeps its Raft log and snapshots in DIR/<node
 // ID> (Config.RaftDir), on a device other than the blobs' if DIR is on one: with
 // /dev/shm, say, the commits stop waiting for the shared disk (tmpfs keeps nothing over a
-// reboot: a measurement of what the log's fsync costs there, not a deployment).
+// reboot: a measurement of what the log's fsync costs there, not a deployment). With
+// MEDFED_INGEST_IN_FLIGHT=N both sides keep N uploads going at once instead of 4 (16 with
+// 16 hospitals: every hospital of the round uploading at the same time).
 func BenchmarkIngest(b *testing.B) {
 	for _, values := range []int{1 << 16, 1 << 19, 1 << 21} {
 		for _, sync := range []bool{false, true} {
@@ -244,10 +247,22 @@ func profiled(b *testing.B, name string, f func()) {
 	f()
 }
 
-// ingestInFlight is how many uploads BenchmarkIngest keeps going at once.
-const ingestInFlight = 4
+// ingestInFlight returns how many uploads BenchmarkIngest keeps going at once: 4, or
+// MEDFED_INGEST_IN_FLIGHT.
+func ingestInFlight(b *testing.B) int {
+	s := os.Getenv("MEDFED_INGEST_IN_FLIGHT")
+	if s == "" {
+		return 4
+	}
+	n, err := strconv.Atoi(s)
+	if err != nil || n < 1 {
+		b.Fatalf("MEDFED_INGEST_IN_FLIGHT=%q: expected a number of uploads, 1 or more", s)
+	}
+	return n
+}
 
 func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int, secure bool) {
+	inFlight := ingestInFlight(b)
 	settleDisk()
 	var ca *testPKI
 	if secure {
@@ -330,12 +345,12 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int, 
 	size := len(updates[0])
 	b.SetBytes(int64(hospitals * size))
 
-	// submitAll uploads every update, ingestInFlight at a time, and returns how long it took.
+	// submitAll uploads every update, inFlight at a time, and returns how long it took.
 	submitAll := func(hc []*coordclient.Client, round, version uint64) time.Duration {
 		start := time.Now()
 		var wg sync.WaitGroup
 		errs := make([]error, hospitals)
-		slots := make(chan struct{}, ingestInFlight)
+		slots := make(chan struct{}, inFlight)
 		for k := range hospitals {
 			wg.Go(func() {
 				slots <- struct{}{}
