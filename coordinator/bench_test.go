@@ -484,9 +484,9 @@ func benchmarkIngest(b *testing.B, values int, syncUpdates bool, hospitals int, 
 // cfg's Raft stream layer, from memory with mutual TLS, from the file it wrote the chunk to
 // over plain TCP (when insecure); the peer reads the connection as serveBlobConn does and
 // stores the blob with storeFromConn. With cfg.SyncUpdates both flush each blob before
-// naming it, as the nodes do. Every update passes through rounds times, each round's blobs removed before
-// the next (their files recycled when flushed, deleted otherwise, as the nodes' are once
-// a round is published).
+// naming it, as the nodes do. Every update passes through rounds times, each round's
+// blobs removed before the next (their files recycled when flushed, deleted otherwise, as
+// the nodes' are once a round is published).
 //
 // On a machine where both the cluster and the sink keep every core busy, the ratio of
 // their rates is about the inverse ratio of their CPU time per MiB, and the cluster

@@ -42,7 +42,7 @@ type Node struct {
 	fsm       *FSM
 	raft      *raft.Raft
 	store     *raftboltdb.BoltStore
-	transport *raft.NetworkTransport
+	transport *gatedTransport
 	blobs     *blobstore.Store // the bytes of updates, by digest
 	streams   raft.StreamLayer // the Raft port's TLS or TCP layer, for blob connections
 	blobConns blobConns
@@ -176,7 +176,7 @@ func New(cfg Config, logger *slog.Logger) (n *Node, err error) {
 		}
 	}
 	// The Raft port also carries the copies of update blobs between nodes (blobwire.go).
-	n.transport = raft.NewNetworkTransportWithLogger(newMuxLayer(n.streams, n.serveBlobConn, logger), 3, 10*time.Second, hl)
+	n.transport = &gatedTransport{NetworkTransport: raft.NewNetworkTransportWithLogger(newMuxLayer(n.streams, n.serveBlobConn, logger), 3, 10*time.Second, hl)}
 	n.raft, err = raft.NewRaft(rc, n.fsm, logs, n.store, snaps, n.transport)
 	if err != nil {
 		return nil, fmt.Errorf("raft: %w", err)
@@ -306,6 +306,7 @@ func (n *Node) Close() error {
 			errs = append(errs, n.raft.Shutdown().Error())
 		}
 		if n.transport != nil {
+			n.transport.gate.close() // no heartbeat writes to the store below any more
 			// Close pooled outbound connections too, so the peers' handlers for them end.
 			n.transport.CloseStreams()
 			errs = append(errs, n.transport.Close())

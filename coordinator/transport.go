@@ -127,3 +127,47 @@ func (c *raftServerConn) Read(p []byte) (int, error) {
 }
 
 var _ raft.StreamLayer = (*tlsStreamLayer)(nil)
+
+// gatedTransport is the node's Raft transport with its heartbeat fast path behind a gate.
+// hashicorp/raft handles a heartbeat in the transport's goroutine that read it, not in its
+// own (which raft.Shutdown waits for): one that arrives as the node closes can still be
+// writing the new term to the log store when Close closes the store, and raft panics on
+// that failed write ("failed to save current term: database not open"). Close shuts the
+// gate after raft and before the store: it waits for a heartbeat in flight, and refuses
+// later ones.
+type gatedTransport struct {
+	*raft.NetworkTransport
+	gate heartbeatGate
+}
+
+func (t *gatedTransport) SetHeartbeatHandler(cb func(raft.RPC)) {
+	t.NetworkTransport.SetHeartbeatHandler(t.gate.wrap(cb))
+}
+
+// heartbeatGate runs heartbeat handlers under a read lock until it is shut.
+type heartbeatGate struct {
+	mu   sync.RWMutex
+	shut bool
+}
+
+func (g *heartbeatGate) wrap(cb func(raft.RPC)) func(raft.RPC) {
+	if cb == nil {
+		return nil
+	}
+	return func(rpc raft.RPC) {
+		g.mu.RLock()
+		defer g.mu.RUnlock()
+		if g.shut {
+			rpc.Respond(nil, errors.New("node is shutting down"))
+			return
+		}
+		cb(rpc)
+	}
+}
+
+// close waits for the handlers running and makes later ones refuse their heartbeat.
+func (g *heartbeatGate) close() {
+	g.mu.Lock()
+	g.shut = true
+	g.mu.Unlock()
+}
