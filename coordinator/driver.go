@@ -91,9 +91,7 @@ func (n *Node) recordAddrs(ctx context.Context) error {
 // nothing to record; it tries for at most 2 s at a time, so that a node that becomes the
 // leader meanwhile soon goes on to lead.
 func (n *Node) recordSelf(ctx context.Context) bool {
-	have := n.fsm.NodeAddrs()
-	a := n.advertisedAddr(have)
-	if have[n.cfg.NodeID] != "" || a == "" {
+	if n.fsm.NodeAddrs()[n.cfg.NodeID] != "" {
 		return true
 	}
 	if _, leader := n.raft.LeaderWithID(); leader == "" {
@@ -101,6 +99,17 @@ func (n *Node) recordSelf(ctx context.Context) bool {
 	}
 	ctx, cancel := context.WithTimeout(ctx, 2*time.Second)
 	defer cancel()
+	// Decide on what the cluster has committed, not on the part of the log this node has
+	// applied so far: the address AddNode recorded for a joining node, or one recorded
+	// before a restart, may still be on its way.
+	if err := n.upToDate(ctx); err != nil {
+		return false
+	}
+	have := n.fsm.NodeAddrs()
+	a := n.advertisedAddr(have)
+	if have[n.cfg.NodeID] != "" || a == "" {
+		return true
+	}
 	if _, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_SetNodeAddr{SetNodeAddr: &pb.SetNodeAddrCmd{Id: n.cfg.NodeID, GrpcAddr: a}}}); err != nil {
 		n.log.Debug("recording this node's gRPC address", "err", err)
 		return false
