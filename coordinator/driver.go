@@ -77,11 +77,18 @@ func (n *Node) recordAddrs(ctx context.Context) error {
 		if have[id] == addr {
 			continue
 		}
-		if _, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_SetNodeAddr{SetNodeAddr: &pb.SetNodeAddrCmd{Id: id, GrpcAddr: addr}}}); err != nil {
+		if err := n.recordAddr(ctx, id, addr); err != nil {
 			return err
 		}
 	}
 	return nil
+}
+
+// recordAddr commits gRPC address addr for node id ("" records the node as known, with no
+// address).
+func (n *Node) recordAddr(ctx context.Context, id, addr string) error {
+	_, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_SetNodeAddr{SetNodeAddr: &pb.SetNodeAddrCmd{Id: id, GrpcAddr: addr}}})
+	return err
 }
 
 // recordSelf commits, through the leader, this follower's gRPC address if the FSM holds
@@ -110,7 +117,7 @@ func (n *Node) recordSelf(ctx context.Context) bool {
 	if have[n.cfg.NodeID] != "" || a == "" {
 		return true
 	}
-	if _, err := n.propose(ctx, &pb.Command{Cmd: &pb.Command_SetNodeAddr{SetNodeAddr: &pb.SetNodeAddrCmd{Id: n.cfg.NodeID, GrpcAddr: a}}}); err != nil {
+	if err := n.recordAddr(ctx, n.cfg.NodeID, a); err != nil {
 		n.log.Debug("recording this node's gRPC address", "err", err)
 		return false
 	}

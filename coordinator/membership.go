@@ -177,7 +177,7 @@ func (n *Node) quorumWithout(ctx context.Context, servers []raft.Server, id stri
 		wg.Go(func() {
 			addr := n.grpcAddrOf(peer)
 			if addr == "" {
-				answers[i] = errors.New("no gRPC address known: --grpc-peers does not name it, and it has not recorded its own")
+				answers[i] = errors.New("no gRPC address known: --grpc-peers does not name it, and it has not recorded its own (start the nodes with --grpc-peers)")
 				return
 			}
 			_, _, answers[i] = n.nodeProgress(ctx, addr, 2*time.Second)

@@ -663,7 +663,7 @@ func (s *clusterServer) AddNode(ctx context.Context, req *pb.AddNodeRequest) (*p
 	if lc != nil {
 		return lc.AddNode(ctx, req)
 	}
-	if _, err := s.n.propose(ctx, &pb.Command{Cmd: &pb.Command_SetNodeAddr{SetNodeAddr: &pb.SetNodeAddrCmd{Id: req.Id, GrpcAddr: req.GrpcAddr}}}); err != nil {
+	if err := s.n.recordAddr(ctx, req.Id, req.GrpcAddr); err != nil {
 		return nil, s.n.toStatus(err)
 	}
 	if err := s.n.addVoter(ctx, req); err != nil {
@@ -715,7 +715,7 @@ func (s *clusterServer) RemoveNode(ctx context.Context, req *pb.RemoveNodeReques
 	// with their gRPC addresses as the leader learns them; one it never learnt is
 	// recorded without.
 	if _, known := s.n.fsm.NodeAddrs()[req.Id]; !known {
-		if _, err := s.n.propose(ctx, &pb.Command{Cmd: &pb.Command_SetNodeAddr{SetNodeAddr: &pb.SetNodeAddrCmd{Id: req.Id}}}); err != nil {
+		if err := s.n.recordAddr(ctx, req.Id, ""); err != nil {
 			return nil, s.n.toStatus(err)
 		}
 	}

@@ -38,8 +38,9 @@ type Options struct {
 	// test that inspects what a client sends).
 	DialOptions []grpc.DialOption
 	// Logger, if set, gets a record (at info level) for each attempt that failed in a
-	// way that sends the call to another node, with that node's address and the error:
-	// a node that keeps failing shows there even while the calls succeed on the others.
+	// way that is retried (on the next address, if there are several), with the node's
+	// address and the error: a node that keeps failing shows there even while the calls
+	// succeed on the others.
 	Logger *slog.Logger
 }
 
@@ -114,8 +115,8 @@ func (c *Client) do(ctx context.Context, call func(*grpc.ClientConn) error) erro
 		if err == nil || !Retryable(err) {
 			return err
 		}
-		if c.opts.Logger != nil && ctx.Err() == nil {
-			c.opts.Logger.Info("coordinator node failed; trying another", "node", c.conns[i].Target(), "attempt", attempt+1, "err", err)
+		if c.opts.Logger != nil && ctx.Err() == nil && attempt+1 < c.opts.MaxAttempts {
+			c.opts.Logger.Info("coordinator node failed; retrying", "node", c.conns[i].Target(), "attempt", attempt+1, "err", err)
 		}
 		c.mu.Lock()
 		if c.cur == i {
