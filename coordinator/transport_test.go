@@ -1,6 +1,11 @@
 package coordinator
 
 import (
+	"bytes"
+	"io"
+	"log/slog"
+	"net"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -41,5 +46,124 @@ func TestHeartbeatGate(t *testing.T) {
 	}
 	if g.wrap(nil) != nil {
 		t.Error("wrap(nil) is not nil: the transport would call it")
+	}
+}
+
+// countingConn counts the writes to a connection and the bytes in the largest.
+type countingConn struct {
+	net.Conn
+	writes, largest atomic.Int64
+}
+
+func (c *countingConn) Write(p []byte) (int, error) {
+	c.writes.Add(1)
+	if n := int64(len(p)); n > c.largest.Load() {
+		c.largest.Store(n)
+	}
+	return c.Conn.Write(p)
+}
+
+// TestBatchedTLS: a Raft-port connection (tlsStreamLayer.Dial's) delivers every byte of
+// large and small writes in order, writing a MiB to the socket in about MiB/recordBatch
+// writes (crypto/tls alone makes one per 16 KiB record), none larger than recordBatch;
+// the close_notify it sends on Close, outside any Write, reaches the peer (which reads a
+// clean EOF); and Close ends a Write blocked on a peer that reads nothing.
+func TestBatchedTLS(t *testing.T) {
+	ca := newTestPKI(t)
+	var cfg Config
+	cfg.NodeID = "n1"
+	ca.serverNode(&cfg)
+	layer, err := newTLSStreamLayer("127.0.0.1:0", nil, cfg.ServerTLS, cfg.ClientTLS, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer layer.Close()
+	addr := layer.Listener.Addr().String()
+	received := make(chan []byte, 1)
+	go func() {
+		c, err := layer.Accept()
+		if err != nil {
+			received <- nil
+			return
+		}
+		defer c.Close()
+		b, err := io.ReadAll(c) // a clean EOF only after close_notify
+		if err != nil {
+			t.Errorf("reading the batched connection: %v", err)
+		}
+		received <- b
+	}()
+	raw, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cc := &countingConn{Conn: raw}
+	c, err := clientTLS(testCtx(t), cc, cfg.ClientTLS, addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var want []byte
+	for i, size := range []int{1 << 20, 3, 1<<20 + 5, 100} {
+		p := make([]byte, size)
+		for k := range p {
+			p[k] = byte(k*7 + i)
+		}
+		before := cc.writes.Load()
+		if n, err := c.Write(p); err != nil || n != size {
+			t.Fatalf("write %d: %d, %v; want %d bytes", i, n, err, size)
+		}
+		if w, most := cc.writes.Load()-before, int64(size/recordBatch+2); w > most {
+			t.Errorf("write %d of %d bytes took %d socket writes, want at most %d", i, size, w, most)
+		}
+		want = append(want, p...)
+	}
+	if l := cc.largest.Load(); l > recordBatch {
+		t.Errorf("a socket write of %d bytes, want at most %d", l, recordBatch)
+	}
+	if err := c.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if got := <-received; !bytes.Equal(got, want) {
+		t.Fatalf("the peer read %d bytes, not the %d written in order", len(got), len(want))
+	}
+
+	// A peer that completes the handshake and then reads nothing.
+	stuck := make(chan net.Conn, 1)
+	go func() {
+		c, err := layer.Accept()
+		if err != nil {
+			return
+		}
+		c.Read(make([]byte, 1)) // the handshake, then the first byte
+		stuck <- c
+	}()
+	d, err := layer.Dial(raft.ServerAddress(addr), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var peer net.Conn
+	done := make(chan error, 1)
+	go func() {
+		_, err := d.Write(make([]byte, 64<<20)) // more than both sockets' buffers
+		done <- err
+	}()
+	peer = <-stuck
+	defer peer.Close()
+	select {
+	case err := <-done:
+		t.Fatalf("a 64 MiB write to a peer reading nothing returned: %v", err)
+	case <-time.After(200 * time.Millisecond):
+	}
+	d.Close()
+	select {
+	case err := <-done:
+		if err == nil {
+			t.Error("the write ended by Close reported no error")
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("Close did not end a blocked Write")
+	}
+	if _, err := d.Write([]byte("x")); err == nil {
+		t.Error("a write after Close succeeded")
 	}
 }
