@@ -500,3 +500,51 @@ func TestTooFewReplicas(t *testing.T) {
 	}
 	tc.closeAll()
 }
+
+// pieceReader returns at most piece bytes per Read, as a TLS connection returns a record.
+type pieceReader struct {
+	r     io.Reader
+	piece int
+}
+
+func (p pieceReader) Read(b []byte) (int, error) { return p.r.Read(b[:min(len(b), p.piece)]) }
+
+// sizesWriter records the size of each write.
+type sizesWriter struct {
+	bytes.Buffer
+	sizes []int
+}
+
+func (w *sizesWriter) Write(p []byte) (int, error) {
+	w.sizes = append(w.sizes, len(p))
+	return w.Buffer.Write(p)
+}
+
+// TestCopyGathered: a receiving node that reads a TLS connection a record at a time
+// writes the blob's file in writes of a whole buffer (all but the last), copies exactly
+// the blob's bytes (leaving what follows it, the verdict, unread), and reports a stream
+// that ends early.
+func TestCopyGathered(t *testing.T) {
+	body := make([]byte, 5*fileBatch+123)
+	for i := range body {
+		body[i] = byte(i * 13)
+	}
+	src := bytes.NewReader(append(slices.Clip(body), blobKeep))
+	var w sizesWriter
+	k, err := copyGathered(&w, pieceReader{src, 16 << 10}, int64(len(body)), make([]byte, fileBatch))
+	if err != nil || k != int64(len(body)) || !bytes.Equal(w.Bytes(), body) {
+		t.Fatalf("copied %d bytes (%v), equal %v; want the %d bytes of the blob", k, err, bytes.Equal(w.Bytes(), body), len(body))
+	}
+	if want := []int{fileBatch, fileBatch, fileBatch, fileBatch, fileBatch, 123}; !slices.Equal(w.sizes, want) {
+		t.Errorf("writes of %v bytes, want %v", w.sizes, want)
+	}
+	if rest, _ := io.ReadAll(src); !bytes.Equal(rest, []byte{blobKeep}) {
+		t.Errorf("left %v unread, want the verdict alone", rest)
+	}
+
+	w = sizesWriter{}
+	k, err = copyGathered(&w, pieceReader{bytes.NewReader(body[:fileBatch+7]), 16 << 10}, int64(len(body)), make([]byte, fileBatch))
+	if !errors.Is(err, io.ErrUnexpectedEOF) || k != fileBatch+7 || !bytes.Equal(w.Bytes(), body[:fileBatch+7]) {
+		t.Errorf("a stream ending after %d bytes: copied %d (%v); want them all and io.ErrUnexpectedEOF", fileBatch+7, k, err)
+	}
+}

@@ -256,7 +256,7 @@ func readBlob(w *blobstore.Writer, r io.Reader, size int64, buf []byte) (int64, 
 		}
 	}
 	if tc == nil {
-		return io.CopyBuffer(onlyWriter{w}, io.LimitReader(r, size), buf)
+		return copyGathered(w, r, size, buf[:min(len(buf), fileBatch)])
 	}
 	k, err := io.CopyBuffer(onlyWriter{w}, io.LimitReader(pc.r, min(int64(pc.r.Buffered()), size)), buf)
 	for err == nil && k < size {
@@ -269,6 +269,29 @@ func readBlob(w *blobstore.Writer, r io.Reader, size int64, buf []byte) (int64, 
 		}
 	}
 	return k, err
+}
+
+// fileBatch is the least a receiving node reads from a TLS connection (which returns a
+// record, 16 KiB at most, per read) before writing to the blob's file.
+const fileBatch = 256 << 10
+
+// copyGathered copies size bytes from r to w, filling buf before each write to w (but the
+// last): reads that return a little at a time make writes of len(buf) bytes.
+func copyGathered(w io.Writer, r io.Reader, size int64, buf []byte) (int64, error) {
+	var k int64
+	for k < size {
+		m, err := io.ReadFull(r, buf[:min(int64(len(buf)), size-k)])
+		if m > 0 {
+			if _, werr := w.Write(buf[:m]); werr != nil {
+				return k, werr
+			}
+			k += int64(m)
+		}
+		if err != nil {
+			return k, err
+		}
+	}
+	return k, nil
 }
 
 // onlyWriter hides any ReadFrom of the writer, so that CopyBuffer uses the buffer.
