@@ -32,6 +32,17 @@ import (
 // waits for it.
 const blobPushQueue = 8
 
+// chunkRings holds rings of blobPushQueue+2 upload messages for receiveReplicated, each
+// keeping the data buffer of the chunk it last held: uploads over TLS reuse them instead
+// of allocating (and clearing) a MiB per chunk.
+var chunkRings = sync.Pool{New: func() any {
+	r := make([]*pb.UploadChunk, blobPushQueue+2)
+	for i := range r {
+		r[i] = new(pb.UploadChunk)
+	}
+	return &r
+}}
+
 type blobServer struct {
 	pb.UnimplementedBlobServiceServer
 	n *Node
@@ -236,10 +247,20 @@ func (n *Node) receiveReplicated(stream uploadStream, h *pb.UploadHeader, check 
 			b.finish(false)
 		}
 	}
+	// Otherwise a push may still be sending any of the last blobPushQueue+1 chunks
+	// queued when the next one arrives (its queue full, the one it took out last in
+	// flight): the messages, and the buffers uploadCodec decodes into, go round a ring
+	// one longer than that. Every return below comes after the pushes have ended.
 	m := new(pb.UploadChunk)
-	for {
-		if !reuse {
-			m = new(pb.UploadChunk)
+	var ring []*pb.UploadChunk
+	if !reuse {
+		r := chunkRings.Get().(*[]*pb.UploadChunk)
+		defer chunkRings.Put(r)
+		ring = *r
+	}
+	for i := 0; ; i++ {
+		if ring != nil {
+			m = ring[i%len(ring)]
 		}
 		err := stream.RecvMsg(m)
 		if err == io.EOF {

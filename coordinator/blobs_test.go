@@ -15,6 +15,7 @@ import (
 	"go.uber.org/goleak"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	"github.com/medfed/medfed/coordinator/coordclient"
 	"github.com/medfed/medfed/internal/blobstore"
@@ -546,5 +547,62 @@ func TestCopyGathered(t *testing.T) {
 	k, err = copyGathered(&w, pieceReader{bytes.NewReader(body[:fileBatch+7]), 16 << 10}, int64(len(body)), make([]byte, fileBatch))
 	if !errors.Is(err, io.ErrUnexpectedEOF) || k != fileBatch+7 || !bytes.Equal(w.Bytes(), body[:fileBatch+7]) {
 		t.Errorf("a stream ending after %d bytes: copied %d (%v); want them all and io.ErrUnexpectedEOF", fileBatch+7, k, err)
+	}
+}
+
+// TestChunkRing: receiveReplicated's ring of upload messages is long enough that no
+// chunk is overwritten while a push still needs it. The chunks are decoded as over TLS
+// (uploadCodec, into the ring's messages) and queued as for a push (blobPushQueue deep,
+// taken out in order by one goroutine, which sends a chunk before taking the next); the
+// consumer is slow, so the queue stays full, and finds each chunk as it was decoded.
+// (With a ring one message shorter, the chunk a push is sending is overwritten.)
+func TestChunkRing(t *testing.T) {
+	codec := newUploadCodec()
+	ch := make(chan []byte, blobPushQueue)
+	bad := make(chan string, 1)
+	done := make(chan struct{})
+	const chunks, size = 60, 4096
+	go func() {
+		defer close(done)
+		i := 0
+		for data := range ch {
+			time.Sleep(time.Millisecond) // sending
+			if want := bytes.Repeat([]byte{byte(i)}, size); !bytes.Equal(data, want) {
+				select {
+				case bad <- fmt.Sprintf("chunk %d was overwritten while queued or in flight (now starts %d)", i, data[0]):
+				default:
+				}
+			}
+			i++
+		}
+	}()
+	r := chunkRings.Get().(*[]*pb.UploadChunk)
+	ring := *r
+	for i := range chunks {
+		m := ring[i%len(ring)]
+		b, err := proto.Marshal(&pb.UploadChunk{Msg: &pb.UploadChunk_Data{Data: bytes.Repeat([]byte{byte(i)}, size)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := codec.Unmarshal(pieces(b, 1000), m); err != nil {
+			t.Fatal(err)
+		}
+		ch <- m.GetData()
+	}
+	close(ch)
+	<-done
+	chunkRings.Put(r)
+	select {
+	case msg := <-bad:
+		t.Fatal(msg)
+	default:
+	}
+	// The buffers were reused, not allocated per chunk.
+	seen := map[*byte]bool{}
+	for _, m := range ring {
+		seen[&m.GetData()[0]] = true
+	}
+	if len(seen) != len(ring) {
+		t.Errorf("%d distinct buffers in a ring of %d", len(seen), len(ring))
 	}
 }
