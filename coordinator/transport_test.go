@@ -63,11 +63,32 @@ func (c *countingConn) Write(p []byte) (int, error) {
 	return c.Conn.Write(p)
 }
 
+// countingListener hands each connection it accepts, as a countingConn, to conns too.
+type countingListener struct {
+	net.Listener
+	conns chan *countingConn
+}
+
+func (l countingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	cc := &countingConn{Conn: c}
+	select {
+	case l.conns <- cc:
+	default:
+	}
+	return cc, nil
+}
+
 // TestBatchedTLS: a Raft-port connection (tlsStreamLayer.Dial's) delivers every byte of
 // large and small writes in order, writing a MiB to the socket in about MiB/recordBatch
 // writes (crypto/tls alone makes one per 16 KiB record), none larger than recordBatch;
 // the close_notify it sends on Close, outside any Write, reaches the peer (which reads a
-// clean EOF); and Close ends a Write blocked on a peer that reads nothing.
+// clean EOF); an accepted connection (Accept's) that writes before it reads completes
+// its handshake and batches its records too; and Close ends a Write blocked on a peer
+// that reads nothing.
 func TestBatchedTLS(t *testing.T) {
 	ca := newTestPKI(t)
 	var cfg Config
@@ -127,6 +148,38 @@ func TestBatchedTLS(t *testing.T) {
 		t.Fatalf("the peer read %d bytes, not the %d written in order", len(got), len(want))
 	}
 
+	// An accepted connection batches too, and may write first: its handshake runs
+	// before, not inside, the batch.
+	counted := make(chan *countingConn, 1)
+	layer.Listener = countingListener{layer.Listener, counted}
+	sent := make(chan error, 1)
+	go func() {
+		c, err := layer.Accept()
+		if err != nil {
+			sent <- err
+			return
+		}
+		defer c.Close()
+		_, err = c.Write(want[:1<<20])
+		sent <- err
+	}()
+	d, err := layer.Dial(raft.ServerAddress(addr), 10*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.SetReadDeadline(time.Now().Add(10 * time.Second))
+	got := make([]byte, 1<<20)
+	if _, err := io.ReadFull(d, got); err != nil || !bytes.Equal(got, want[:1<<20]) {
+		t.Fatalf("reading what the accepting side wrote first: %v (equal %v)", err, bytes.Equal(got, want[:1<<20]))
+	}
+	if err := <-sent; err != nil {
+		t.Fatal(err)
+	}
+	if w, most := (<-counted).writes.Load(), int64(1<<20/recordBatch+2+3); w > most {
+		t.Errorf("the accepting side took %d socket writes for its handshake and a MiB, want at most %d", w, most)
+	}
+	d.Close()
+
 	// A peer that completes the handshake and then reads nothing.
 	stuck := make(chan net.Conn, 1)
 	go func() {
@@ -137,7 +190,7 @@ func TestBatchedTLS(t *testing.T) {
 		c.Read(make([]byte, 1)) // the handshake, then the first byte
 		stuck <- c
 	}()
-	d, err := layer.Dial(raft.ServerAddress(addr), 10*time.Second)
+	d, err = layer.Dial(raft.ServerAddress(addr), 10*time.Second)
 	if err != nil {
 		t.Fatal(err)
 	}
