@@ -9,11 +9,12 @@ import (
 	"log/slog"
 	"slices"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
+
+	"github.com/medfed/medfed/internal/logrepeat"
 )
 
 // raftLogRepeat is how long a warning or error of hashicorp/raft about one peer is not
@@ -40,20 +41,12 @@ type raftLogger struct {
 // raftLogShared is what a raftLogger and the loggers derived from it share.
 type raftLogShared struct {
 	log   *slog.Logger
-	now   func() time.Time
+	limit *logrepeat.Limiter
 	level atomic.Int32 // an hclog.Level
-
-	mu   sync.Mutex
-	seen map[string]*raftLogSeen
-}
-
-type raftLogSeen struct {
-	at      time.Time // when it was last logged
-	skipped int       // occurrences left out since
 }
 
 func newRaftLogger(log *slog.Logger) *raftLogger {
-	s := &raftLogShared{log: log.With("component", "raft"), now: time.Now, seen: map[string]*raftLogSeen{}}
+	s := &raftLogShared{log: log.With("component", "raft"), limit: logrepeat.New(raftLogRepeat)}
 	s.level.Store(int32(hclog.Info))
 	return &raftLogger{raftLogShared: s}
 }
@@ -96,7 +89,7 @@ func (l *raftLogger) Log(level hclog.Level, msg string, args ...any) {
 		}
 	}
 	if slevel >= slog.LevelWarn {
-		n, ok := l.repeated(slevel.String() + "\x00" + msg + "\x00" + peer)
+		n, ok := l.limit.Allow(slevel.String() + "\x00" + msg + "\x00" + peer)
 		if !ok {
 			return
 		}
@@ -123,33 +116,6 @@ func raftAttr(key string, v any) slog.Attr {
 		}
 	}
 	return slog.String(key, fmt.Sprint(v))
-}
-
-// repeated reports whether the line with this key is to be logged, and how many of its
-// occurrences were left out since it last was.
-func (s *raftLogShared) repeated(key string) (int, bool) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	now := s.now()
-	r := s.seen[key]
-	if r != nil && now.Sub(r.at) < raftLogRepeat {
-		r.skipped++
-		return 0, false
-	}
-	if r == nil {
-		if len(s.seen) >= 1024 { // peers come and go: forget the lines long quiet
-			for k, old := range s.seen {
-				if now.Sub(old.at) >= raftLogRepeat {
-					delete(s.seen, k)
-				}
-			}
-		}
-		r = &raftLogSeen{}
-		s.seen[key] = r
-	}
-	n := r.skipped
-	r.at, r.skipped = now, 0
-	return n, true
 }
 
 func (l *raftLogger) Trace(msg string, args ...any) { l.Log(hclog.Trace, msg, args...) }

@@ -21,7 +21,7 @@ func TestRaftLog(t *testing.T) {
 	var buf bytes.Buffer
 	var hl hclog.Logger = newRaftLogger(slog.New(slog.NewJSONHandler(&buf, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	now := time.Unix(1_000_000, 0)
-	hl.(*raftLogger).now = func() time.Time { return now }
+	hl.(*raftLogger).limit.Now = func() time.Time { return now }
 
 	refused := errors.New("dial tcp 10.0.0.2:7000: connect: connection refused")
 	n2 := raft.Server{Suffrage: raft.Voter, ID: "n2", Address: "10.0.0.2:7000"}

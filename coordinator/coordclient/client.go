@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
 
+	"github.com/medfed/medfed/internal/logrepeat"
 	"github.com/medfed/medfed/internal/pb"
 )
 
@@ -37,17 +38,26 @@ type Options struct {
 	// connection: interceptors or stats handlers that observe the calls (tracing, or a
 	// test that inspects what a client sends).
 	DialOptions []grpc.DialOption
-	// Logger, if set, gets a record (at info level) for each attempt that failed in a
-	// way that is retried (on the next address, if there are several), with the node's
+	// Logger, if set, gets a record (at info level) for an attempt that failed in a way
+	// that is retried (on the next address, if there are several), with the node's
 	// address and the error: a node that keeps failing shows there even while the calls
-	// succeed on the others.
+	// succeed on the others. The same node failing with the same code again within
+	// FailoverLogRepeat is counted instead, and its next record carries repeated=N, the
+	// number left out: a cluster that is down for a minute makes a few lines, not one per
+	// retry.
 	Logger *slog.Logger
 }
+
+// FailoverLogRepeat is how long a client does not log the same node failing in the same
+// way again (see Options.Logger).
+const FailoverLogRepeat = 30 * time.Second
 
 // Client talks to a coordinator cluster.
 type Client struct {
 	opts  Options
 	conns []*grpc.ClientConn
+
+	logLimit *logrepeat.Limiter
 
 	mu  sync.Mutex
 	cur int // index of the address that last answered
@@ -70,7 +80,7 @@ func New(addrs []string, opts Options) (*Client, error) {
 	if opts.MaxAttempts <= 0 {
 		opts.MaxAttempts = 30
 	}
-	c := &Client{opts: opts}
+	c := &Client{opts: opts, logLimit: logrepeat.New(FailoverLogRepeat)}
 	for _, a := range addrs {
 		dial := append([]grpc.DialOption{grpc.WithTransportCredentials(opts.Creds)}, opts.DialOptions...)
 		conn, err := grpc.NewClient(a, dial...)
@@ -116,7 +126,14 @@ func (c *Client) do(ctx context.Context, call func(*grpc.ClientConn) error) erro
 			return err
 		}
 		if c.opts.Logger != nil && ctx.Err() == nil && attempt+1 < c.opts.MaxAttempts {
-			c.opts.Logger.Info("coordinator node failed; retrying", "node", c.conns[i].Target(), "attempt", attempt+1, "err", err)
+			node := c.conns[i].Target()
+			if skipped, ok := c.logLimit.Allow(node + "\x00" + status.Code(err).String()); ok {
+				attrs := []any{"node", node, "attempt", attempt + 1, "err", err}
+				if skipped > 0 {
+					attrs = append(attrs, "repeated", skipped)
+				}
+				c.opts.Logger.Info("coordinator node failed; retrying", attrs...)
+			}
 		}
 		c.mu.Lock()
 		if c.cur == i {

@@ -67,6 +67,32 @@ func TestFailoverLogged(t *testing.T) {
 	}
 }
 
+// TestFailoverLogThinned: a node that fails again and again within FailoverLogRepeat is
+// logged once, not once per retry.
+func TestFailoverLogThinned(t *testing.T) {
+	dead := loopback.Addr(t)
+	var buf bytes.Buffer
+	c, err := coordclient.New([]string{dead}, coordclient.Options{
+		MinBackoff: time.Millisecond, MaxBackoff: time.Millisecond, MaxAttempts: 6,
+		Logger: slog.New(slog.NewJSONHandler(&buf, nil)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for range 2 {
+		if _, err := c.Status(ctx); !coordclient.Retryable(err) {
+			t.Fatalf("Status of a node that is not there: %v, want Unavailable", err)
+		}
+	}
+	lines := strings.Split(strings.TrimSpace(buf.String()), "\n")
+	if len(lines) != 1 || !strings.Contains(lines[0], dead) {
+		t.Fatalf("got %d log records for 10 retried failures of %s, want 1:\n%s", len(lines), dead, buf.String())
+	}
+}
+
 // ExampleNew: a client of a three-node cluster, given every node's address; a call goes to
 // the node that last answered and moves on while nodes fail. Here the first address has
 // no node behind it, and the call is answered by the second.
