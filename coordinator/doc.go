@@ -201,6 +201,6 @@
 // (Raft-port connections send a Write's records in 64 KiB socket writes, batchedTLS; the
 // follower writes its file 256 KiB at a time; the leader decodes an upload's chunks into a
 // ring of reused messages) took the ratio on an AMD EPYC from 0.42-0.47 to 0.50-0.59 for
-// 16 and 64 MiB updates (0.45-0.57 over plain TCP that day; 2 MiB updates, waiting on
-// their commits, 0.30-0.37).
+// 16 and 64 MiB updates, and 0.52-0.58 for the seed CNN's (9.5 MB); over plain TCP that day
+// 0.44-0.60, and 2 MiB updates, waiting on their commits, 0.30-0.37.
 package coordinator
