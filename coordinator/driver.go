@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"errors"
 	"fmt"
-	"net"
 	"slices"
 	"time"
 
@@ -137,12 +136,10 @@ func (n *Node) advertisedAddr(have map[string]string) string {
 	if a := have[n.cfg.NodeID]; a != "" {
 		return a
 	}
-	addr := n.GRPCAddr()
-	host, _, err := net.SplitHostPort(addr)
-	if ip := net.ParseIP(host); err != nil || host == "" || ip != nil && ip.IsUnspecified() {
-		return ""
+	if addr := n.GRPCAddr(); CheckPeerAddr(addr) == nil {
+		return addr
 	}
-	return addr
+	return ""
 }
 
 func (n *Node) step(ctx context.Context, a action) error {

@@ -143,18 +143,15 @@ func clientTLS(ctx context.Context, raw net.Conn, cfg *tls.Config, addr string) 
 // the copies of update bytes between nodes then cost 16 system calls and TCP segments per
 // MiB instead of 64 (BenchmarkRaftTLSCopy). Whatever a Write makes is on the socket when
 // it returns, as with tls.Conn; records crypto/tls writes outside a Write (alerts,
-// close_notify) go to the socket at once.
+// close_notify) go to the socket at once. Its handshake is done before its first Write
+// (clientTLS, raftServerConn): one run inside a Write would leave its own records waiting
+// in the batch.
 type batchedTLS struct {
 	*tls.Conn
 	rc *recordConn
 }
 
 func (c *batchedTLS) Write(p []byte) (int, error) {
-	// The handshake's records must not wait in the batch for the end of a Write that
-	// waits for the handshake.
-	if err := c.Conn.Handshake(); err != nil {
-		return 0, err
-	}
 	c.rc.batch(true)
 	n, err := c.Conn.Write(p)
 	if ferr := c.rc.batch(false); err == nil && ferr != nil {
