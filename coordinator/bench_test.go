@@ -193,6 +193,17 @@ func BenchmarkIngestTLS(b *testing.B) {
 	}
 }
 
+// benchOnce makes testing.Benchmark run each benchmark function once (-benchtime 1x)
+// until t ends, so that a test can run a benchmark's code to see that it still works.
+func benchOnce(t *testing.T) {
+	bt := flag.Lookup("test.benchtime")
+	old := bt.Value.String()
+	if err := bt.Value.Set("1x"); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { bt.Value.Set(old) })
+}
+
 // TestIngestBenchmarks runs the code of BenchmarkIngest and BenchmarkIngestTLS once
 // each, plain and with mutual TLS, on the smallest configuration (2 MiB updates from 4
 // hospitals, one timed round) through testing.Benchmark, so that the suite notices when a
@@ -202,12 +213,7 @@ func TestIngestBenchmarks(t *testing.T) {
 		t.Skip("builds two clusters; skipped with -short")
 	}
 	// One timed round each (after the untimed one), as -benchtime 1x.
-	bt := flag.Lookup("test.benchtime")
-	old := bt.Value.String()
-	if err := bt.Value.Set("1x"); err != nil {
-		t.Fatal(err)
-	}
-	defer bt.Value.Set(old)
+	benchOnce(t)
 	for _, secure := range []bool{false, true} {
 		r := testing.Benchmark(func(b *testing.B) { benchmarkIngest(b, 1<<16, false, 4, secure) })
 		if r.N == 0 {
@@ -734,12 +740,7 @@ var blobTransfers = []struct {
 // TestBlobTransferBenchmark runs each case of BenchmarkBlobTransfer once, so that the
 // suite notices when a change breaks it. It asserts no speed.
 func TestBlobTransferBenchmark(t *testing.T) {
-	bt := flag.Lookup("test.benchtime")
-	old := bt.Value.String()
-	if err := bt.Value.Set("1x"); err != nil {
-		t.Fatal(err)
-	}
-	defer bt.Value.Set(old)
+	benchOnce(t)
 	for _, v := range blobTransfers {
 		r := testing.Benchmark(func(b *testing.B) { benchmarkBlobTransfer(b, v.sendfile, v.splice) })
 		if m := r.Extra["cpu-ms/MiB"]; r.N == 0 || !(m > 0) {
@@ -859,12 +860,7 @@ func BenchmarkRaftTLSCopy(b *testing.B) {
 // TestRaftTLSCopyBenchmark runs both cases of BenchmarkRaftTLSCopy once, so that the
 // suite notices when a change breaks them. It asserts no speed.
 func TestRaftTLSCopyBenchmark(t *testing.T) {
-	bt := flag.Lookup("test.benchtime")
-	old := bt.Value.String()
-	if err := bt.Value.Set("1x"); err != nil {
-		t.Fatal(err)
-	}
-	defer bt.Value.Set(old)
+	benchOnce(t)
 	for _, batched := range []bool{true, false} {
 		r := testing.Benchmark(func(b *testing.B) { benchmarkRaftTLSCopy(b, batched) })
 		if m := r.Extra["cpu-ms/MiB"]; r.N == 0 || !(m > 0) {
@@ -874,14 +870,7 @@ func TestRaftTLSCopyBenchmark(t *testing.T) {
 }
 
 func benchmarkRaftTLSCopy(b *testing.B, batched bool) {
-	ca := newTestPKI(b)
-	cfg := Config{NodeID: "n1"}
-	ca.serverNode(&cfg)
-	layer, err := newTLSStreamLayer("127.0.0.1:0", nil, cfg.ServerTLS, cfg.ClientTLS, slog.New(slog.DiscardHandler))
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer layer.Close()
+	layer, cfg := newTestTLSLayer(b)
 	addr := layer.Listener.Addr().String()
 	read := make(chan struct{})
 	go func() {
@@ -899,6 +888,7 @@ func benchmarkRaftTLSCopy(b *testing.B, batched bool) {
 		}
 	}()
 	var c net.Conn
+	var err error
 	if batched {
 		c, err = layer.Dial(raft.ServerAddress(addr), 10*time.Second)
 	} else {

@@ -49,6 +49,19 @@ func TestHeartbeatGate(t *testing.T) {
 	}
 }
 
+// newTestTLSLayer returns the Raft stream layer of node n1 of a test consortium,
+// listening on a loopback port until t ends, and n1's configuration.
+func newTestTLSLayer(t testing.TB) (*tlsStreamLayer, Config) {
+	cfg := Config{NodeID: "n1"}
+	newTestPKI(t).serverNode(&cfg)
+	layer, err := newTLSStreamLayer("127.0.0.1:0", nil, cfg.ServerTLS, cfg.ClientTLS, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { layer.Close() })
+	return layer, cfg
+}
+
 // countingConn counts the writes to a connection and the bytes in the largest.
 type countingConn struct {
 	net.Conn
@@ -90,15 +103,7 @@ func (l countingListener) Accept() (net.Conn, error) {
 // its handshake and batches its records too; and Close ends a Write blocked on a peer
 // that reads nothing.
 func TestBatchedTLS(t *testing.T) {
-	ca := newTestPKI(t)
-	var cfg Config
-	cfg.NodeID = "n1"
-	ca.serverNode(&cfg)
-	layer, err := newTLSStreamLayer("127.0.0.1:0", nil, cfg.ServerTLS, cfg.ClientTLS, slog.New(slog.DiscardHandler))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer layer.Close()
+	layer, cfg := newTestTLSLayer(t)
 	addr := layer.Listener.Addr().String()
 	received := make(chan []byte, 1)
 	go func() {
